@@ -1,0 +1,17 @@
+//! Compiles `proto/` with protox (a pure-Rust protobuf compiler), so no system
+//! `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/blyan/v1/types.proto",
+        "proto/blyan/v1/envelope.proto",
+        "proto/blyan/v1/command.proto",
+        "proto/blyan/v1/event.proto",
+    ];
+    for file in &files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

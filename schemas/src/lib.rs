@@ -1,0 +1,11 @@
+//! The wire and disk formats of Blyan Ledger, generated from `proto/` by prost.
+//!
+//! Who uses it: the sdk (which converts these messages to its own domain types at the
+//! edge) and the server (which stores `EventRecord`s). Each message here is a
+//! compatibility promise: fields are only ever added, and tags are never reused.
+
+/// Version 1 of the protocol.
+pub mod v1 {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/blyan.v1.rs"));
+}

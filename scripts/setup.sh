@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build Blyan Ledger. Idempotent: it does
+# nothing when everything is already there.
+#   - libclang-dev: RocksDB's Rust bindings are generated with bindgen.
+#   - the wasm32-unknown-unknown target: policy plugins are built for it.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "install ok installed"; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+fi

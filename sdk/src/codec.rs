@@ -1,0 +1,256 @@
+//! Conversion between the protobuf messages of `blyan-schemas` and the domain types.
+//!
+//! Decoding checks every length and presence rule, so the core never sees a
+//! half-formed value. Encoding is used once, when a value is first written; whatever
+//! is hashed or signed afterwards is the stored bytes, never a re-encoding.
+
+use blyan_schemas::v1 as pb;
+use prost::Message;
+
+use crate::crypto::{self, Keypair, PublicKey, COMMAND_DOMAIN};
+use crate::model::{
+    Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, LoggedEvent, Parameters,
+    SignedCommand,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+impl From<prost::DecodeError> for DecodeError {
+    fn from(error: prost::DecodeError) -> DecodeError {
+        DecodeError(format!("invalid protobuf: {error}"))
+    }
+}
+
+fn key(bytes: &[u8], field: &str) -> Result<PublicKey, DecodeError> {
+    PublicKey::from_slice(bytes)
+        .ok_or_else(|| DecodeError(format!("{field} must be 32 bytes, got {}", bytes.len())))
+}
+
+fn array<const N: usize>(bytes: &[u8], field: &str) -> Result<[u8; N], DecodeError> {
+    bytes.try_into().map_err(|_| DecodeError(format!("{field} must be {N} bytes, got {}", bytes.len())))
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, DecodeError> {
+    value.ok_or_else(|| DecodeError(format!("{field} is missing")))
+}
+
+pub fn u128_to_pb(value: u128) -> pb::U128 {
+    pb::U128 { hi: (value >> 64) as u64, lo: value as u64 }
+}
+
+pub fn u128_from_pb(value: &pb::U128) -> u128 {
+    (u128::from(value.hi) << 64) | u128::from(value.lo)
+}
+
+pub fn signed_command_from_pb(message: pb::SignedCommand) -> Result<SignedCommand, DecodeError> {
+    Ok(SignedCommand {
+        signer: key(&message.signer, "signer")?,
+        signature: array(&message.signature, "signature")?,
+        body: message.body,
+    })
+}
+
+pub fn signed_command_to_pb(command: &SignedCommand) -> pb::SignedCommand {
+    pb::SignedCommand {
+        body: command.body.clone(),
+        signer: command.signer.0.to_vec(),
+        signature: command.signature.to_vec(),
+    }
+}
+
+pub fn encode_signed_command(command: &SignedCommand) -> Vec<u8> {
+    signed_command_to_pb(command).encode_to_vec()
+}
+
+/// Encodes `command` once and signs those bytes for `network_id`.
+pub fn sign_command(signer: &Keypair, network_id: &str, command: &Command) -> SignedCommand {
+    let body = encode_command(command);
+    let signature = signer.sign(&crypto::signing_message(COMMAND_DOMAIN, network_id, &body));
+    SignedCommand { body, signer: signer.public(), signature }
+}
+
+pub fn decode_signed_command(bytes: &[u8]) -> Result<SignedCommand, DecodeError> {
+    signed_command_from_pb(pb::SignedCommand::decode(bytes)?)
+}
+
+pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
+    let message = pb::Command::decode(body)?;
+    let action = match required(message.action, "command action")? {
+        pb::command::Action::RegisterNode(register) => {
+            Action::RegisterNode(capabilities_from_pb(required(register.capabilities, "capabilities")?))
+        }
+        pb::command::Action::Heartbeat(pb::Heartbeat {}) => Action::Heartbeat,
+        pb::command::Action::RecordBurn(burn) => Action::RecordBurn(Burn {
+            chain_tx_id: burn.chain_tx_id,
+            burner: burn.burner,
+            amount: u128_from_pb(&required(burn.amount, "amount")?),
+        }),
+    };
+    Ok(Command { idempotency_key: message.idempotency_key, action })
+}
+
+pub fn encode_command(command: &Command) -> Vec<u8> {
+    let action = match &command.action {
+        Action::RegisterNode(capabilities) => pb::command::Action::RegisterNode(pb::RegisterNode {
+            capabilities: Some(capabilities_to_pb(capabilities)),
+        }),
+        Action::Heartbeat => pb::command::Action::Heartbeat(pb::Heartbeat {}),
+        Action::RecordBurn(burn) => pb::command::Action::RecordBurn(pb::RecordBurn {
+            chain_tx_id: burn.chain_tx_id.clone(),
+            burner: burn.burner.clone(),
+            amount: Some(u128_to_pb(burn.amount)),
+        }),
+    };
+    pb::Command { idempotency_key: command.idempotency_key.clone(), action: Some(action) }
+        .encode_to_vec()
+}
+
+fn capabilities_from_pb(message: pb::NodeCapabilities) -> Capabilities {
+    Capabilities {
+        gpu_model: message.gpu_model,
+        vram_mib: message.vram_mib,
+        experts: message.experts,
+        endpoint: message.endpoint,
+    }
+}
+
+fn capabilities_to_pb(capabilities: &Capabilities) -> pb::NodeCapabilities {
+    pb::NodeCapabilities {
+        gpu_model: capabilities.gpu_model.clone(),
+        vram_mib: capabilities.vram_mib,
+        experts: capabilities.experts.clone(),
+        endpoint: capabilities.endpoint.clone(),
+    }
+}
+
+fn parameters_from_pb(message: pb::Parameters) -> Result<Parameters, DecodeError> {
+    Ok(Parameters {
+        heartbeat_timeout_ms: message.heartbeat_timeout_ms,
+        round_burn_threshold: u128_from_pb(&required(
+            message.round_burn_threshold,
+            "round_burn_threshold",
+        )?),
+        checkpoint_interval_events: message.checkpoint_interval_events,
+    })
+}
+
+fn parameters_to_pb(parameters: &Parameters) -> pb::Parameters {
+    pb::Parameters {
+        heartbeat_timeout_ms: parameters.heartbeat_timeout_ms,
+        round_burn_threshold: Some(u128_to_pb(parameters.round_burn_threshold)),
+        checkpoint_interval_events: parameters.checkpoint_interval_events,
+    }
+}
+
+pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
+    use pb::event::Kind;
+    let message = pb::Event::decode(body)?;
+    let cause = message.cause.map(signed_command_from_pb).transpose()?;
+    let event = match required(message.kind, "event kind")? {
+        Kind::GenesisCreated(genesis) => Event::GenesisCreated(Genesis {
+            network_id: genesis.network_id,
+            operator_key: key(&genesis.operator_key, "operator_key")?,
+            burn_oracle_key: key(&genesis.burn_oracle_key, "burn_oracle_key")?,
+            governance_keys: genesis
+                .governance_keys
+                .iter()
+                .map(|bytes| key(bytes, "governance key"))
+                .collect::<Result<_, _>>()?,
+            governance_threshold: genesis.governance_threshold,
+            parameters: parameters_from_pb(required(genesis.parameters, "parameters")?)?,
+        }),
+        Kind::NodeRegistered(registered) => Event::NodeRegistered {
+            node: key(&registered.node, "node")?,
+            capabilities: capabilities_from_pb(required(registered.capabilities, "capabilities")?),
+            time_ms: registered.time_ms,
+        },
+        Kind::HeartbeatRecorded(heartbeat) => Event::HeartbeatRecorded {
+            node: key(&heartbeat.node, "node")?,
+            time_ms: heartbeat.time_ms,
+        },
+        Kind::BurnRecorded(burn) => Event::BurnRecorded {
+            burn: Burn {
+                chain_tx_id: burn.chain_tx_id,
+                burner: burn.burner,
+                amount: u128_from_pb(&required(burn.amount, "amount")?),
+            },
+            time_ms: burn.time_ms,
+        },
+        Kind::CheckpointCreated(checkpoint) => Event::CheckpointCreated(Checkpoint {
+            tree_size: checkpoint.tree_size,
+            merkle_root: array(&checkpoint.merkle_root, "merkle_root")?,
+            signature: array(&checkpoint.signature, "signature")?,
+        }),
+    };
+    Ok(LoggedEvent { cause, event })
+}
+
+pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
+    use pb::event::Kind;
+    let kind = match &logged.event {
+        Event::GenesisCreated(genesis) => Kind::GenesisCreated(pb::GenesisCreatedV1 {
+            network_id: genesis.network_id.clone(),
+            operator_key: genesis.operator_key.0.to_vec(),
+            burn_oracle_key: genesis.burn_oracle_key.0.to_vec(),
+            governance_keys: genesis.governance_keys.iter().map(|key| key.0.to_vec()).collect(),
+            governance_threshold: genesis.governance_threshold,
+            parameters: Some(parameters_to_pb(&genesis.parameters)),
+        }),
+        Event::NodeRegistered { node, capabilities, time_ms } => {
+            Kind::NodeRegistered(pb::NodeRegisteredV1 {
+                node: node.0.to_vec(),
+                capabilities: Some(capabilities_to_pb(capabilities)),
+                time_ms: *time_ms,
+            })
+        }
+        Event::HeartbeatRecorded { node, time_ms } => {
+            Kind::HeartbeatRecorded(pb::HeartbeatRecordedV1 { node: node.0.to_vec(), time_ms: *time_ms })
+        }
+        Event::BurnRecorded { burn, time_ms } => Kind::BurnRecorded(pb::BurnRecordedV1 {
+            chain_tx_id: burn.chain_tx_id.clone(),
+            burner: burn.burner.clone(),
+            amount: Some(u128_to_pb(burn.amount)),
+            time_ms: *time_ms,
+        }),
+        Event::CheckpointCreated(checkpoint) => Kind::CheckpointCreated(pb::CheckpointCreatedV1 {
+            tree_size: checkpoint.tree_size,
+            merkle_root: checkpoint.merkle_root.to_vec(),
+            signature: checkpoint.signature.to_vec(),
+        }),
+    };
+    pb::Event { cause: logged.cause.as_ref().map(signed_command_to_pb), kind: Some(kind) }
+        .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u128_round_trips_at_the_edges() {
+        for value in [0, 1, u128::from(u64::MAX), u128::from(u64::MAX) + 1, u128::MAX] {
+            assert_eq!(u128_from_pb(&u128_to_pb(value)), value);
+        }
+    }
+
+    #[test]
+    fn logged_event_round_trips() {
+        let logged = LoggedEvent {
+            cause: Some(SignedCommand { body: vec![1, 2, 3], signer: PublicKey([9; 32]), signature: [4; 64] }),
+            event: Event::BurnRecorded {
+                burn: Burn { chain_tx_id: "0xabc".into(), burner: "0xdef".into(), amount: u128::MAX - 5 },
+                time_ms: 77,
+            },
+        };
+        assert_eq!(decode_logged_event(&encode_logged_event(&logged)), Ok(logged));
+    }
+
+    #[test]
+    fn short_signer_is_a_decode_error() {
+        let message = pb::SignedCommand { body: vec![], signer: vec![1; 31], signature: vec![0; 64] };
+        let error = decode_signed_command(&message.encode_to_vec()).unwrap_err();
+        assert!(error.0.contains("signer must be 32 bytes"), "{error}");
+    }
+}

@@ -1,0 +1,550 @@
+//! The pure state machine: `decide` turns a command into events or a rejection, and
+//! `State::apply` folds an event into the state.
+//!
+//! Nothing here does IO, reads a clock or draws randomness: time comes in through
+//! [`Context`] and is written into the events. `apply` cannot fail and decides
+//! nothing; every choice was already made by `decide` and recorded in the event.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::crypto::PublicKey;
+use crate::model::{limits, Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, Hash};
+
+/// What `decide` may know about the outside world, all of it recorded in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// Log time of the record the events will be written in.
+    pub time_ms: u64,
+}
+
+/// A command whose signature has been checked; `signer` is the actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub signer: PublicKey,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub capabilities: Capabilities,
+    pub registered_seq: u64,
+    pub registered_ms: u64,
+    pub last_heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BurnEntry {
+    pub burner: String,
+    #[serde(with = "crate::model::u128_string")]
+    pub amount: u128,
+    pub seq: u64,
+    pub time_ms: u64,
+}
+
+/// All state, rebuilt from the log alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    genesis: Option<Genesis>,
+    nodes: BTreeMap<PublicKey, Node>,
+    burns: BTreeMap<String, BurnEntry>,
+    burn_total: u128,
+    checkpoint_last: Option<Checkpoint>,
+    /// Number of events applied; also the seq of the next event.
+    events_applied: u64,
+}
+
+/// Why a command was refused. Each has a stable `code`; the class says what the caller
+/// should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    #[error("the ledger has no genesis yet")]
+    NoGenesis,
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("the signer is not the {role} key")]
+    Unauthorized { role: &'static str },
+    #[error("node {0} is already registered")]
+    NodeAlreadyRegistered(PublicKey),
+    #[error("node {0} is not registered")]
+    NodeNotRegistered(PublicKey),
+    /// The same burn was already recorded: the caller's goal is met.
+    #[error("burn {chain_tx_id} was already recorded at seq {seq}")]
+    BurnAlreadyRecorded { chain_tx_id: String, seq: u64 },
+    #[error("burn {chain_tx_id} was recorded at seq {seq} with a different burner or amount")]
+    BurnConflict { chain_tx_id: String, seq: u64 },
+    #[error("the burn total would overflow u128")]
+    BurnTotalOverflow,
+}
+
+/// What the caller should do about a rejection; the API maps each to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionClass {
+    /// Fix the command (422).
+    Invalid,
+    /// The signer may not do this (403).
+    Forbidden,
+    /// The state does not allow it now (409).
+    Conflict,
+    /// Already done; not an error (200 with the original seq).
+    AlreadyDone,
+    /// The server is not ready (503).
+    Unavailable,
+}
+
+impl Rejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NoGenesis => "no_genesis",
+            Rejection::InvalidField { .. } => "invalid_field",
+            Rejection::Unauthorized { .. } => "unauthorized",
+            Rejection::NodeAlreadyRegistered(_) => "node_already_registered",
+            Rejection::NodeNotRegistered(_) => "node_not_registered",
+            Rejection::BurnAlreadyRecorded { .. } => "burn_already_recorded",
+            Rejection::BurnConflict { .. } => "burn_conflict",
+            Rejection::BurnTotalOverflow => "burn_total_overflow",
+        }
+    }
+
+    pub fn class(&self) -> RejectionClass {
+        match self {
+            Rejection::NoGenesis => RejectionClass::Unavailable,
+            Rejection::InvalidField { .. } | Rejection::BurnTotalOverflow => RejectionClass::Invalid,
+            Rejection::Unauthorized { .. } => RejectionClass::Forbidden,
+            Rejection::NodeAlreadyRegistered(_)
+            | Rejection::NodeNotRegistered(_)
+            | Rejection::BurnConflict { .. } => RejectionClass::Conflict,
+            Rejection::BurnAlreadyRecorded { .. } => RejectionClass::AlreadyDone,
+        }
+    }
+}
+
+fn check_text(field: &'static str, value: &str, chars_min: usize, chars_max: usize) -> Result<(), Rejection> {
+    let chars = value.chars().count();
+    if chars < chars_min || chars > chars_max {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: format!("must be {chars_min}..={chars_max} characters, got {chars}"),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Rejection::InvalidField { field, reason: "must not contain control characters".into() });
+    }
+    Ok(())
+}
+
+fn check_capabilities(capabilities: &Capabilities) -> Result<(), Rejection> {
+    check_text("gpu_model", &capabilities.gpu_model, 1, limits::GPU_MODEL_CHARS_MAX)?;
+    check_text("endpoint", &capabilities.endpoint, 1, limits::ENDPOINT_CHARS_MAX)?;
+    if capabilities.vram_mib == 0 {
+        return Err(Rejection::InvalidField { field: "vram_mib", reason: "must be non-zero".into() });
+    }
+    let experts = &capabilities.experts;
+    if experts.is_empty() || experts.len() > limits::EXPERTS_PER_NODE_MAX {
+        return Err(Rejection::InvalidField {
+            field: "experts",
+            reason: format!("must list 1..={} experts", limits::EXPERTS_PER_NODE_MAX),
+        });
+    }
+    if !experts.windows(2).all(|pair| pair[0] < pair[1]) {
+        return Err(Rejection::InvalidField { field: "experts", reason: "must be strictly increasing".into() });
+    }
+    Ok(())
+}
+
+/// Decides what a command does. Pure: the same state, command and context always give
+/// the same answer.
+pub fn decide(state: &State, command: &Authenticated, context: &Context) -> Result<Vec<Event>, Rejection> {
+    let genesis = state.genesis.as_ref().ok_or(Rejection::NoGenesis)?;
+    let key_len = command.command.idempotency_key.len();
+    if key_len == 0 || key_len > limits::IDEMPOTENCY_KEY_BYTES_MAX {
+        return Err(Rejection::InvalidField {
+            field: "idempotency_key",
+            reason: format!("must be 1..={} bytes, got {key_len}", limits::IDEMPOTENCY_KEY_BYTES_MAX),
+        });
+    }
+    let signer = command.signer;
+    match &command.command.action {
+        Action::RegisterNode(capabilities) => {
+            check_capabilities(capabilities)?;
+            if state.nodes.contains_key(&signer) {
+                return Err(Rejection::NodeAlreadyRegistered(signer));
+            }
+            Ok(vec![Event::NodeRegistered { node: signer, capabilities: capabilities.clone(), time_ms: context.time_ms }])
+        }
+        Action::Heartbeat => {
+            if !state.nodes.contains_key(&signer) {
+                return Err(Rejection::NodeNotRegistered(signer));
+            }
+            Ok(vec![Event::HeartbeatRecorded { node: signer, time_ms: context.time_ms }])
+        }
+        Action::RecordBurn(burn) => {
+            if signer != genesis.burn_oracle_key {
+                return Err(Rejection::Unauthorized { role: "burn oracle" });
+            }
+            check_text("chain_tx_id", &burn.chain_tx_id, 1, limits::CHAIN_TX_ID_CHARS_MAX)?;
+            check_text("burner", &burn.burner, 1, limits::BURNER_CHARS_MAX)?;
+            if burn.amount == 0 {
+                return Err(Rejection::InvalidField { field: "amount", reason: "must be non-zero".into() });
+            }
+            if let Some(existing) = state.burns.get(&burn.chain_tx_id) {
+                let chain_tx_id = burn.chain_tx_id.clone();
+                return Err(if existing.burner == burn.burner && existing.amount == burn.amount {
+                    Rejection::BurnAlreadyRecorded { chain_tx_id, seq: existing.seq }
+                } else {
+                    Rejection::BurnConflict { chain_tx_id, seq: existing.seq }
+                });
+            }
+            state.burn_total.checked_add(burn.amount).ok_or(Rejection::BurnTotalOverflow)?;
+            Ok(vec![Event::BurnRecorded { burn: burn.clone(), time_ms: context.time_ms }])
+        }
+    }
+}
+
+impl State {
+    /// Folds one event in. Infallible: an event that cannot apply was never decided,
+    /// so a violation here is a programmer error and panics.
+    pub fn apply(&mut self, event: &Event) {
+        let seq = self.events_applied;
+        match event {
+            Event::GenesisCreated(genesis) => {
+                assert!(self.genesis.is_none() && seq == 0, "genesis must be the first event");
+                self.genesis = Some(genesis.clone());
+            }
+            Event::NodeRegistered { node, capabilities, time_ms } => {
+                let previous = self.nodes.insert(
+                    *node,
+                    Node {
+                        capabilities: capabilities.clone(),
+                        registered_seq: seq,
+                        registered_ms: *time_ms,
+                        last_heartbeat_ms: *time_ms,
+                    },
+                );
+                assert!(previous.is_none(), "node {node} registered twice");
+            }
+            Event::HeartbeatRecorded { node, time_ms } => {
+                let entry = self.nodes.get_mut(node).expect("heartbeat from a registered node");
+                entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(*time_ms);
+            }
+            Event::BurnRecorded { burn, time_ms } => {
+                let Burn { chain_tx_id, burner, amount } = burn;
+                self.burn_total = self.burn_total.checked_add(*amount).expect("burn total fits u128");
+                let previous = self.burns.insert(
+                    chain_tx_id.clone(),
+                    BurnEntry { burner: burner.clone(), amount: *amount, seq, time_ms: *time_ms },
+                );
+                assert!(previous.is_none(), "burn {chain_tx_id} recorded twice");
+            }
+            Event::CheckpointCreated(checkpoint) => {
+                assert_eq!(checkpoint.tree_size, seq, "a checkpoint covers every event before it");
+                self.checkpoint_last = Some(checkpoint.clone());
+            }
+        }
+        self.events_applied = seq + 1;
+    }
+
+    pub fn genesis(&self) -> Option<&Genesis> {
+        self.genesis.as_ref()
+    }
+
+    pub fn node(&self, key: &PublicKey) -> Option<&Node> {
+        self.nodes.get(key)
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<PublicKey, Node> {
+        &self.nodes
+    }
+
+    pub fn burn(&self, chain_tx_id: &str) -> Option<&BurnEntry> {
+        self.burns.get(chain_tx_id)
+    }
+
+    pub fn burn_count(&self) -> usize {
+        self.burns.len()
+    }
+
+    pub fn burn_total(&self) -> u128 {
+        self.burn_total
+    }
+
+    pub fn checkpoint_last(&self) -> Option<&Checkpoint> {
+        self.checkpoint_last.as_ref()
+    }
+
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    /// True when enough events have passed since the last checkpoint that the next
+    /// event must be one.
+    pub fn checkpoint_due(&self) -> bool {
+        let Some(genesis) = &self.genesis else { return false };
+        let covered = self.checkpoint_last.as_ref().map_or(0, |checkpoint| checkpoint.tree_size + 1);
+        self.events_applied - covered >= genesis.parameters.checkpoint_interval_events
+    }
+
+    /// A deterministic hash over the whole state. Every field is written with a tag and
+    /// a length prefix, maps in key order, so two states hash equal exactly when they
+    /// are equal.
+    pub fn root(&self) -> Hash {
+        let mut hasher = RootHasher(blake3::Hasher::new_derive_key(STATE_ROOT_CONTEXT));
+        hasher.u64(self.events_applied);
+        match &self.genesis {
+            None => hasher.u64(0),
+            Some(genesis) => {
+                hasher.u64(1);
+                hasher.text(&genesis.network_id);
+                hasher.bytes(&genesis.operator_key.0);
+                hasher.bytes(&genesis.burn_oracle_key.0);
+                hasher.u64(genesis.governance_keys.len() as u64);
+                for key in &genesis.governance_keys {
+                    hasher.bytes(&key.0);
+                }
+                hasher.u64(u64::from(genesis.governance_threshold));
+                let parameters = &genesis.parameters;
+                hasher.u64(parameters.heartbeat_timeout_ms);
+                hasher.u128(parameters.round_burn_threshold);
+                hasher.u64(parameters.checkpoint_interval_events);
+            }
+        }
+        hasher.u64(self.nodes.len() as u64);
+        for (key, node) in &self.nodes {
+            hasher.bytes(&key.0);
+            hasher.text(&node.capabilities.gpu_model);
+            hasher.u64(u64::from(node.capabilities.vram_mib));
+            hasher.u64(node.capabilities.experts.len() as u64);
+            for expert in &node.capabilities.experts {
+                hasher.u64(u64::from(*expert));
+            }
+            hasher.text(&node.capabilities.endpoint);
+            hasher.u64(node.registered_seq);
+            hasher.u64(node.registered_ms);
+            hasher.u64(node.last_heartbeat_ms);
+        }
+        hasher.u64(self.burns.len() as u64);
+        for (chain_tx_id, burn) in &self.burns {
+            hasher.text(chain_tx_id);
+            hasher.text(&burn.burner);
+            hasher.u128(burn.amount);
+            hasher.u64(burn.seq);
+            hasher.u64(burn.time_ms);
+        }
+        hasher.u128(self.burn_total);
+        match &self.checkpoint_last {
+            None => hasher.u64(0),
+            Some(checkpoint) => {
+                hasher.u64(1);
+                hasher.u64(checkpoint.tree_size);
+                hasher.bytes(&checkpoint.merkle_root);
+                hasher.bytes(&checkpoint.signature);
+            }
+        }
+        *hasher.0.finalize().as_bytes()
+    }
+}
+
+/// blake3 key-derivation context of the state root.
+pub const STATE_ROOT_CONTEXT: &str = "blyan-ledger 2026-11 state-root v1";
+
+struct RootHasher(blake3::Hasher);
+
+impl RootHasher {
+    fn u64(&mut self, value: u64) {
+        self.0.update(&value.to_be_bytes());
+    }
+    fn u128(&mut self, value: u128) {
+        self.0.update(&value.to_be_bytes());
+    }
+    fn bytes(&mut self, value: &[u8]) {
+        self.u64(value.len() as u64);
+        self.0.update(value);
+    }
+    fn text(&mut self, value: &str) {
+        self.bytes(value.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given events, when a command, then events or a rejection.
+
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::model::Parameters;
+
+    fn oracle() -> Keypair {
+        Keypair::from_secret([2; 32])
+    }
+
+    fn genesis() -> Event {
+        Event::GenesisCreated(Genesis {
+            network_id: "test-net".into(),
+            operator_key: Keypair::from_secret([1; 32]).public(),
+            burn_oracle_key: oracle().public(),
+            governance_keys: vec![Keypair::from_secret([3; 32]).public()],
+            governance_threshold: 1,
+            parameters: Parameters { checkpoint_interval_events: 3, ..Parameters::default() },
+        })
+    }
+
+    fn capabilities() -> Capabilities {
+        Capabilities { gpu_model: "H100".into(), vram_mib: 81_920, experts: vec![0, 3], endpoint: "https://n1".into() }
+    }
+
+    fn burn(tx: &str, amount: u128) -> Burn {
+        Burn { chain_tx_id: tx.into(), burner: "0xburner".into(), amount }
+    }
+
+    fn given(events: &[Event]) -> State {
+        let mut state = State::default();
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+
+    fn when(state: &State, signer: &Keypair, action: Action) -> Result<Vec<Event>, Rejection> {
+        let command = Authenticated {
+            signer: signer.public(),
+            command: Command { idempotency_key: b"k1".to_vec(), action },
+        };
+        decide(state, &command, &Context { time_ms: 5_000 })
+    }
+
+    #[test]
+    fn register_node_then_registered() {
+        let node = Keypair::from_secret([9; 32]);
+        let state = given(&[genesis()]);
+        let events = when(&state, &node, Action::RegisterNode(capabilities())).unwrap();
+        assert_eq!(events, vec![Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 5_000 }]);
+        let after = given(&[genesis(), events[0].clone()]);
+        assert_eq!(after.node(&node.public()).unwrap().registered_seq, 1);
+    }
+
+    #[test]
+    fn register_twice_then_conflict() {
+        let node = Keypair::from_secret([9; 32]);
+        let registered = Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 1 };
+        let state = given(&[genesis(), registered]);
+        assert_eq!(
+            when(&state, &node, Action::RegisterNode(capabilities())),
+            Err(Rejection::NodeAlreadyRegistered(node.public()))
+        );
+    }
+
+    #[test]
+    fn register_with_bad_capabilities_then_invalid() {
+        let node = Keypair::from_secret([9; 32]);
+        let state = given(&[genesis()]);
+        let cases = [
+            (Capabilities { gpu_model: String::new(), ..capabilities() }, "gpu_model"),
+            (Capabilities { vram_mib: 0, ..capabilities() }, "vram_mib"),
+            (Capabilities { experts: vec![], ..capabilities() }, "experts"),
+            (Capabilities { experts: vec![3, 3], ..capabilities() }, "experts"),
+            (Capabilities { endpoint: "x".repeat(257), ..capabilities() }, "endpoint"),
+        ];
+        for (bad, expected_field) in cases {
+            match when(&state, &node, Action::RegisterNode(bad)) {
+                Err(Rejection::InvalidField { field, .. }) => assert_eq!(field, expected_field),
+                other => panic!("expected invalid {expected_field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn heartbeat_from_unknown_node_then_rejected() {
+        let node = Keypair::from_secret([9; 32]);
+        assert_eq!(
+            when(&given(&[genesis()]), &node, Action::Heartbeat),
+            Err(Rejection::NodeNotRegistered(node.public()))
+        );
+    }
+
+    #[test]
+    fn heartbeat_then_last_seen_advances() {
+        let node = Keypair::from_secret([9; 32]);
+        let registered = Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 1 };
+        let state = given(&[genesis(), registered.clone()]);
+        let events = when(&state, &node, Action::Heartbeat).unwrap();
+        let after = given(&[genesis(), registered, events[0].clone()]);
+        assert_eq!(after.node(&node.public()).unwrap().last_heartbeat_ms, 5_000);
+    }
+
+    #[test]
+    fn burn_by_non_oracle_then_unauthorized() {
+        let intruder = Keypair::from_secret([8; 32]);
+        assert_eq!(
+            when(&given(&[genesis()]), &intruder, Action::RecordBurn(burn("tx1", 10))),
+            Err(Rejection::Unauthorized { role: "burn oracle" })
+        );
+    }
+
+    #[test]
+    fn burn_then_total_grows_and_same_tx_is_idempotent() {
+        let recorded = Event::BurnRecorded { burn: burn("tx1", 10), time_ms: 4 };
+        let state = given(&[genesis(), recorded]);
+        assert_eq!(state.burn_total(), 10);
+        assert_eq!(
+            when(&state, &oracle(), Action::RecordBurn(burn("tx1", 10))),
+            Err(Rejection::BurnAlreadyRecorded { chain_tx_id: "tx1".into(), seq: 1 })
+        );
+        assert_eq!(
+            when(&state, &oracle(), Action::RecordBurn(burn("tx1", 11))),
+            Err(Rejection::BurnConflict { chain_tx_id: "tx1".into(), seq: 1 })
+        );
+    }
+
+    #[test]
+    fn burn_of_zero_or_overflowing_total_then_invalid() {
+        let state = given(&[genesis(), Event::BurnRecorded { burn: burn("tx1", u128::MAX), time_ms: 4 }]);
+        assert_eq!(when(&state, &oracle(), Action::RecordBurn(burn("tx2", 1))), Err(Rejection::BurnTotalOverflow));
+        assert!(matches!(
+            when(&state, &oracle(), Action::RecordBurn(burn("tx3", 0))),
+            Err(Rejection::InvalidField { field: "amount", .. })
+        ));
+    }
+
+    #[test]
+    fn empty_idempotency_key_then_invalid() {
+        let state = given(&[genesis()]);
+        let command = Authenticated {
+            signer: oracle().public(),
+            command: Command { idempotency_key: vec![], action: Action::RecordBurn(burn("tx1", 1)) },
+        };
+        assert!(matches!(
+            decide(&state, &command, &Context { time_ms: 0 }),
+            Err(Rejection::InvalidField { field: "idempotency_key", .. })
+        ));
+    }
+
+    #[test]
+    fn checkpoint_is_due_every_interval() {
+        let mut state = given(&[genesis()]);
+        let mut due_at = Vec::new();
+        for index in 0..8 {
+            if state.checkpoint_due() {
+                due_at.push(state.events_applied());
+                let tree_size = state.events_applied();
+                state.apply(&Event::CheckpointCreated(Checkpoint { tree_size, merkle_root: [0; 32], signature: [0; 64] }));
+            } else {
+                state.apply(&Event::BurnRecorded { burn: burn(&format!("tx{index}"), 1), time_ms: 0 });
+            }
+        }
+        // Interval 3: events 0..3 then a checkpoint at 3; 4..7 then one at 7.
+        assert_eq!(due_at, vec![3, 7]);
+    }
+
+    #[test]
+    fn root_depends_on_every_change_and_only_on_state() {
+        let node = Keypair::from_secret([9; 32]);
+        let base = given(&[genesis()]);
+        let registered = given(&[genesis(), Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 1 }]);
+        let registered_later = given(&[genesis(), Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 2 }]);
+        assert_ne!(base.root(), registered.root());
+        assert_ne!(registered.root(), registered_later.root());
+        assert_eq!(registered.root(), registered.clone().root());
+    }
+}

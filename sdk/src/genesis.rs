@@ -1,0 +1,133 @@
+//! Genesis: the network id, the role keys and the parameters a ledger starts from.
+//!
+//! A genesis comes from a JSON file or is the built-in dev genesis, whose keys are
+//! derived from fixed public seeds. Those secrets are known to everyone: the dev
+//! genesis is for local use and tests only.
+
+use std::path::Path;
+
+use crate::crypto::{Keypair, PublicKey};
+use crate::model::{limits, Genesis, Parameters};
+
+/// The network id of the built-in dev genesis.
+pub const DEV_NETWORK_ID: &str = "blyan-dev";
+
+/// Number of governance keys in the dev genesis, and its threshold.
+pub const DEV_GOVERNANCE_KEYS: usize = 3;
+pub const DEV_GOVERNANCE_THRESHOLD: u32 = 2;
+
+/// The secret keys of the dev genesis, by role. File names are those the server writes
+/// under `<data-dir>/dev-keys/`.
+#[derive(Debug, Clone)]
+pub struct DevKeys {
+    pub operator: Keypair,
+    pub burn_oracle: Keypair,
+    pub governance: Vec<Keypair>,
+}
+
+fn dev_key(role: &str) -> Keypair {
+    Keypair::from_secret(blake3::derive_key("blyan-ledger 2026-11 dev-genesis key v1", role.as_bytes()))
+}
+
+impl DevKeys {
+    pub fn derive() -> DevKeys {
+        DevKeys {
+            operator: dev_key("operator"),
+            burn_oracle: dev_key("burn-oracle"),
+            governance: (1..=DEV_GOVERNANCE_KEYS).map(|index| dev_key(&format!("governance-{index}"))).collect(),
+        }
+    }
+
+    /// `(file name, key)` for every role.
+    pub fn files(&self) -> Vec<(String, &Keypair)> {
+        let mut files = vec![("operator.json".to_string(), &self.operator), ("burn-oracle.json".to_string(), &self.burn_oracle)];
+        for (index, key) in self.governance.iter().enumerate() {
+            files.push((format!("governance-{}.json", index + 1), key));
+        }
+        files
+    }
+
+    pub fn genesis(&self) -> Genesis {
+        Genesis {
+            network_id: DEV_NETWORK_ID.to_string(),
+            operator_key: self.operator.public(),
+            burn_oracle_key: self.burn_oracle.public(),
+            governance_keys: self.governance.iter().map(Keypair::public).collect(),
+            governance_threshold: DEV_GOVERNANCE_THRESHOLD,
+            parameters: Parameters::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenesisError {
+    #[error("cannot read the genesis file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the genesis file is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid genesis: {0}")]
+    Invalid(String),
+}
+
+/// Reads and validates a genesis JSON file.
+pub fn read_file(path: &Path) -> Result<Genesis, GenesisError> {
+    let genesis: Genesis = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    validate(&genesis)?;
+    Ok(genesis)
+}
+
+pub fn validate(genesis: &Genesis) -> Result<(), GenesisError> {
+    let invalid = |reason: &str| Err(GenesisError::Invalid(reason.to_string()));
+    let network_id = &genesis.network_id;
+    if network_id.is_empty()
+        || network_id.len() > limits::NETWORK_ID_CHARS_MAX
+        || !network_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return invalid("network_id must be 1..=64 characters of [A-Za-z0-9._-]");
+    }
+    let keys = &genesis.governance_keys;
+    if keys.is_empty() || keys.len() > limits::GOVERNANCE_KEYS_MAX {
+        return invalid("governance_keys must hold 1..=64 keys");
+    }
+    let mut distinct: Vec<&PublicKey> = keys.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != keys.len() {
+        return invalid("governance_keys must be distinct");
+    }
+    let threshold = genesis.governance_threshold as usize;
+    if threshold == 0 || threshold > keys.len() {
+        return invalid("governance_threshold must be in 1..=len(governance_keys)");
+    }
+    if genesis.parameters.checkpoint_interval_events == 0 {
+        return invalid("parameters.checkpoint_interval_events must be non-zero");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_genesis_is_valid_and_stable() {
+        let first = DevKeys::derive().genesis();
+        validate(&first).unwrap();
+        assert_eq!(first, DevKeys::derive().genesis());
+        assert_ne!(first.operator_key, first.burn_oracle_key);
+    }
+
+    #[test]
+    fn genesis_json_round_trips_and_bad_thresholds_are_refused() {
+        let genesis = DevKeys::derive().genesis();
+        let text = serde_json::to_string(&genesis).unwrap();
+        assert_eq!(serde_json::from_str::<Genesis>(&text).unwrap(), genesis);
+        for threshold in [0, 4] {
+            let bad = Genesis { governance_threshold: threshold, ..genesis.clone() };
+            assert!(matches!(validate(&bad), Err(GenesisError::Invalid(_))));
+        }
+        let duplicated = Genesis { governance_keys: vec![genesis.operator_key; 2], governance_threshold: 1, ..genesis };
+        assert!(matches!(validate(&duplicated), Err(GenesisError::Invalid(_))));
+    }
+}

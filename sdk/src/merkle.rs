@@ -1,0 +1,179 @@
+//! Merkle trees over event hashes, for checkpoints and inclusion proofs.
+//!
+//! Leaves are `blake3(0x00 || event_hash)` and nodes `blake3(0x01 || left || right)`
+//! (RFC 6962 domain separation). An odd node is promoted to the next level, never
+//! duplicated, which gives the RFC 6962 tree shape. [`Rfc6962Blake3`] plugs this into
+//! rs_merkle; [`Frontier`] keeps only the O(log n) peaks needed to append and to compute
+//! the root of a growing log.
+
+use crate::crypto::{self, Keypair, PublicKey, SignatureError, CHECKPOINT_DOMAIN};
+use crate::model::Hash;
+
+const LEAF_PREFIX: u8 = 0x00;
+const NODE_PREFIX: u8 = 0x01;
+
+/// rs_merkle hasher with RFC 6962 prefixes over blake3. `hash` is the leaf hash; rs_merkle
+/// only calls it on leaves we hash ourselves, and combines nodes with `concat_and_hash`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rfc6962Blake3;
+
+impl rs_merkle::Hasher for Rfc6962Blake3 {
+    type Hash = Hash;
+
+    fn hash(data: &[u8]) -> Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&[LEAF_PREFIX]);
+        hasher.update(data);
+        *hasher.finalize().as_bytes()
+    }
+
+    fn concat_and_hash(left: &Hash, right: Option<&Hash>) -> Hash {
+        match right {
+            Some(right) => node_hash(left, right),
+            None => *left,
+        }
+    }
+}
+
+pub fn leaf_hash(event_hash: &Hash) -> Hash {
+    <Rfc6962Blake3 as rs_merkle::Hasher>::hash(event_hash)
+}
+
+fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&[NODE_PREFIX]);
+    hasher.update(left);
+    hasher.update(right);
+    *hasher.finalize().as_bytes()
+}
+
+/// The root of the empty tree.
+pub const EMPTY_ROOT: Hash = [0; 32];
+
+/// The peaks of perfect subtrees over an append-only list of leaves.
+#[derive(Clone, Debug, Default)]
+pub struct Frontier {
+    /// (height, root) from the tallest, leftmost peak to the shortest.
+    peaks: Vec<(u32, Hash)>,
+    len: u64,
+}
+
+impl Frontier {
+    /// Appends the leaf for one event hash.
+    pub fn push_event(&mut self, event_hash: &Hash) {
+        let mut node = (0u32, leaf_hash(event_hash));
+        while let Some(&(height, left)) = self.peaks.last() {
+            if height != node.0 {
+                break;
+            }
+            self.peaks.pop();
+            node = (height + 1, node_hash(&left, &node.1));
+        }
+        self.peaks.push(node);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Root over every leaf so far: the peaks folded from the right.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(&(_, mut root)) = peaks.next() else { return EMPTY_ROOT };
+        for (_, left) in peaks {
+            root = node_hash(left, &root);
+        }
+        root
+    }
+}
+
+/// The bytes the operator signs for a checkpoint.
+pub fn checkpoint_payload(tree_size: u64, merkle_root: &Hash) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(40);
+    payload.extend_from_slice(&tree_size.to_be_bytes());
+    payload.extend_from_slice(merkle_root);
+    payload
+}
+
+pub fn sign_checkpoint(operator: &Keypair, network_id: &str, tree_size: u64, merkle_root: &Hash) -> [u8; 64] {
+    operator.sign(&crypto::signing_message(CHECKPOINT_DOMAIN, network_id, &checkpoint_payload(tree_size, merkle_root)))
+}
+
+pub fn verify_checkpoint(
+    operator: &PublicKey,
+    network_id: &str,
+    tree_size: u64,
+    merkle_root: &Hash,
+    signature: &[u8; 64],
+) -> Result<(), SignatureError> {
+    crypto::verify(CHECKPOINT_DOMAIN, network_id, &checkpoint_payload(tree_size, merkle_root), operator, signature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rs_merkle::{MerkleProof, MerkleTree};
+
+    fn event_hash(index: u64) -> Hash {
+        *blake3::hash(&index.to_be_bytes()).as_bytes()
+    }
+
+    #[test]
+    fn frontier_root_equals_rs_merkle_root_for_every_size() {
+        let mut frontier = Frontier::default();
+        let mut leaves = Vec::new();
+        assert_eq!(frontier.root(), EMPTY_ROOT);
+        for index in 0..70 {
+            frontier.push_event(&event_hash(index));
+            leaves.push(leaf_hash(&event_hash(index)));
+            let tree = MerkleTree::<Rfc6962Blake3>::from_leaves(&leaves);
+            assert_eq!(Some(frontier.root()), tree.root(), "size {}", index + 1);
+        }
+    }
+
+    #[test]
+    fn odd_node_is_promoted_not_duplicated() {
+        let mut frontier = Frontier::default();
+        for index in 0..3 {
+            frontier.push_event(&event_hash(index));
+        }
+        let [a, b, c] = [0, 1, 2].map(|index| leaf_hash(&event_hash(index)));
+        assert_eq!(frontier.root(), node_hash(&node_hash(&a, &b), &c));
+    }
+
+    #[test]
+    fn leaf_and_node_hashes_are_separated() {
+        // A node's preimage must never be taken for a leaf's.
+        let a = leaf_hash(&event_hash(0));
+        let b = leaf_hash(&event_hash(1));
+        let mut joined = [0u8; 64];
+        joined[..32].copy_from_slice(&a);
+        joined[32..].copy_from_slice(&b);
+        assert_ne!(<Rfc6962Blake3 as rs_merkle::Hasher>::hash(&joined), node_hash(&a, &b));
+    }
+
+    #[test]
+    fn inclusion_proof_verifies_against_frontier_root() {
+        let leaves: Vec<Hash> = (0..11).map(|index| leaf_hash(&event_hash(index))).collect();
+        let mut frontier = Frontier::default();
+        (0..11).for_each(|index| frontier.push_event(&event_hash(index)));
+        let tree = MerkleTree::<Rfc6962Blake3>::from_leaves(&leaves);
+        let proof: MerkleProof<Rfc6962Blake3> = tree.proof(&[6]);
+        assert!(proof.verify(frontier.root(), &[6], &[leaves[6]], leaves.len()));
+        assert!(!proof.verify(frontier.root(), &[6], &[leaves[5]], leaves.len()));
+    }
+
+    #[test]
+    fn checkpoint_signature_binds_size_and_root() {
+        let operator = Keypair::from_secret([5; 32]);
+        let root = [3; 32];
+        let signature = sign_checkpoint(&operator, "net", 10, &root);
+        assert!(verify_checkpoint(&operator.public(), "net", 10, &root, &signature).is_ok());
+        assert!(verify_checkpoint(&operator.public(), "net", 11, &root, &signature).is_err());
+    }
+}

@@ -1,0 +1,504 @@
+//! The single-writer engine: one task decides commands against the state, seals their
+//! events into records and commits each group in one synced write.
+//!
+//! A command is acknowledged only after the write that holds its events returned.
+//! A failed write stops the writer for good (fail-stop): every waiting and later
+//! command is refused, and the process exits so that a restart recovers from the log.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use blyan_sdk::codec;
+use blyan_sdk::core::{decide, Authenticated, Context, Rejection, State};
+use blyan_sdk::crypto::Keypair;
+use blyan_sdk::merkle::{self, Frontier};
+use blyan_sdk::model::{Checkpoint, Command, Event, Hash, LoggedEvent, SignedCommand};
+use blyan_sdk::record::{ChainError, Record};
+use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+use crate::store::{idempotency_key, AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError};
+
+/// Bounds of the engine. Each is a named, documented limit.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Commands waiting for the writer; submitters wait when it is full.
+    pub queue_commands_max: usize,
+    /// Commands decided and committed in one write.
+    pub batch_commands_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { queue_commands_max: 8_192, batch_commands_max: 1_024 }
+    }
+}
+
+/// The answer to an accepted command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub event_hash: Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("idempotency key already used for a different command at seq {seq}")]
+    IdempotencyKeyReused { seq: u64 },
+    #[error("the writer has stopped after a storage failure; restart the server")]
+    WriterStopped,
+}
+
+/// A command whose signature the API has checked.
+#[derive(Debug)]
+pub struct Submission {
+    pub signed: SignedCommand,
+    pub command: Command,
+}
+
+/// What readers see: only committed events.
+#[derive(Debug)]
+pub struct Published {
+    pub state: State,
+    pub head_hash: Hash,
+    root_cache: Mutex<Option<(u64, Hash)>>,
+}
+
+impl Published {
+    /// Number of committed events.
+    pub fn events(&self) -> u64 {
+        self.state.events_applied()
+    }
+
+    /// The state root, computed once per head.
+    pub fn state_root(&self) -> Hash {
+        let mut cache = self.root_cache.lock().expect("root cache lock");
+        let events = self.events();
+        match *cache {
+            Some((at, root)) if at == events => root,
+            _ => {
+                let root = self.state.root();
+                *cache = Some((events, root));
+                root
+            }
+        }
+    }
+}
+
+/// Shared between the writer and the API.
+pub struct Shared {
+    pub store: Arc<dyn LogStorage>,
+    pub network_id: String,
+    pub published: RwLock<Published>,
+    /// Number of committed events, for subscribers.
+    pub events_committed: watch::Sender<u64>,
+    pub metrics: Metrics,
+    writer_stopped: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("network_id", &self.network_id).finish()
+    }
+}
+
+impl Shared {
+    pub fn writer_stopped(&self) -> bool {
+        self.writer_stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The handle the API submits through.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    queue: mpsc::Sender<(Submission, oneshot::Sender<Result<Receipt, SubmitError>>)>,
+    pub shared: Arc<Shared>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("corrupt log: {0}")]
+    Corrupt(ReplayError),
+    #[error("cannot read the log: {0}")]
+    Store(#[from] StoreError),
+    #[error("the log's genesis differs from the one given")]
+    GenesisMismatch,
+    #[error("the operator key {given} is not the genesis operator key {expected}")]
+    OperatorKeyMismatch { given: String, expected: String },
+}
+
+/// Records handed from the reading thread to the applying one at a time.
+const REPLAY_CHUNK_RECORDS: usize = 1_024;
+
+/// Rebuilds state from every stored record, checking the chain. Fails with the first
+/// bad seq.
+///
+/// Two stages on two threads: one reads, decodes and hashes records (work that needs no
+/// earlier record); the calling thread checks the links and applies them in order.
+pub fn replay_store(store: &dyn LogStorage, progress: &mut dyn FnMut(u64)) -> Result<Replayer, OpenError> {
+    let mut replayer = Replayer::new(ReplayChecks::STORED);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<CheckedRecord>>(8);
+    let scanned = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(REPLAY_CHUNK_RECORDS);
+            let scanned = store.scan(&mut |seq, value| {
+                let record = Record::decode(value).map_err(|error| ChainError::Undecodable { seq, reason: error.to_string() }.to_string())?;
+                if record.seq != seq {
+                    return Err(ChainError::WrongSeq { seq, found: record.seq }.to_string());
+                }
+                chunk.push(CheckedRecord::check(record).map_err(|error| error.to_string())?);
+                if chunk.len() == REPLAY_CHUNK_RECORDS {
+                    // A closed receiver means the applying side failed; it reports why.
+                    sender.send(std::mem::take(&mut chunk)).map_err(|_| String::new())?;
+                }
+                Ok(())
+            });
+            if !chunk.is_empty() {
+                let _ = sender.send(chunk);
+            }
+            scanned
+        });
+        for chunk in receiver {
+            for checked in &chunk {
+                replayer.push_checked(checked).map_err(OpenError::Corrupt)?;
+                progress(checked.record.seq);
+            }
+        }
+        Ok::<_, OpenError>(reader.join().expect("the replay reader panicked"))
+    })?;
+    match scanned {
+        Ok(()) => Ok(replayer),
+        Err(ScanError::Store(error)) => Err(OpenError::Store(error)),
+        // The first bad record stopped the reader; everything before it was applied.
+        Err(ScanError::Visit(reason)) => Err(OpenError::Corrupt(ReplayError::Invalid {
+            seq: replayer.len(),
+            reason: reason.split_once(": ").map_or(reason.clone(), |(_, rest)| rest.to_string()),
+        })),
+    }
+}
+
+/// Everything the writer task owns.
+struct Writer {
+    shared: Arc<Shared>,
+    state: State,
+    frontier: Frontier,
+    head_hash: Hash,
+    time_ms_last: u64,
+    operator: Keypair,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Opens the engine on `store`: replays the log (writing `genesis` first if the log
+    /// is empty) and starts the writer task. The returned handle ends with the writer;
+    /// it resolves to an error after a storage failure.
+    pub fn start(
+        store: Arc<dyn LogStorage>,
+        genesis: blyan_sdk::model::Genesis,
+        operator: Keypair,
+        config: EngineConfig,
+    ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
+        let mut replayer = replay_store(store.as_ref(), &mut |_| {})?;
+        if replayer.is_empty() {
+            let body = codec::encode_logged_event(&LoggedEvent { cause: None, event: Event::GenesisCreated(genesis.clone()) });
+            let record = Record::seal(0, blyan_sdk::record::GENESIS_PREV_HASH, now_ms(), body);
+            store.append(&AppendBatch { records: vec![record.clone()], idempotency: vec![] })?;
+            replayer.push(&record).map_err(OpenError::Corrupt)?;
+        }
+        let log_genesis = replayer.state().genesis().expect("replayed log has a genesis").clone();
+        if log_genesis != genesis {
+            return Err(OpenError::GenesisMismatch);
+        }
+        if operator.public() != log_genesis.operator_key {
+            return Err(OpenError::OperatorKeyMismatch {
+                given: operator.public().to_hex(),
+                expected: log_genesis.operator_key.to_hex(),
+            });
+        }
+        let time_ms_last = 0;
+        let (state, frontier, head_hash) = replayer.into_parts();
+        let events = state.events_applied();
+        let shared = Arc::new(Shared {
+            store,
+            network_id: log_genesis.network_id.clone(),
+            published: RwLock::new(Published { state: state.clone(), head_hash, root_cache: Mutex::new(None) }),
+            events_committed: watch::channel(events).0,
+            metrics: Metrics::default(),
+            writer_stopped: Default::default(),
+        });
+        let (queue, receiver) = mpsc::channel(config.queue_commands_max);
+        let writer = Writer { shared: shared.clone(), state, frontier, head_hash, time_ms_last, operator, config };
+        let handle = tokio::spawn(writer.run(receiver));
+        Ok((Engine { queue, shared }, handle))
+    }
+
+    /// Queues a command and waits until its events are durable (or it is refused).
+    pub async fn submit(&self, submission: Submission) -> Result<Receipt, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((submission, reply)).await.map_err(|_| SubmitError::WriterStopped)?;
+        answer.await.map_err(|_| SubmitError::WriterStopped)?
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+type Reply = oneshot::Sender<Result<Receipt, SubmitError>>;
+
+/// How one command of a batch will be answered once the batch is durable.
+enum Outcome {
+    Done(Result<Receipt, SubmitError>),
+    /// The receipt of a record in this batch, by its index.
+    InBatch(usize),
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<(Submission, Reply)>) -> Result<(), StoreError> {
+        let mut batch = Vec::with_capacity(self.config.batch_commands_max);
+        while queue.recv_many(&mut batch, self.config.batch_commands_max).await > 0 {
+            if let Err(error) = self.commit(&mut batch) {
+                tracing::error!(%error, "storage write failed; the writer stops and the server must restart");
+                self.shared.writer_stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                queue.close();
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(SubmitError::WriterStopped));
+                }
+                while let Ok((_, reply)) = queue.try_recv() {
+                    let _ = reply.send(Err(SubmitError::WriterStopped));
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self, logged: &LoggedEvent, time_ms: u64) -> Record {
+        let seq = self.state.events_applied();
+        let record = Record::seal(seq, self.head_hash, time_ms, codec::encode_logged_event(logged));
+        self.head_hash = record.hash;
+        self.frontier.push_event(&record.hash);
+        self.state.apply(&logged.event);
+        record
+    }
+
+    /// Decides every command of the batch, writes the result in one synced write, then
+    /// publishes and answers. On a write error nothing is published or answered.
+    fn commit(&mut self, batch: &mut Vec<(Submission, Reply)>) -> Result<(), StoreError> {
+        let time_ms = now_ms().max(self.time_ms_last);
+        self.time_ms_last = time_ms;
+        let context = Context { time_ms };
+        let mut append = AppendBatch::default();
+        let mut events = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Index entries of this batch, for duplicates inside one batch.
+        let mut pending: HashMap<Vec<u8>, (Hash, usize)> = HashMap::new();
+        for (submission, _) in batch.iter() {
+            let body_hash = *blake3::hash(&submission.signed.body).as_bytes();
+            let key = idempotency_key(&submission.signed.signer, &submission.command.idempotency_key);
+            if let Some(&(hash, index)) = pending.get(&key) {
+                outcomes.push(if hash == body_hash {
+                    Outcome::InBatch(index)
+                } else {
+                    Outcome::Done(Err(SubmitError::IdempotencyKeyReused { seq: append.records[index].seq }))
+                });
+                continue;
+            }
+            if let Some(entry) = self.shared.store.idempotency(&key)? {
+                outcomes.push(Outcome::Done(if entry.body_hash == body_hash {
+                    Ok(Receipt { seq: entry.seq, event_hash: entry.event_hash })
+                } else {
+                    Err(SubmitError::IdempotencyKeyReused { seq: entry.seq })
+                }));
+                continue;
+            }
+            let authenticated = Authenticated { signer: submission.signed.signer, command: submission.command.clone() };
+            match decide(&self.state, &authenticated, &context) {
+                Ok(decided) => {
+                    let first = append.records.len();
+                    for (position, event) in decided.into_iter().enumerate() {
+                        let cause = (position == 0).then(|| submission.signed.clone());
+                        let logged = LoggedEvent { cause, event };
+                        let record = self.seal(&logged, time_ms);
+                        append.records.push(record);
+                        events.push(logged.event);
+                        self.append_checkpoint_if_due(&mut append, &mut events, time_ms);
+                    }
+                    let record = &append.records[first];
+                    let entry = IdempotencyEntry { body_hash, seq: record.seq, event_hash: record.hash };
+                    append.idempotency.push((key.clone(), entry));
+                    pending.insert(key, (body_hash, first));
+                    outcomes.push(Outcome::InBatch(first));
+                }
+                Err(Rejection::BurnAlreadyRecorded { seq, .. }) => {
+                    outcomes.push(Outcome::Done(Ok(self.receipt_of(seq, &append)?)));
+                }
+                Err(rejection) => outcomes.push(Outcome::Done(Err(rejection.into()))),
+            }
+        }
+        if !append.records.is_empty() {
+            let started = Instant::now();
+            self.shared.store.append(&append)?;
+            self.shared.metrics.record_write(append.records.len(), started.elapsed());
+            self.publish(&append, &events);
+        }
+        for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+            let answer = match outcome {
+                Outcome::Done(answer) => answer,
+                Outcome::InBatch(index) => {
+                    let record = &append.records[index];
+                    Ok(Receipt { seq: record.seq, event_hash: record.hash })
+                }
+            };
+            self.shared.metrics.record_answer(&answer);
+            let _ = reply.send(answer);
+        }
+        Ok(())
+    }
+
+    fn append_checkpoint_if_due(&mut self, append: &mut AppendBatch, events: &mut Vec<Event>, time_ms: u64) {
+        if !self.state.checkpoint_due() {
+            return;
+        }
+        let tree_size = self.state.events_applied();
+        let merkle_root = self.frontier.root();
+        let signature = merkle::sign_checkpoint(&self.operator, &self.shared.network_id, tree_size, &merkle_root);
+        let logged = LoggedEvent { cause: None, event: Event::CheckpointCreated(Checkpoint { tree_size, merkle_root, signature }) };
+        append.records.push(self.seal(&logged, time_ms));
+        events.push(logged.event);
+    }
+
+    /// The receipt of an event already decided: in this batch or in the store.
+    fn receipt_of(&self, seq: u64, append: &AppendBatch) -> Result<Receipt, StoreError> {
+        if let Some(record) = append.records.iter().find(|record| record.seq == seq) {
+            return Ok(Receipt { seq, event_hash: record.hash });
+        }
+        let encoded = self.shared.store.read_encoded(seq, seq + 1, 1)?;
+        let record = encoded.first().and_then(|value| Record::decode(value).ok()).ok_or_else(|| StoreError::Malformed {
+            key: seq.to_string(),
+            reason: "an applied event is missing from the log".into(),
+        })?;
+        Ok(Receipt { seq, event_hash: record.hash })
+    }
+
+    fn publish(&self, append: &AppendBatch, events: &[Event]) {
+        let events_total = {
+            let mut published = self.shared.published.write().expect("published lock");
+            for event in events {
+                published.state.apply(event);
+            }
+            published.head_hash = append.records.last().expect("non-empty batch").hash;
+            debug_assert_eq!(published.head_hash, self.head_hash);
+            published.state.events_applied()
+        };
+        self.shared.events_committed.send_replace(events_total);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use blyan_sdk::genesis::DevKeys;
+    use blyan_sdk::model::{Action, Burn};
+
+    use super::*;
+    use crate::store::RocksStore;
+
+    /// Wraps the real store and fails every append once told to, as a full disk or a
+    /// failed fsync would.
+    struct FailingStore {
+        inner: Arc<RocksStore>,
+        failing: AtomicBool,
+    }
+
+    impl LogStorage for FailingStore {
+        fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Malformed { key: "-".into(), reason: "injected fsync failure".into() });
+            }
+            self.inner.append(batch)
+        }
+        fn idempotency(&self, key: &[u8]) -> Result<Option<IdempotencyEntry>, StoreError> {
+            self.inner.idempotency(key)
+        }
+        fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+            self.inner.read_encoded(from, end, limit)
+        }
+        fn scan(&self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), ScanError> {
+            self.inner.scan(visit)
+        }
+    }
+
+    fn burn(keys: &DevKeys, tx: &str) -> Submission {
+        let command = Command {
+            idempotency_key: tx.as_bytes().to_vec(),
+            action: Action::RecordBurn(Burn { chain_tx_id: tx.into(), burner: "b".into(), amount: 7 }),
+        };
+        Submission { signed: codec::sign_command(&keys.burn_oracle, "blyan-dev", &command), command }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_stops_the_writer_and_acknowledges_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        let store = Arc::new(FailingStore { inner: RocksStore::open(dir.path()).unwrap(), failing: AtomicBool::new(false) });
+        let (engine, writer) = Engine::start(store.clone(), keys.genesis(), keys.operator.clone(), EngineConfig::default()).unwrap();
+        let accepted = engine.submit(burn(&keys, "tx-1")).await.unwrap();
+        assert_eq!(accepted.seq, 1);
+
+        store.failing.store(true, Ordering::SeqCst);
+        assert_eq!(engine.submit(burn(&keys, "tx-2")).await, Err(SubmitError::WriterStopped));
+        assert!(writer.await.unwrap().is_err(), "the writer must end with the storage error");
+        assert!(engine.shared.writer_stopped());
+        // Fail-stop: later commands are refused even though the store would work again.
+        store.failing.store(false, Ordering::SeqCst);
+        assert_eq!(engine.submit(burn(&keys, "tx-3")).await, Err(SubmitError::WriterStopped));
+        assert_eq!(engine.shared.published.read().unwrap().events(), 2);
+
+        // The log holds exactly the acknowledged events.
+        drop(engine);
+        let inner = Arc::into_inner(store).unwrap().inner;
+        let replayer = replay_store(inner.as_ref(), &mut |_| {}).unwrap();
+        assert_eq!(replayer.len(), 2);
+        assert_eq!(replayer.head_hash(), accepted.event_hash);
+    }
+
+    #[tokio::test]
+    async fn duplicates_inside_one_batch_get_one_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        let (engine, _writer) = Engine::start(RocksStore::open(dir.path()).unwrap(), keys.genesis(), keys.operator.clone(), EngineConfig::default()).unwrap();
+        let answers = futures_util::future::join_all((0..16).map(|_| engine.submit(burn(&keys, "tx-same")))).await;
+        let first = answers[0].clone().unwrap();
+        assert!(answers.iter().all(|answer| *answer == Ok(first)), "{answers:?}");
+        assert_eq!(engine.shared.published.read().unwrap().events(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_follows_every_interval_and_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        let mut genesis = keys.genesis();
+        genesis.parameters.checkpoint_interval_events = 4;
+        {
+            let (engine, _writer) = Engine::start(RocksStore::open(dir.path()).unwrap(), genesis.clone(), keys.operator.clone(), EngineConfig::default()).unwrap();
+            for index in 0..7 {
+                engine.submit(burn(&keys, &format!("tx-{index}"))).await.unwrap();
+            }
+            let published = engine.shared.published.read().unwrap();
+            // seq 0 genesis, 1..=3 burns, 4 checkpoint, 5..=7 burns, 8 checkpoint, 9 burn.
+            assert_eq!(published.events(), 10);
+            assert_eq!(published.state.checkpoint_last().unwrap().tree_size, 8);
+        }
+        // Re-verifies both checkpoints' roots and signatures on the way.
+        let store = RocksStore::open(dir.path()).unwrap();
+        let replayer = replay_store(store.as_ref(), &mut |_| {}).unwrap();
+        assert_eq!(replayer.state().checkpoint_last().unwrap().tree_size, 8);
+    }
+}

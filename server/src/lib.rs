@@ -1,0 +1,15 @@
+//! `blyan-ledger`: the server that keeps the Blyan event log.
+//!
+//! Who uses it: operators (through the `blyan-ledger` binary), and the benchmarks and
+//! tests of this crate. Clients talk to it over HTTP only.
+//!
+//! - [`store`]: RocksDB, the log and its derived index.
+//! - [`engine`]: the single writer; group commit; fail-stop.
+//! - [`api`]: the axum router.
+//! - [`serve`]: wiring for `blyan-ledger serve`.
+
+pub mod api;
+pub mod engine;
+pub mod metrics;
+pub mod serve;
+pub mod store;

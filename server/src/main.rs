@@ -1,0 +1,135 @@
+//! `blyan-ledger`: serve the ledger, or replay its log offline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use blyan_ledger::api::ApiConfig;
+use blyan_ledger::engine::{replay_store, EngineConfig};
+use blyan_ledger::serve::{serve, ServeConfig};
+use blyan_ledger::store::RocksStore;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "blyan-ledger", version, about = "The Blyan Ledger server")]
+struct Cli {
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (rebuilding state from the log first).
+    Serve {
+        /// Where the log and the dev keys live.
+        #[arg(long, default_value = "./blyan-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        listen: SocketAddr,
+        /// Genesis JSON file; the built-in dev genesis when absent.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The operator's key file (`blyan keygen`); required with --genesis.
+        #[arg(long)]
+        operator_key: Option<PathBuf>,
+        /// Largest request body, in bytes.
+        #[arg(long, default_value_t = ApiConfig::default().body_bytes_max)]
+        body_bytes_max: usize,
+        /// Requests slower than this are answered 408.
+        #[arg(long, default_value_t = ApiConfig::default().request_timeout_ms)]
+        request_timeout_ms: u64,
+        /// Most records in one page of GET /v1/events.
+        #[arg(long, default_value_t = ApiConfig::default().events_page_max)]
+        events_page_max: u32,
+        /// Commands waiting for the writer before submitters wait.
+        #[arg(long, default_value_t = EngineConfig::default().queue_commands_max)]
+        queue_commands_max: usize,
+        /// Commands committed in one synced write.
+        #[arg(long, default_value_t = EngineConfig::default().batch_commands_max)]
+        batch_commands_max: usize,
+    },
+    /// Rebuild state from the log offline, checking the chain; prints the head.
+    Replay {
+        #[arg(long, default_value = "./blyan-data")]
+        data_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn replay(data_dir: PathBuf, json: bool) -> anyhow::Result<()> {
+    let store = RocksStore::open_read_only(&data_dir.join("log")).context("opening the log read-only")?;
+    let started = Instant::now();
+    let mut progress = |seq: u64| {
+        if seq > 0 && seq % 1_000_000 == 0 {
+            let rate = seq as f64 / started.elapsed().as_secs_f64();
+            eprintln!("replayed {seq} events ({rate:.0} events/s)");
+        }
+    };
+    let replayer = replay_store(store.as_ref(), &mut progress)?;
+    let elapsed = started.elapsed();
+    let events = replayer.len();
+    anyhow::ensure!(events > 0, "the log is empty");
+    let root = hex::encode(replayer.state().root());
+    let head_hash = hex::encode(replayer.head_hash());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "seq": events - 1, "events": events, "head_hash": head_hash, "state_root": root, "elapsed_ms": elapsed.as_millis() as u64 })
+        );
+    } else {
+        println!("seq        {}\nhead_hash  {head_hash}\nstate_root {root}", events - 1);
+        eprintln!("{events} events in {:.3} s ({:.0} events/s)", elapsed.as_secs_f64(), events as f64 / elapsed.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            genesis,
+            operator_key,
+            body_bytes_max,
+            request_timeout_ms,
+            events_page_max,
+            queue_commands_max,
+            batch_commands_max,
+        } => {
+            let config = ServeConfig {
+                data_dir,
+                listen,
+                genesis,
+                operator_key,
+                api: ApiConfig { body_bytes_max, request_timeout_ms, events_page_max },
+                engine: EngineConfig { queue_commands_max, batch_commands_max },
+            };
+            tokio::runtime::Runtime::new()?.block_on(serve(config))
+        }
+        Command::Replay { data_dir, json } => replay(data_dir, json),
+    }
+}

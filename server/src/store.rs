@@ -1,0 +1,195 @@
+//! The RocksDB store: the `events` column family (the only truth) and the derived
+//! `idempotency` column family, written together in one synced `WriteBatch`.
+//!
+//! The engine talks to storage through the narrow [`LogStorage`] trait, so tests can
+//! wrap it with a double that injects write failures.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use blyan_sdk::crypto::PublicKey;
+use blyan_sdk::model::Hash;
+use blyan_sdk::record::Record;
+use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+
+const CF_EVENTS: &str = "events";
+const CF_IDEMPOTENCY: &str = "idempotency";
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored value under {key} is malformed: {reason}")]
+    Malformed { key: String, reason: String },
+}
+
+/// What the idempotency index remembers of an accepted command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyEntry {
+    /// blake3 of the signed command body.
+    pub body_hash: Hash,
+    pub seq: u64,
+    pub event_hash: Hash,
+}
+
+impl IdempotencyEntry {
+    fn encode(&self) -> [u8; 72] {
+        let mut value = [0u8; 72];
+        value[..32].copy_from_slice(&self.body_hash);
+        value[32..40].copy_from_slice(&self.seq.to_be_bytes());
+        value[40..].copy_from_slice(&self.event_hash);
+        value
+    }
+
+    fn decode(value: &[u8]) -> Option<IdempotencyEntry> {
+        if value.len() != 72 {
+            return None;
+        }
+        Some(IdempotencyEntry {
+            body_hash: value[..32].try_into().ok()?,
+            seq: u64::from_be_bytes(value[32..40].try_into().ok()?),
+            event_hash: value[40..].try_into().ok()?,
+        })
+    }
+}
+
+pub fn idempotency_key(signer: &PublicKey, key: &[u8]) -> Vec<u8> {
+    let mut composite = Vec::with_capacity(32 + key.len());
+    composite.extend_from_slice(&signer.0);
+    composite.extend_from_slice(key);
+    composite
+}
+
+/// One group commit: consecutive records and their index entries.
+#[derive(Debug, Default)]
+pub struct AppendBatch {
+    pub records: Vec<Record>,
+    pub idempotency: Vec<(Vec<u8>, IdempotencyEntry)>,
+}
+
+/// Narrow storage interface of the engine and the API.
+pub trait LogStorage: Send + Sync + 'static {
+    /// Writes the batch atomically and durably (fsync'd WAL) before returning.
+    fn append(&self, batch: &AppendBatch) -> Result<(), StoreError>;
+    fn idempotency(&self, composite_key: &[u8]) -> Result<Option<IdempotencyEntry>, StoreError>;
+    /// Encoded `EventRecord`s from `from`, at most `limit`, stopping before `end`.
+    fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Calls `visit` with every stored (seq key, encoded record) in order.
+    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), ScanError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Visit(String),
+}
+
+pub struct RocksStore {
+    db: Db,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("path", &self.db.path()).finish()
+    }
+}
+
+fn column_families() -> Vec<ColumnFamilyDescriptor> {
+    // Every command looks its idempotency key up, and almost every lookup misses: a
+    // bloom filter answers most misses without reading a data block.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    let mut idempotency = Options::default();
+    idempotency.set_block_based_table_factory(&table);
+    vec![ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()), ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, idempotency)]
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store under `path`.
+    pub fn open(path: &Path) -> Result<Arc<RocksStore>, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // One writer commits groups; more background threads help flush and compaction
+        // keep up on small machines.
+        options.increase_parallelism(2);
+        options.set_paranoid_checks(true);
+        let db = Db::open_cf_descriptors(&options, path, column_families())?;
+        Ok(Arc::new(RocksStore { db }))
+    }
+
+    /// Opens read-only, for replaying a log that a running server may hold open.
+    pub fn open_read_only(path: &Path) -> Result<Arc<RocksStore>, StoreError> {
+        let db = Db::open_cf_descriptors_read_only(&Options::default(), path, column_families(), false)?;
+        Ok(Arc::new(RocksStore { db }))
+    }
+
+    fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
+        self.db.cf_handle(name).expect("column family opened with the store")
+    }
+}
+
+impl LogStorage for RocksStore {
+    fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
+        let events = self.cf(CF_EVENTS);
+        let idempotency = self.cf(CF_IDEMPOTENCY);
+        let mut write = WriteBatch::default();
+        for record in &batch.records {
+            write.put_cf(&events, record.seq.to_be_bytes(), record.encode());
+        }
+        for (key, entry) in &batch.idempotency {
+            write.put_cf(&idempotency, key, entry.encode());
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(write, &options)?)
+    }
+
+    fn idempotency(&self, composite_key: &[u8]) -> Result<Option<IdempotencyEntry>, StoreError> {
+        let Some(value) = self.db.get_pinned_cf(&self.cf(CF_IDEMPOTENCY), composite_key)? else {
+            return Ok(None);
+        };
+        IdempotencyEntry::decode(&value).map(Some).ok_or_else(|| StoreError::Malformed {
+            key: hex::encode(composite_key),
+            reason: format!("idempotency entry of {} bytes", value.len()),
+        })
+    }
+
+    fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        let from_key = from.to_be_bytes();
+        let iterator = self.db.iterator_cf(&self.cf(CF_EVENTS), IteratorMode::From(&from_key, Direction::Forward));
+        for item in iterator.take(limit.min((end - from) as usize)) {
+            let (_, value) = item?;
+            out.push(value.into_vec());
+        }
+        Ok(out)
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), ScanError> {
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_readahead_size(4 << 20);
+        options.fill_cache(false);
+        let mut iterator = self.db.raw_iterator_cf_opt(&self.cf(CF_EVENTS), options);
+        iterator.seek_to_first();
+        while iterator.valid() {
+            let key = iterator.key().expect("valid iterator has a key");
+            let seq: [u8; 8] = key.try_into().map_err(|_| StoreError::Malformed {
+                key: hex::encode(key),
+                reason: "event key is not 8 bytes".into(),
+            })?;
+            visit(u64::from_be_bytes(seq), iterator.value().expect("valid iterator has a value")).map_err(ScanError::Visit)?;
+            iterator.next();
+        }
+        iterator.status().map_err(StoreError::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! The harness of the end-to-end tests: starts the real `blyan-ledger` binary on a
+//! fresh data directory and a free loopback port, waits until it serves, and kills it
+//! with SIGKILL when asked or dropped.
+//!
+//! The binaries are those cargo built next to the test executables
+//! (`target/<profile>/`); build them first with `cargo build --workspace --bins`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use blyan_sdk::client::Client;
+use blyan_sdk::crypto::Keypair;
+
+/// Path of a workspace binary built alongside the running test.
+pub fn binary(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = test_exe.parent().and_then(Path::parent).expect("test executable lives in target/<profile>/deps").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// A running `blyan-ledger serve`.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub url: String,
+    extra_args: Vec<String>,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts the server on `data_dir` with the dev genesis and waits until it serves.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> Server {
+        let port = free_port();
+        let mut server = Server {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            url: format!("http://127.0.0.1:{port}"),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            port,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(binary("blyan-ledger"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start blyan-ledger");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(response) = http.get(format!("{}/healthz", self.url)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().unwrap()) {
+                panic!("blyan-ledger exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "blyan-ledger did not serve within 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, no shutdown of any kind.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the server");
+            child.wait().expect("reap the server");
+        }
+    }
+
+    /// Starts the same data directory again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url)
+    }
+
+    /// A dev-genesis role key written by the server (`operator`, `burn-oracle`,
+    /// `governance-1`, ...).
+    pub fn dev_key(&self, role: &str) -> Keypair {
+        Keypair::read_file(&self.data_dir.join("dev-keys").join(format!("{role}.json"))).expect("dev key file")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs a workspace binary to completion and returns (exit success, stdout, stderr).
+pub fn run_binary(name: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary(name)).args(args).output().expect("run binary");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `GET /v1/head` as JSON.
+pub async fn head(url: &str) -> serde_json::Value {
+    reqwest::get(format!("{url}/v1/head")).await.expect("GET /v1/head").json().await.expect("head JSON")
+}

@@ -1,0 +1,134 @@
+//! Crash safety: concurrent clients submit while the server is SIGKILLed at random
+//! moments. After every restart each acknowledged command's event is in the log with
+//! the hash it was acknowledged with, the chain is intact, and `blyan replay` agrees
+//! with the server's state root.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use blyan_e2e::{head, run_binary, Server};
+use blyan_sdk::client::{Client, Receipt};
+use blyan_sdk::codec;
+use blyan_sdk::crypto::Keypair;
+use blyan_sdk::model::{Action, Burn, Capabilities, Command, SignedCommand};
+use blyan_sdk::replay::{ReplayChecks, Replayer};
+
+const KILLS: usize = 20;
+const CLIENTS: usize = 8;
+
+/// xorshift64*, seeded from the clock and printed, so a failing run can be repeated by
+/// setting BLYAN_CRASH_SEED.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Acked {
+    signed: SignedCommand,
+    receipt: Receipt,
+}
+
+fn make_command(client_index: usize, counter: u64, network: &str, oracle: &Keypair) -> SignedCommand {
+    let key = format!("c{client_index}-{counter}").into_bytes();
+    if counter % 2 == 0 {
+        let node = Keypair::generate();
+        let capabilities = Capabilities { gpu_model: "A100".into(), vram_mib: 40_960, experts: vec![counter as u32 % 8], endpoint: format!("https://n{client_index}-{counter}") };
+        codec::sign_command(&node, network, &Command { idempotency_key: key, action: Action::RegisterNode(capabilities) })
+    } else {
+        let mut tx = [0u8; 16];
+        tx[..8].copy_from_slice(&Keypair::generate().public().0[..8]);
+        let burn = Burn { chain_tx_id: format!("0x{}", hex::encode(tx)), burner: format!("0xholder{client_index}"), amount: u128::from(counter) + 1 };
+        codec::sign_command(oracle, network, &Command { idempotency_key: key, action: Action::RecordBurn(burn) })
+    }
+}
+
+/// Downloads the whole log, replaying it with every check, and returns the record
+/// hashes and bodies by seq.
+async fn audit(client: &Client) -> (Vec<[u8; 32]>, Vec<Vec<u8>>) {
+    let events = client.head().await.unwrap().events;
+    let mut replayer = Replayer::new(ReplayChecks::AUDIT);
+    let mut hashes = Vec::new();
+    let mut bodies = Vec::new();
+    while (hashes.len() as u64) < events {
+        for record in client.events(hashes.len() as u64, 1_000).await.unwrap() {
+            replayer.push(&record).unwrap_or_else(|error| panic!("the log fails its audit: {error}"));
+            hashes.push(record.hash);
+            bodies.push(record.body);
+        }
+    }
+    (hashes, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_commands_survive_kill_9() {
+    let seed = std::env::var("BLYAN_CRASH_SEED").ok().and_then(|text| text.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    eprintln!("crash test seed: {seed} (BLYAN_CRASH_SEED={seed} repeats it)");
+    let mut random = Random(seed);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).await;
+    let network = head(&server.url).await["network_id"].as_str().unwrap().to_string();
+    let oracle = server.dev_key("burn-oracle");
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+
+    for round in 0..KILLS {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for client_index in 0..CLIENTS {
+            let (stop, acked, oracle, network) = (stop.clone(), acked.clone(), oracle.clone(), network.clone());
+            let client = server.client();
+            workers.push(tokio::spawn(async move {
+                let mut counter = (round as u64) << 32;
+                while !stop.load(Ordering::Relaxed) {
+                    counter += 1;
+                    let signed = make_command(client_index, counter, &network, &oracle);
+                    match client.submit_once(&signed).await {
+                        Ok(receipt) => acked.lock().unwrap().push(Acked { signed, receipt }),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50 + random.next() % 400)).await;
+        server.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        server.restart().await;
+
+        let client = server.client();
+        let (hashes, bodies) = audit(&client).await;
+        let acked_now = acked.lock().unwrap().clone();
+        for entry in &acked_now {
+            let seq = entry.receipt.seq as usize;
+            assert!(seq < hashes.len(), "round {round}: acknowledged seq {seq} is missing (log has {})", hashes.len());
+            assert_eq!(hex::encode(hashes[seq]), entry.receipt.event_hash, "round {round}: seq {seq} has another hash");
+            let logged = codec::decode_logged_event(&bodies[seq]).unwrap();
+            assert_eq!(logged.cause.as_ref(), Some(&entry.signed), "round {round}: seq {seq} holds another command");
+        }
+        // The idempotency index survived too: a retry of an acknowledged command gets
+        // its original receipt.
+        if let Some(last) = acked_now.last() {
+            assert_eq!(client.submit_once(&last.signed).await.unwrap(), last.receipt);
+        }
+        let (ok, stdout, stderr) = run_binary("blyan", &["--server", &server.url, "--json", "replay"]);
+        assert!(ok, "round {round}: blyan replay failed: {stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["agrees"], true, "{report}");
+        assert_eq!(report["events"].as_u64().unwrap(), hashes.len() as u64);
+    }
+    let total = acked.lock().unwrap().len();
+    eprintln!("{total} commands acknowledged across {KILLS} kills");
+    assert!(total >= KILLS * 10, "too few commands were acknowledged ({total}) for the test to mean anything");
+}
