@@ -85,14 +85,21 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { attempts_max: 8, delay_initial_ms: 50, delay_max_ms: 5_000 }
+        RetryPolicy {
+            attempts_max: 8,
+            delay_initial_ms: 50,
+            delay_max_ms: 5_000,
+        }
     }
 }
 
 impl RetryPolicy {
     /// A random delay in [0, min(max, initial * 2^attempt)].
     fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self.delay_initial_ms.saturating_mul(1u64 << attempt.min(32)).min(self.delay_max_ms);
+        let ceiling = self
+            .delay_initial_ms
+            .saturating_mul(1u64 << attempt.min(32))
+            .min(self.delay_max_ms);
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("the OS random source failed");
         Duration::from_millis(u64::from_le_bytes(random) % (ceiling + 1))
@@ -116,7 +123,11 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("a default reqwest client builds");
-        Client { http, base_url: base_url.trim_end_matches('/').to_string(), retry }
+        Client {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            retry,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -146,14 +157,20 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text)
-            .unwrap_or(ApiErrorBody { code: "unexpected_response".into(), message: text });
-        Err(ClientError::Api { status: status.as_u16(), body })
+        let body = serde_json::from_str(&text).unwrap_or(ApiErrorBody {
+            code: "unexpected_response".into(),
+            message: text,
+        });
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            body,
+        })
     }
 
     /// Submits without retrying; one HTTP request.
     pub async fn submit_once(&self, command: &SignedCommand) -> Result<Receipt, ClientError> {
-        self.submit_bytes_once(codec::encode_signed_command(command)).await
+        self.submit_bytes_once(codec::encode_signed_command(command))
+            .await
     }
 
     /// Posts raw bytes as a command, for tools that must send exactly what they hold.
@@ -165,19 +182,32 @@ impl Client {
             .body(bytes)
             .send()
             .await?;
-        Client::check(response).await?.json().await.map_err(|error| ClientError::Decode(error.to_string()))
+        Client::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(|error| ClientError::Decode(error.to_string()))
     }
 
     /// Submits, retrying with backoff; every attempt sends the same signed bytes.
     pub async fn submit(&self, command: &SignedCommand) -> Result<Receipt, ClientError> {
         let bytes = codec::encode_signed_command(command);
-        self.with_retries(|| self.submit_bytes_once(bytes.clone())).await
+        self.with_retries(|| self.submit_bytes_once(bytes.clone()))
+            .await
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.with_retries(|| async {
-            let response = self.http.get(format!("{}{path}", self.base_url)).send().await?;
-            Client::check(response).await?.json().await.map_err(|error| ClientError::Decode(error.to_string()))
+            let response = self
+                .http
+                .get(format!("{}{path}", self.base_url))
+                .send()
+                .await?;
+            Client::check(response)
+                .await?
+                .json()
+                .await
+                .map_err(|error| ClientError::Decode(error.to_string()))
         })
         .await
     }
@@ -190,32 +220,51 @@ impl Client {
         self.get_json("/v1/state").await
     }
 
-    pub async fn node(&self, key: &crate::crypto::PublicKey) -> Result<serde_json::Value, ClientError> {
+    pub async fn node(
+        &self,
+        key: &crate::crypto::PublicKey,
+    ) -> Result<serde_json::Value, ClientError> {
         self.get_json(&format!("/v1/nodes/{key}")).await
     }
 
     /// Up to `limit` records from `from`, in protobuf.
     pub async fn events(&self, from: u64, limit: u32) -> Result<Vec<Record>, ClientError> {
-        let url = format!("{}/v1/events?from={from}&limit={limit}&format=proto", self.base_url);
+        let url = format!(
+            "{}/v1/events?from={from}&limit={limit}&format=proto",
+            self.base_url
+        );
         let bytes = self
-            .with_retries(|| async { Ok(Client::check(self.http.get(&url).send().await?).await?.bytes().await?) })
+            .with_retries(|| async {
+                Ok(Client::check(self.http.get(&url).send().await?)
+                    .await?
+                    .bytes()
+                    .await?)
+            })
             .await?;
         let page = blyan_schemas::v1::EventRecordPage::decode(bytes)
             .map_err(|error| ClientError::Decode(error.to_string()))?;
         page.records
             .into_iter()
-            .map(|record| Record::from_pb(record).map_err(|error| ClientError::Decode(error.to_string())))
+            .map(|record| {
+                Record::from_pb(record).map_err(|error| ClientError::Decode(error.to_string()))
+            })
             .collect()
     }
 
     /// A live stream of records from `from` on, over `GET /v1/events/ws`.
     pub fn subscribe(&self, from: u64) -> Subscription {
         let ws_base = self.base_url.replacen("http", "ws", 1);
-        Subscription { ws_base, seq_next: from, socket: None, retry: self.retry }
+        Subscription {
+            ws_base,
+            seq_next: from,
+            socket: None,
+            retry: self.retry,
+        }
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Records in seq order, without gaps or repeats, across reconnects.
 pub struct Subscription {
@@ -227,7 +276,10 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("ws_base", &self.ws_base).field("seq_next", &self.seq_next).finish()
+        f.debug_struct("Subscription")
+            .field("ws_base", &self.ws_base)
+            .field("seq_next", &self.seq_next)
+            .finish()
     }
 }
 
@@ -270,17 +322,23 @@ impl Subscription {
             None => Err(ClientError::WebSocket("connection closed".into())),
             Some(Err(error)) => Err(ClientError::WebSocket(error.to_string())),
             Some(Ok(tungstenite::Message::Binary(bytes))) => {
-                let record = Record::decode(&bytes).map_err(|error| ClientError::Decode(error.to_string()))?;
+                let record = Record::decode(&bytes)
+                    .map_err(|error| ClientError::Decode(error.to_string()))?;
                 if record.seq < self.seq_next {
                     return Ok(None);
                 }
                 if record.seq > self.seq_next {
-                    return Err(ClientError::Decode(format!("expected seq {}, got {}", self.seq_next, record.seq)));
+                    return Err(ClientError::Decode(format!(
+                        "expected seq {}, got {}",
+                        self.seq_next, record.seq
+                    )));
                 }
                 self.seq_next += 1;
                 Ok(Some(record))
             }
-            Some(Ok(tungstenite::Message::Close(_))) => Err(ClientError::WebSocket("closed by the server".into())),
+            Some(Ok(tungstenite::Message::Close(_))) => {
+                Err(ClientError::WebSocket("closed by the server".into()))
+            }
             Some(Ok(_)) => Ok(None),
         }
     }

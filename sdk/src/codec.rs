@@ -7,7 +7,7 @@
 use blyan_schemas::v1 as pb;
 use prost::Message;
 
-use crate::crypto::{self, Keypair, PublicKey, COMMAND_DOMAIN};
+use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
     Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, LoggedEvent, Parameters,
     SignedCommand,
@@ -29,7 +29,9 @@ fn key(bytes: &[u8], field: &str) -> Result<PublicKey, DecodeError> {
 }
 
 fn array<const N: usize>(bytes: &[u8], field: &str) -> Result<[u8; N], DecodeError> {
-    bytes.try_into().map_err(|_| DecodeError(format!("{field} must be {N} bytes, got {}", bytes.len())))
+    bytes
+        .try_into()
+        .map_err(|_| DecodeError(format!("{field} must be {N} bytes, got {}", bytes.len())))
 }
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, DecodeError> {
@@ -37,7 +39,10 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, DecodeError> {
 }
 
 pub fn u128_to_pb(value: u128) -> pb::U128 {
-    pb::U128 { hi: (value >> 64) as u64, lo: value as u64 }
+    pb::U128 {
+        hi: (value >> 64) as u64,
+        lo: value as u64,
+    }
 }
 
 pub fn u128_from_pb(value: &pb::U128) -> u128 {
@@ -68,7 +73,11 @@ pub fn encode_signed_command(command: &SignedCommand) -> Vec<u8> {
 pub fn sign_command(signer: &Keypair, network_id: &str, command: &Command) -> SignedCommand {
     let body = encode_command(command);
     let signature = signer.sign(&crypto::signing_message(COMMAND_DOMAIN, network_id, &body));
-    SignedCommand { body, signer: signer.public(), signature }
+    SignedCommand {
+        body,
+        signer: signer.public(),
+        signature,
+    }
 }
 
 pub fn decode_signed_command(bytes: &[u8]) -> Result<SignedCommand, DecodeError> {
@@ -78,9 +87,9 @@ pub fn decode_signed_command(bytes: &[u8]) -> Result<SignedCommand, DecodeError>
 pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
     let message = pb::Command::decode(body)?;
     let action = match required(message.action, "command action")? {
-        pb::command::Action::RegisterNode(register) => {
-            Action::RegisterNode(capabilities_from_pb(required(register.capabilities, "capabilities")?))
-        }
+        pb::command::Action::RegisterNode(register) => Action::RegisterNode(capabilities_from_pb(
+            required(register.capabilities, "capabilities")?,
+        )),
         pb::command::Action::Heartbeat(pb::Heartbeat {}) => Action::Heartbeat,
         pb::command::Action::RecordBurn(burn) => Action::RecordBurn(Burn {
             chain_tx_id: burn.chain_tx_id,
@@ -88,7 +97,10 @@ pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
             amount: u128_from_pb(&required(burn.amount, "amount")?),
         }),
     };
-    Ok(Command { idempotency_key: message.idempotency_key, action })
+    Ok(Command {
+        idempotency_key: message.idempotency_key,
+        action,
+    })
 }
 
 pub fn encode_command(command: &Command) -> Vec<u8> {
@@ -103,8 +115,11 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
             amount: Some(u128_to_pb(burn.amount)),
         }),
     };
-    pb::Command { idempotency_key: command.idempotency_key.clone(), action: Some(action) }
-        .encode_to_vec()
+    pb::Command {
+        idempotency_key: command.idempotency_key.clone(),
+        action: Some(action),
+    }
+    .encode_to_vec()
 }
 
 fn capabilities_from_pb(message: pb::NodeCapabilities) -> Capabilities {
@@ -194,19 +209,28 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             network_id: genesis.network_id.clone(),
             operator_key: genesis.operator_key.0.to_vec(),
             burn_oracle_key: genesis.burn_oracle_key.0.to_vec(),
-            governance_keys: genesis.governance_keys.iter().map(|key| key.0.to_vec()).collect(),
+            governance_keys: genesis
+                .governance_keys
+                .iter()
+                .map(|key| key.0.to_vec())
+                .collect(),
             governance_threshold: genesis.governance_threshold,
             parameters: Some(parameters_to_pb(&genesis.parameters)),
         }),
-        Event::NodeRegistered { node, capabilities, time_ms } => {
-            Kind::NodeRegistered(pb::NodeRegisteredV1 {
+        Event::NodeRegistered {
+            node,
+            capabilities,
+            time_ms,
+        } => Kind::NodeRegistered(pb::NodeRegisteredV1 {
+            node: node.0.to_vec(),
+            capabilities: Some(capabilities_to_pb(capabilities)),
+            time_ms: *time_ms,
+        }),
+        Event::HeartbeatRecorded { node, time_ms } => {
+            Kind::HeartbeatRecorded(pb::HeartbeatRecordedV1 {
                 node: node.0.to_vec(),
-                capabilities: Some(capabilities_to_pb(capabilities)),
                 time_ms: *time_ms,
             })
-        }
-        Event::HeartbeatRecorded { node, time_ms } => {
-            Kind::HeartbeatRecorded(pb::HeartbeatRecordedV1 { node: node.0.to_vec(), time_ms: *time_ms })
         }
         Event::BurnRecorded { burn, time_ms } => Kind::BurnRecorded(pb::BurnRecordedV1 {
             chain_tx_id: burn.chain_tx_id.clone(),
@@ -220,8 +244,11 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             signature: checkpoint.signature.to_vec(),
         }),
     };
-    pb::Event { cause: logged.cause.as_ref().map(signed_command_to_pb), kind: Some(kind) }
-        .encode_to_vec()
+    pb::Event {
+        cause: logged.cause.as_ref().map(signed_command_to_pb),
+        kind: Some(kind),
+    }
+    .encode_to_vec()
 }
 
 #[cfg(test)]
@@ -230,7 +257,13 @@ mod tests {
 
     #[test]
     fn u128_round_trips_at_the_edges() {
-        for value in [0, 1, u128::from(u64::MAX), u128::from(u64::MAX) + 1, u128::MAX] {
+        for value in [
+            0,
+            1,
+            u128::from(u64::MAX),
+            u128::from(u64::MAX) + 1,
+            u128::MAX,
+        ] {
             assert_eq!(u128_from_pb(&u128_to_pb(value)), value);
         }
     }
@@ -238,18 +271,33 @@ mod tests {
     #[test]
     fn logged_event_round_trips() {
         let logged = LoggedEvent {
-            cause: Some(SignedCommand { body: vec![1, 2, 3], signer: PublicKey([9; 32]), signature: [4; 64] }),
+            cause: Some(SignedCommand {
+                body: vec![1, 2, 3],
+                signer: PublicKey([9; 32]),
+                signature: [4; 64],
+            }),
             event: Event::BurnRecorded {
-                burn: Burn { chain_tx_id: "0xabc".into(), burner: "0xdef".into(), amount: u128::MAX - 5 },
+                burn: Burn {
+                    chain_tx_id: "0xabc".into(),
+                    burner: "0xdef".into(),
+                    amount: u128::MAX - 5,
+                },
                 time_ms: 77,
             },
         };
-        assert_eq!(decode_logged_event(&encode_logged_event(&logged)), Ok(logged));
+        assert_eq!(
+            decode_logged_event(&encode_logged_event(&logged)),
+            Ok(logged)
+        );
     }
 
     #[test]
     fn short_signer_is_a_decode_error() {
-        let message = pb::SignedCommand { body: vec![], signer: vec![1; 31], signature: vec![0; 64] };
+        let message = pb::SignedCommand {
+            body: vec![],
+            signer: vec![1; 31],
+            signature: vec![0; 64],
+        };
         let error = decode_signed_command(&message.encode_to_vec()).unwrap_err();
         assert!(error.0.contains("signer must be 32 bytes"), "{error}");
     }

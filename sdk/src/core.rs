@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::crypto::PublicKey;
-use crate::model::{limits, Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, Hash};
+use crate::model::{Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, Hash, limits};
 
 /// What `decide` may know about the outside world, all of it recorded in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,9 @@ impl Rejection {
     pub fn class(&self) -> RejectionClass {
         match self {
             Rejection::NoGenesis => RejectionClass::Unavailable,
-            Rejection::InvalidField { .. } | Rejection::BurnTotalOverflow => RejectionClass::Invalid,
+            Rejection::InvalidField { .. } | Rejection::BurnTotalOverflow => {
+                RejectionClass::Invalid
+            }
             Rejection::Unauthorized { .. } => RejectionClass::Forbidden,
             Rejection::NodeAlreadyRegistered(_)
             | Rejection::NodeNotRegistered(_)
@@ -121,7 +123,12 @@ impl Rejection {
     }
 }
 
-fn check_text(field: &'static str, value: &str, chars_min: usize, chars_max: usize) -> Result<(), Rejection> {
+fn check_text(
+    field: &'static str,
+    value: &str,
+    chars_min: usize,
+    chars_max: usize,
+) -> Result<(), Rejection> {
     let chars = value.chars().count();
     if chars < chars_min || chars > chars_max {
         return Err(Rejection::InvalidField {
@@ -130,16 +137,32 @@ fn check_text(field: &'static str, value: &str, chars_min: usize, chars_max: usi
         });
     }
     if value.chars().any(char::is_control) {
-        return Err(Rejection::InvalidField { field, reason: "must not contain control characters".into() });
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "must not contain control characters".into(),
+        });
     }
     Ok(())
 }
 
 fn check_capabilities(capabilities: &Capabilities) -> Result<(), Rejection> {
-    check_text("gpu_model", &capabilities.gpu_model, 1, limits::GPU_MODEL_CHARS_MAX)?;
-    check_text("endpoint", &capabilities.endpoint, 1, limits::ENDPOINT_CHARS_MAX)?;
+    check_text(
+        "gpu_model",
+        &capabilities.gpu_model,
+        1,
+        limits::GPU_MODEL_CHARS_MAX,
+    )?;
+    check_text(
+        "endpoint",
+        &capabilities.endpoint,
+        1,
+        limits::ENDPOINT_CHARS_MAX,
+    )?;
     if capabilities.vram_mib == 0 {
-        return Err(Rejection::InvalidField { field: "vram_mib", reason: "must be non-zero".into() });
+        return Err(Rejection::InvalidField {
+            field: "vram_mib",
+            reason: "must be non-zero".into(),
+        });
     }
     let experts = &capabilities.experts;
     if experts.is_empty() || experts.len() > limits::EXPERTS_PER_NODE_MAX {
@@ -149,20 +172,30 @@ fn check_capabilities(capabilities: &Capabilities) -> Result<(), Rejection> {
         });
     }
     if !experts.windows(2).all(|pair| pair[0] < pair[1]) {
-        return Err(Rejection::InvalidField { field: "experts", reason: "must be strictly increasing".into() });
+        return Err(Rejection::InvalidField {
+            field: "experts",
+            reason: "must be strictly increasing".into(),
+        });
     }
     Ok(())
 }
 
 /// Decides what a command does. Pure: the same state, command and context always give
 /// the same answer.
-pub fn decide(state: &State, command: &Authenticated, context: &Context) -> Result<Vec<Event>, Rejection> {
+pub fn decide(
+    state: &State,
+    command: &Authenticated,
+    context: &Context,
+) -> Result<Vec<Event>, Rejection> {
     let genesis = state.genesis.as_ref().ok_or(Rejection::NoGenesis)?;
     let key_len = command.command.idempotency_key.len();
     if key_len == 0 || key_len > limits::IDEMPOTENCY_KEY_BYTES_MAX {
         return Err(Rejection::InvalidField {
             field: "idempotency_key",
-            reason: format!("must be 1..={} bytes, got {key_len}", limits::IDEMPOTENCY_KEY_BYTES_MAX),
+            reason: format!(
+                "must be 1..={} bytes, got {key_len}",
+                limits::IDEMPOTENCY_KEY_BYTES_MAX
+            ),
         });
     }
     let signer = command.signer;
@@ -172,33 +205,64 @@ pub fn decide(state: &State, command: &Authenticated, context: &Context) -> Resu
             if state.nodes.contains_key(&signer) {
                 return Err(Rejection::NodeAlreadyRegistered(signer));
             }
-            Ok(vec![Event::NodeRegistered { node: signer, capabilities: capabilities.clone(), time_ms: context.time_ms }])
+            Ok(vec![Event::NodeRegistered {
+                node: signer,
+                capabilities: capabilities.clone(),
+                time_ms: context.time_ms,
+            }])
         }
         Action::Heartbeat => {
             if !state.nodes.contains_key(&signer) {
                 return Err(Rejection::NodeNotRegistered(signer));
             }
-            Ok(vec![Event::HeartbeatRecorded { node: signer, time_ms: context.time_ms }])
+            Ok(vec![Event::HeartbeatRecorded {
+                node: signer,
+                time_ms: context.time_ms,
+            }])
         }
         Action::RecordBurn(burn) => {
             if signer != genesis.burn_oracle_key {
-                return Err(Rejection::Unauthorized { role: "burn oracle" });
+                return Err(Rejection::Unauthorized {
+                    role: "burn oracle",
+                });
             }
-            check_text("chain_tx_id", &burn.chain_tx_id, 1, limits::CHAIN_TX_ID_CHARS_MAX)?;
+            check_text(
+                "chain_tx_id",
+                &burn.chain_tx_id,
+                1,
+                limits::CHAIN_TX_ID_CHARS_MAX,
+            )?;
             check_text("burner", &burn.burner, 1, limits::BURNER_CHARS_MAX)?;
             if burn.amount == 0 {
-                return Err(Rejection::InvalidField { field: "amount", reason: "must be non-zero".into() });
+                return Err(Rejection::InvalidField {
+                    field: "amount",
+                    reason: "must be non-zero".into(),
+                });
             }
             if let Some(existing) = state.burns.get(&burn.chain_tx_id) {
                 let chain_tx_id = burn.chain_tx_id.clone();
-                return Err(if existing.burner == burn.burner && existing.amount == burn.amount {
-                    Rejection::BurnAlreadyRecorded { chain_tx_id, seq: existing.seq }
-                } else {
-                    Rejection::BurnConflict { chain_tx_id, seq: existing.seq }
-                });
+                return Err(
+                    if existing.burner == burn.burner && existing.amount == burn.amount {
+                        Rejection::BurnAlreadyRecorded {
+                            chain_tx_id,
+                            seq: existing.seq,
+                        }
+                    } else {
+                        Rejection::BurnConflict {
+                            chain_tx_id,
+                            seq: existing.seq,
+                        }
+                    },
+                );
             }
-            state.burn_total.checked_add(burn.amount).ok_or(Rejection::BurnTotalOverflow)?;
-            Ok(vec![Event::BurnRecorded { burn: burn.clone(), time_ms: context.time_ms }])
+            state
+                .burn_total
+                .checked_add(burn.amount)
+                .ok_or(Rejection::BurnTotalOverflow)?;
+            Ok(vec![Event::BurnRecorded {
+                burn: burn.clone(),
+                time_ms: context.time_ms,
+            }])
         }
     }
 }
@@ -210,10 +274,17 @@ impl State {
         let seq = self.events_applied;
         match event {
             Event::GenesisCreated(genesis) => {
-                assert!(self.genesis.is_none() && seq == 0, "genesis must be the first event");
+                assert!(
+                    self.genesis.is_none() && seq == 0,
+                    "genesis must be the first event"
+                );
                 self.genesis = Some(genesis.clone());
             }
-            Event::NodeRegistered { node, capabilities, time_ms } => {
+            Event::NodeRegistered {
+                node,
+                capabilities,
+                time_ms,
+            } => {
                 let previous = self.nodes.insert(
                     *node,
                     Node {
@@ -226,20 +297,38 @@ impl State {
                 assert!(previous.is_none(), "node {node} registered twice");
             }
             Event::HeartbeatRecorded { node, time_ms } => {
-                let entry = self.nodes.get_mut(node).expect("heartbeat from a registered node");
+                let entry = self
+                    .nodes
+                    .get_mut(node)
+                    .expect("heartbeat from a registered node");
                 entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(*time_ms);
             }
             Event::BurnRecorded { burn, time_ms } => {
-                let Burn { chain_tx_id, burner, amount } = burn;
-                self.burn_total = self.burn_total.checked_add(*amount).expect("burn total fits u128");
+                let Burn {
+                    chain_tx_id,
+                    burner,
+                    amount,
+                } = burn;
+                self.burn_total = self
+                    .burn_total
+                    .checked_add(*amount)
+                    .expect("burn total fits u128");
                 let previous = self.burns.insert(
                     chain_tx_id.clone(),
-                    BurnEntry { burner: burner.clone(), amount: *amount, seq, time_ms: *time_ms },
+                    BurnEntry {
+                        burner: burner.clone(),
+                        amount: *amount,
+                        seq,
+                        time_ms: *time_ms,
+                    },
                 );
                 assert!(previous.is_none(), "burn {chain_tx_id} recorded twice");
             }
             Event::CheckpointCreated(checkpoint) => {
-                assert_eq!(checkpoint.tree_size, seq, "a checkpoint covers every event before it");
+                assert_eq!(
+                    checkpoint.tree_size, seq,
+                    "a checkpoint covers every event before it"
+                );
                 self.checkpoint_last = Some(checkpoint.clone());
             }
         }
@@ -281,8 +370,13 @@ impl State {
     /// True when enough events have passed since the last checkpoint that the next
     /// event must be one.
     pub fn checkpoint_due(&self) -> bool {
-        let Some(genesis) = &self.genesis else { return false };
-        let covered = self.checkpoint_last.as_ref().map_or(0, |checkpoint| checkpoint.tree_size + 1);
+        let Some(genesis) = &self.genesis else {
+            return false;
+        };
+        let covered = self
+            .checkpoint_last
+            .as_ref()
+            .map_or(0, |checkpoint| checkpoint.tree_size + 1);
         self.events_applied - covered >= genesis.parameters.checkpoint_interval_events
     }
 
@@ -386,16 +480,28 @@ mod tests {
             burn_oracle_key: oracle().public(),
             governance_keys: vec![Keypair::from_secret([3; 32]).public()],
             governance_threshold: 1,
-            parameters: Parameters { checkpoint_interval_events: 3, ..Parameters::default() },
+            parameters: Parameters {
+                checkpoint_interval_events: 3,
+                ..Parameters::default()
+            },
         })
     }
 
     fn capabilities() -> Capabilities {
-        Capabilities { gpu_model: "H100".into(), vram_mib: 81_920, experts: vec![0, 3], endpoint: "https://n1".into() }
+        Capabilities {
+            gpu_model: "H100".into(),
+            vram_mib: 81_920,
+            experts: vec![0, 3],
+            endpoint: "https://n1".into(),
+        }
     }
 
     fn burn(tx: &str, amount: u128) -> Burn {
-        Burn { chain_tx_id: tx.into(), burner: "0xburner".into(), amount }
+        Burn {
+            chain_tx_id: tx.into(),
+            burner: "0xburner".into(),
+            amount,
+        }
     }
 
     fn given(events: &[Event]) -> State {
@@ -409,7 +515,10 @@ mod tests {
     fn when(state: &State, signer: &Keypair, action: Action) -> Result<Vec<Event>, Rejection> {
         let command = Authenticated {
             signer: signer.public(),
-            command: Command { idempotency_key: b"k1".to_vec(), action },
+            command: Command {
+                idempotency_key: b"k1".to_vec(),
+                action,
+            },
         };
         decide(state, &command, &Context { time_ms: 5_000 })
     }
@@ -419,7 +528,14 @@ mod tests {
         let node = Keypair::from_secret([9; 32]);
         let state = given(&[genesis()]);
         let events = when(&state, &node, Action::RegisterNode(capabilities())).unwrap();
-        assert_eq!(events, vec![Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 5_000 }]);
+        assert_eq!(
+            events,
+            vec![Event::NodeRegistered {
+                node: node.public(),
+                capabilities: capabilities(),
+                time_ms: 5_000
+            }]
+        );
         let after = given(&[genesis(), events[0].clone()]);
         assert_eq!(after.node(&node.public()).unwrap().registered_seq, 1);
     }
@@ -427,7 +543,11 @@ mod tests {
     #[test]
     fn register_twice_then_conflict() {
         let node = Keypair::from_secret([9; 32]);
-        let registered = Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 1 };
+        let registered = Event::NodeRegistered {
+            node: node.public(),
+            capabilities: capabilities(),
+            time_ms: 1,
+        };
         let state = given(&[genesis(), registered]);
         assert_eq!(
             when(&state, &node, Action::RegisterNode(capabilities())),
@@ -440,11 +560,41 @@ mod tests {
         let node = Keypair::from_secret([9; 32]);
         let state = given(&[genesis()]);
         let cases = [
-            (Capabilities { gpu_model: String::new(), ..capabilities() }, "gpu_model"),
-            (Capabilities { vram_mib: 0, ..capabilities() }, "vram_mib"),
-            (Capabilities { experts: vec![], ..capabilities() }, "experts"),
-            (Capabilities { experts: vec![3, 3], ..capabilities() }, "experts"),
-            (Capabilities { endpoint: "x".repeat(257), ..capabilities() }, "endpoint"),
+            (
+                Capabilities {
+                    gpu_model: String::new(),
+                    ..capabilities()
+                },
+                "gpu_model",
+            ),
+            (
+                Capabilities {
+                    vram_mib: 0,
+                    ..capabilities()
+                },
+                "vram_mib",
+            ),
+            (
+                Capabilities {
+                    experts: vec![],
+                    ..capabilities()
+                },
+                "experts",
+            ),
+            (
+                Capabilities {
+                    experts: vec![3, 3],
+                    ..capabilities()
+                },
+                "experts",
+            ),
+            (
+                Capabilities {
+                    endpoint: "x".repeat(257),
+                    ..capabilities()
+                },
+                "endpoint",
+            ),
         ];
         for (bad, expected_field) in cases {
             match when(&state, &node, Action::RegisterNode(bad)) {
@@ -466,7 +616,11 @@ mod tests {
     #[test]
     fn heartbeat_then_last_seen_advances() {
         let node = Keypair::from_secret([9; 32]);
-        let registered = Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 1 };
+        let registered = Event::NodeRegistered {
+            node: node.public(),
+            capabilities: capabilities(),
+            time_ms: 1,
+        };
         let state = given(&[genesis(), registered.clone()]);
         let events = when(&state, &node, Action::Heartbeat).unwrap();
         let after = given(&[genesis(), registered, events[0].clone()]);
@@ -477,33 +631,60 @@ mod tests {
     fn burn_by_non_oracle_then_unauthorized() {
         let intruder = Keypair::from_secret([8; 32]);
         assert_eq!(
-            when(&given(&[genesis()]), &intruder, Action::RecordBurn(burn("tx1", 10))),
-            Err(Rejection::Unauthorized { role: "burn oracle" })
+            when(
+                &given(&[genesis()]),
+                &intruder,
+                Action::RecordBurn(burn("tx1", 10))
+            ),
+            Err(Rejection::Unauthorized {
+                role: "burn oracle"
+            })
         );
     }
 
     #[test]
     fn burn_then_total_grows_and_same_tx_is_idempotent() {
-        let recorded = Event::BurnRecorded { burn: burn("tx1", 10), time_ms: 4 };
+        let recorded = Event::BurnRecorded {
+            burn: burn("tx1", 10),
+            time_ms: 4,
+        };
         let state = given(&[genesis(), recorded]);
         assert_eq!(state.burn_total(), 10);
         assert_eq!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx1", 10))),
-            Err(Rejection::BurnAlreadyRecorded { chain_tx_id: "tx1".into(), seq: 1 })
+            Err(Rejection::BurnAlreadyRecorded {
+                chain_tx_id: "tx1".into(),
+                seq: 1
+            })
         );
         assert_eq!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx1", 11))),
-            Err(Rejection::BurnConflict { chain_tx_id: "tx1".into(), seq: 1 })
+            Err(Rejection::BurnConflict {
+                chain_tx_id: "tx1".into(),
+                seq: 1
+            })
         );
     }
 
     #[test]
     fn burn_of_zero_or_overflowing_total_then_invalid() {
-        let state = given(&[genesis(), Event::BurnRecorded { burn: burn("tx1", u128::MAX), time_ms: 4 }]);
-        assert_eq!(when(&state, &oracle(), Action::RecordBurn(burn("tx2", 1))), Err(Rejection::BurnTotalOverflow));
+        let state = given(&[
+            genesis(),
+            Event::BurnRecorded {
+                burn: burn("tx1", u128::MAX),
+                time_ms: 4,
+            },
+        ]);
+        assert_eq!(
+            when(&state, &oracle(), Action::RecordBurn(burn("tx2", 1))),
+            Err(Rejection::BurnTotalOverflow)
+        );
         assert!(matches!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx3", 0))),
-            Err(Rejection::InvalidField { field: "amount", .. })
+            Err(Rejection::InvalidField {
+                field: "amount",
+                ..
+            })
         ));
     }
 
@@ -512,11 +693,17 @@ mod tests {
         let state = given(&[genesis()]);
         let command = Authenticated {
             signer: oracle().public(),
-            command: Command { idempotency_key: vec![], action: Action::RecordBurn(burn("tx1", 1)) },
+            command: Command {
+                idempotency_key: vec![],
+                action: Action::RecordBurn(burn("tx1", 1)),
+            },
         };
         assert!(matches!(
             decide(&state, &command, &Context { time_ms: 0 }),
-            Err(Rejection::InvalidField { field: "idempotency_key", .. })
+            Err(Rejection::InvalidField {
+                field: "idempotency_key",
+                ..
+            })
         ));
     }
 
@@ -528,9 +715,16 @@ mod tests {
             if state.checkpoint_due() {
                 due_at.push(state.events_applied());
                 let tree_size = state.events_applied();
-                state.apply(&Event::CheckpointCreated(Checkpoint { tree_size, merkle_root: [0; 32], signature: [0; 64] }));
+                state.apply(&Event::CheckpointCreated(Checkpoint {
+                    tree_size,
+                    merkle_root: [0; 32],
+                    signature: [0; 64],
+                }));
             } else {
-                state.apply(&Event::BurnRecorded { burn: burn(&format!("tx{index}"), 1), time_ms: 0 });
+                state.apply(&Event::BurnRecorded {
+                    burn: burn(&format!("tx{index}"), 1),
+                    time_ms: 0,
+                });
             }
         }
         // Interval 3: events 0..3 then a checkpoint at 3; 4..7 then one at 7.
@@ -541,8 +735,22 @@ mod tests {
     fn root_depends_on_every_change_and_only_on_state() {
         let node = Keypair::from_secret([9; 32]);
         let base = given(&[genesis()]);
-        let registered = given(&[genesis(), Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 1 }]);
-        let registered_later = given(&[genesis(), Event::NodeRegistered { node: node.public(), capabilities: capabilities(), time_ms: 2 }]);
+        let registered = given(&[
+            genesis(),
+            Event::NodeRegistered {
+                node: node.public(),
+                capabilities: capabilities(),
+                time_ms: 1,
+            },
+        ]);
+        let registered_later = given(&[
+            genesis(),
+            Event::NodeRegistered {
+                node: node.public(),
+                capabilities: capabilities(),
+                time_ms: 2,
+            },
+        ]);
         assert_ne!(base.root(), registered.root());
         assert_ne!(registered.root(), registered_later.root());
         assert_eq!(registered.root(), registered.clone().root());

@@ -73,7 +73,9 @@ impl fmt::Debug for Keypair {
 
 impl Keypair {
     pub fn from_secret(secret: [u8; 32]) -> Keypair {
-        Keypair { signing: SigningKey::from_bytes(&secret) }
+        Keypair {
+            signing: SigningKey::from_bytes(&secret),
+        }
     }
 
     /// A fresh key from the operating system's random source.
@@ -114,7 +116,10 @@ impl Keypair {
     /// Writes the key as JSON `{public_key, secret_key}` (hex), readable by the owner
     /// only on Unix.
     pub fn write_file(&self, path: &Path) -> Result<(), KeyFileError> {
-        let file = KeyFile { public_key: self.public(), secret_key: hex::encode(self.secret()) };
+        let file = KeyFile {
+            public_key: self.public(),
+            secret_key: hex::encode(self.secret()),
+        };
         let text = serde_json::to_string_pretty(&file).expect("a key file always serialises");
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -189,19 +194,29 @@ mod tests {
         let key = Keypair::from_secret([7; 32]);
         let signature = key.sign(&signing_message(COMMAND_DOMAIN, "net-a", b"body"));
         let public = key.public();
-        assert_eq!(verify(COMMAND_DOMAIN, "net-a", b"body", &public, &signature), Ok(()));
+        assert_eq!(
+            verify(COMMAND_DOMAIN, "net-a", b"body", &public, &signature),
+            Ok(())
+        );
         let wrong = [
             verify(COMMAND_DOMAIN, "net-b", b"body", &public, &signature),
             verify(CHECKPOINT_DOMAIN, "net-a", b"body", &public, &signature),
             verify(COMMAND_DOMAIN, "net-a", b"bodY", &public, &signature),
         ];
-        assert!(wrong.iter().all(|result| *result == Err(SignatureError::Invalid)));
+        assert!(
+            wrong
+                .iter()
+                .all(|result| *result == Err(SignatureError::Invalid))
+        );
     }
 
     #[test]
     fn network_id_is_length_prefixed() {
         // Without the prefix, ("ab", "c...") and ("a", "bc...") would sign the same bytes.
-        assert_ne!(signing_message(b"d", "ab", b"c"), signing_message(b"d", "a", b"bc"));
+        assert_ne!(
+            signing_message(b"d", "ab", b"c"),
+            signing_message(b"d", "a", b"bc")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::crypto::{Keypair, PublicKey};
-use crate::model::{limits, Genesis, Parameters};
+use crate::model::{Genesis, Parameters, limits};
 
 /// The network id of the built-in dev genesis.
 pub const DEV_NETWORK_ID: &str = "blyan-dev";
@@ -26,7 +26,10 @@ pub struct DevKeys {
 }
 
 fn dev_key(role: &str) -> Keypair {
-    Keypair::from_secret(blake3::derive_key("blyan-ledger 2026-11 dev-genesis key v1", role.as_bytes()))
+    Keypair::from_secret(blake3::derive_key(
+        "blyan-ledger 2026-11 dev-genesis key v1",
+        role.as_bytes(),
+    ))
 }
 
 impl DevKeys {
@@ -34,13 +37,18 @@ impl DevKeys {
         DevKeys {
             operator: dev_key("operator"),
             burn_oracle: dev_key("burn-oracle"),
-            governance: (1..=DEV_GOVERNANCE_KEYS).map(|index| dev_key(&format!("governance-{index}"))).collect(),
+            governance: (1..=DEV_GOVERNANCE_KEYS)
+                .map(|index| dev_key(&format!("governance-{index}")))
+                .collect(),
         }
     }
 
     /// `(file name, key)` for every role.
     pub fn files(&self) -> Vec<(String, &Keypair)> {
-        let mut files = vec![("operator.json".to_string(), &self.operator), ("burn-oracle.json".to_string(), &self.burn_oracle)];
+        let mut files = vec![
+            ("operator.json".to_string(), &self.operator),
+            ("burn-oracle.json".to_string(), &self.burn_oracle),
+        ];
         for (index, key) in self.governance.iter().enumerate() {
             files.push((format!("governance-{}.json", index + 1), key));
         }
@@ -82,7 +90,9 @@ pub fn validate(genesis: &Genesis) -> Result<(), GenesisError> {
     let network_id = &genesis.network_id;
     if network_id.is_empty()
         || network_id.len() > limits::NETWORK_ID_CHARS_MAX
-        || !network_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || !network_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
         return invalid("network_id must be 1..=64 characters of [A-Za-z0-9._-]");
     }
@@ -124,10 +134,20 @@ mod tests {
         let text = serde_json::to_string(&genesis).unwrap();
         assert_eq!(serde_json::from_str::<Genesis>(&text).unwrap(), genesis);
         for threshold in [0, 4] {
-            let bad = Genesis { governance_threshold: threshold, ..genesis.clone() };
+            let bad = Genesis {
+                governance_threshold: threshold,
+                ..genesis.clone()
+            };
             assert!(matches!(validate(&bad), Err(GenesisError::Invalid(_))));
         }
-        let duplicated = Genesis { governance_keys: vec![genesis.operator_key; 2], governance_threshold: 1, ..genesis };
-        assert!(matches!(validate(&duplicated), Err(GenesisError::Invalid(_))));
+        let duplicated = Genesis {
+            governance_keys: vec![genesis.operator_key; 2],
+            governance_threshold: 1,
+            ..genesis
+        };
+        assert!(matches!(
+            validate(&duplicated),
+            Err(GenesisError::Invalid(_))
+        ));
     }
 }

@@ -6,7 +6,7 @@
 //! rs_merkle; [`Frontier`] keeps only the O(log n) peaks needed to append and to compute
 //! the root of a growing log.
 
-use crate::crypto::{self, Keypair, PublicKey, SignatureError, CHECKPOINT_DOMAIN};
+use crate::crypto::{self, CHECKPOINT_DOMAIN, Keypair, PublicKey, SignatureError};
 use crate::model::Hash;
 
 const LEAF_PREFIX: u8 = 0x00;
@@ -84,7 +84,9 @@ impl Frontier {
     /// Root over every leaf so far: the peaks folded from the right.
     pub fn root(&self) -> Hash {
         let mut peaks = self.peaks.iter().rev();
-        let Some(&(_, mut root)) = peaks.next() else { return EMPTY_ROOT };
+        let Some(&(_, mut root)) = peaks.next() else {
+            return EMPTY_ROOT;
+        };
         for (_, left) in peaks {
             root = node_hash(left, &root);
         }
@@ -100,8 +102,17 @@ pub fn checkpoint_payload(tree_size: u64, merkle_root: &Hash) -> Vec<u8> {
     payload
 }
 
-pub fn sign_checkpoint(operator: &Keypair, network_id: &str, tree_size: u64, merkle_root: &Hash) -> [u8; 64] {
-    operator.sign(&crypto::signing_message(CHECKPOINT_DOMAIN, network_id, &checkpoint_payload(tree_size, merkle_root)))
+pub fn sign_checkpoint(
+    operator: &Keypair,
+    network_id: &str,
+    tree_size: u64,
+    merkle_root: &Hash,
+) -> [u8; 64] {
+    operator.sign(&crypto::signing_message(
+        CHECKPOINT_DOMAIN,
+        network_id,
+        &checkpoint_payload(tree_size, merkle_root),
+    ))
 }
 
 pub fn verify_checkpoint(
@@ -111,7 +122,13 @@ pub fn verify_checkpoint(
     merkle_root: &Hash,
     signature: &[u8; 64],
 ) -> Result<(), SignatureError> {
-    crypto::verify(CHECKPOINT_DOMAIN, network_id, &checkpoint_payload(tree_size, merkle_root), operator, signature)
+    crypto::verify(
+        CHECKPOINT_DOMAIN,
+        network_id,
+        &checkpoint_payload(tree_size, merkle_root),
+        operator,
+        signature,
+    )
 }
 
 #[cfg(test)]
@@ -154,7 +171,10 @@ mod tests {
         let mut joined = [0u8; 64];
         joined[..32].copy_from_slice(&a);
         joined[32..].copy_from_slice(&b);
-        assert_ne!(<Rfc6962Blake3 as rs_merkle::Hasher>::hash(&joined), node_hash(&a, &b));
+        assert_ne!(
+            <Rfc6962Blake3 as rs_merkle::Hasher>::hash(&joined),
+            node_hash(&a, &b)
+        );
     }
 
     #[test]

@@ -97,9 +97,19 @@ pub struct Genesis {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     GenesisCreated(Genesis),
-    NodeRegistered { node: PublicKey, capabilities: Capabilities, time_ms: u64 },
-    HeartbeatRecorded { node: PublicKey, time_ms: u64 },
-    BurnRecorded { burn: Burn, time_ms: u64 },
+    NodeRegistered {
+        node: PublicKey,
+        capabilities: Capabilities,
+        time_ms: u64,
+    },
+    HeartbeatRecorded {
+        node: PublicKey,
+        time_ms: u64,
+    },
+    BurnRecorded {
+        burn: Burn,
+        time_ms: u64,
+    },
     CheckpointCreated(Checkpoint),
 }
 
@@ -152,6 +162,8 @@ pub mod hex_array {
     ) -> Result<[u8; N], D::Error> {
         let text = String::deserialize(deserializer)?;
         let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
-        bytes.try_into().map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
     }
 }

@@ -39,7 +39,13 @@ impl Record {
     /// Builds the record that follows `prev_hash` at `seq`.
     pub fn seal(seq: u64, prev_hash: Hash, time_ms: u64, body: Vec<u8>) -> Record {
         let hash = record_hash(&prev_hash, seq, time_ms, &body);
-        Record { seq, prev_hash, time_ms, body, hash }
+        Record {
+            seq,
+            prev_hash,
+            time_ms,
+            body,
+            hash,
+        }
     }
 
     /// Checks that the stored hash matches the record's own contents.
@@ -70,7 +76,9 @@ impl Record {
 
     pub fn from_pb(message: pb::EventRecord) -> Result<Record, DecodeError> {
         let hash = |bytes: &[u8], field: &str| -> Result<Hash, DecodeError> {
-            bytes.try_into().map_err(|_| DecodeError(format!("{field} must be 32 bytes")))
+            bytes
+                .try_into()
+                .map_err(|_| DecodeError(format!("{field} must be 32 bytes")))
         };
         Ok(Record {
             seq: message.seq,
@@ -95,7 +103,11 @@ pub enum ChainError {
     #[error("record at seq {seq}: stored hash does not match its contents")]
     BadHash { seq: u64 },
     #[error("record at seq {seq}: time goes backwards ({time_ms} < {previous_ms})")]
-    TimeBackwards { seq: u64, time_ms: u64, previous_ms: u64 },
+    TimeBackwards {
+        seq: u64,
+        time_ms: u64,
+        previous_ms: u64,
+    },
 }
 
 impl ChainError {
@@ -121,7 +133,11 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> ChainVerifier {
-        ChainVerifier { seq_next: 0, head_hash: GENESIS_PREV_HASH, time_ms_last: 0 }
+        ChainVerifier {
+            seq_next: 0,
+            head_hash: GENESIS_PREV_HASH,
+            time_ms_last: 0,
+        }
     }
 }
 
@@ -147,13 +163,20 @@ impl ChainVerifier {
     fn check_link(&self, record: &Record) -> Result<(), ChainError> {
         let seq = self.seq_next;
         if record.seq != seq {
-            return Err(ChainError::WrongSeq { seq, found: record.seq });
+            return Err(ChainError::WrongSeq {
+                seq,
+                found: record.seq,
+            });
         }
         if record.prev_hash != self.head_hash {
             return Err(ChainError::BrokenLink { seq });
         }
         if record.time_ms < self.time_ms_last {
-            return Err(ChainError::TimeBackwards { seq, time_ms: record.time_ms, previous_ms: self.time_ms_last });
+            return Err(ChainError::TimeBackwards {
+                seq,
+                time_ms: record.time_ms,
+                previous_ms: self.time_ms_last,
+            });
         }
         Ok(())
     }
@@ -204,17 +227,34 @@ mod tests {
 
     #[test]
     fn each_kind_of_damage_names_the_first_bad_seq() {
-        let cases: Vec<(fn(&mut Record), ChainError)> = vec![
+        type Damage = fn(&mut Record);
+        let cases: Vec<(Damage, ChainError)> = vec![
             (|record| record.body[0] ^= 1, ChainError::BadHash { seq: 2 }),
-            (|record| record.prev_hash[0] ^= 1, ChainError::BrokenLink { seq: 2 }),
-            (|record| record.seq = 7, ChainError::WrongSeq { seq: 2, found: 7 }),
-            (|record| record.time_ms = 0, ChainError::TimeBackwards { seq: 2, time_ms: 0, previous_ms: 1_001 }),
+            (
+                |record| record.prev_hash[0] ^= 1,
+                ChainError::BrokenLink { seq: 2 },
+            ),
+            (
+                |record| record.seq = 7,
+                ChainError::WrongSeq { seq: 2, found: 7 },
+            ),
+            (
+                |record| record.time_ms = 0,
+                ChainError::TimeBackwards {
+                    seq: 2,
+                    time_ms: 0,
+                    previous_ms: 1_001,
+                },
+            ),
         ];
         for (damage, expected) in cases {
             let mut records = chain(4);
             damage(&mut records[2]);
             let mut verifier = ChainVerifier::default();
-            let error = records.iter().try_for_each(|record| verifier.push(record)).unwrap_err();
+            let error = records
+                .iter()
+                .try_for_each(|record| verifier.push(record))
+                .unwrap_err();
             assert_eq!(error, expected);
             assert_eq!(error.seq(), 2);
         }

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use crate::codec;
-use crate::core::{decide, Authenticated, Context, State};
+use crate::core::{Authenticated, Context, State, decide};
 use crate::crypto::{self, COMMAND_DOMAIN};
 use crate::merkle::{self, Frontier};
 use crate::model::{Event, Hash, LoggedEvent};
@@ -23,9 +23,15 @@ pub struct ReplayChecks {
 
 impl ReplayChecks {
     /// For a log this process wrote itself: signatures were checked when it was written.
-    pub const STORED: ReplayChecks = ReplayChecks { signatures: false, redecide: false };
+    pub const STORED: ReplayChecks = ReplayChecks {
+        signatures: false,
+        redecide: false,
+    };
     /// For a log from elsewhere: trust nothing.
-    pub const AUDIT: ReplayChecks = ReplayChecks { signatures: true, redecide: true };
+    pub const AUDIT: ReplayChecks = ReplayChecks {
+        signatures: true,
+        redecide: true,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,8 +65,11 @@ pub struct CheckedRecord {
 impl CheckedRecord {
     pub fn check(record: Record) -> Result<CheckedRecord, ReplayError> {
         record.check_hash()?;
-        let logged = codec::decode_logged_event(&record.body)
-            .map_err(|error| ReplayError::Invalid { seq: record.seq, reason: error.to_string() })?;
+        let logged =
+            codec::decode_logged_event(&record.body).map_err(|error| ReplayError::Invalid {
+                seq: record.seq,
+                reason: error.to_string(),
+            })?;
         Ok(CheckedRecord { record, logged })
     }
 }
@@ -109,10 +118,15 @@ impl Replayer {
             (_, _) if seq == 0 => return Err(invalid("seq 0 must be the genesis".into())),
             (None, Event::CheckpointCreated(checkpoint)) => {
                 if checkpoint.tree_size != seq {
-                    return Err(invalid(format!("checkpoint covers {} events, expected {seq}", checkpoint.tree_size)));
+                    return Err(invalid(format!(
+                        "checkpoint covers {} events, expected {seq}",
+                        checkpoint.tree_size
+                    )));
                 }
                 if checkpoint.merkle_root != self.frontier.root() {
-                    return Err(invalid("checkpoint Merkle root does not match the log".into()));
+                    return Err(invalid(
+                        "checkpoint Merkle root does not match the log".into(),
+                    ));
                 }
                 let genesis = self.state.genesis().expect("seq > 0 has a genesis");
                 merkle::verify_checkpoint(
@@ -129,7 +143,9 @@ impl Replayer {
                     return Err(invalid("event without a cause".into()));
                 };
                 if expected != event {
-                    return Err(invalid("event differs from what its command decides".into()));
+                    return Err(invalid(
+                        "event differs from what its command decides".into(),
+                    ));
                 }
             }
             (None, _) => {}
@@ -138,23 +154,52 @@ impl Replayer {
             }
             (Some(cause), event) => {
                 if self.checks.signatures {
-                    let network_id = &self.state.genesis().expect("seq > 0 has a genesis").network_id;
-                    crypto::verify(COMMAND_DOMAIN, network_id, &cause.body, &cause.signer, &cause.signature)
-                        .map_err(|error| invalid(format!("command signature: {error}")))?;
+                    let network_id = &self
+                        .state
+                        .genesis()
+                        .expect("seq > 0 has a genesis")
+                        .network_id;
+                    crypto::verify(
+                        COMMAND_DOMAIN,
+                        network_id,
+                        &cause.body,
+                        &cause.signer,
+                        &cause.signature,
+                    )
+                    .map_err(|error| invalid(format!("command signature: {error}")))?;
                 }
                 if self.checks.redecide {
-                    let command = codec::decode_command(&cause.body).map_err(|error| invalid(error.to_string()))?;
-                    let authenticated = Authenticated { signer: cause.signer, command };
-                    let decided = decide(&self.state, &authenticated, &Context { time_ms: record.time_ms })
-                        .map_err(|rejection| invalid(format!("its command is rejected on replay: {rejection}")))?;
+                    let command = codec::decode_command(&cause.body)
+                        .map_err(|error| invalid(error.to_string()))?;
+                    let authenticated = Authenticated {
+                        signer: cause.signer,
+                        command,
+                    };
+                    let decided = decide(
+                        &self.state,
+                        &authenticated,
+                        &Context {
+                            time_ms: record.time_ms,
+                        },
+                    )
+                    .map_err(|rejection| {
+                        invalid(format!("its command is rejected on replay: {rejection}"))
+                    })?;
                     if decided.first() != Some(event) {
-                        return Err(invalid("event differs from what its command decides".into()));
+                        return Err(invalid(
+                            "event differs from what its command decides".into(),
+                        ));
                     }
                     self.expected = decided.into_iter().skip(1).collect();
                 }
             }
         }
-        if logged.cause.is_none() && !matches!(logged.event, Event::GenesisCreated(_) | Event::CheckpointCreated(_)) {
+        if logged.cause.is_none()
+            && !matches!(
+                logged.event,
+                Event::GenesisCreated(_) | Event::CheckpointCreated(_)
+            )
+        {
             self.expected.pop_front();
         }
         self.chain.push_hashed(record).expect("checked above");

@@ -10,21 +10,35 @@ use std::time::{Duration, Instant};
 
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
-use blyan_sdk::genesis::{DevKeys, DEV_NETWORK_ID};
+use blyan_sdk::genesis::{DEV_NETWORK_ID, DevKeys};
 use blyan_sdk::model::{Action, Burn, Command as LedgerCommand};
 
 fn sign_burns(keys: &DevKeys, range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
     range
         .map(|index| {
-            let burn = Burn { chain_tx_id: format!("0x{index:064x}"), burner: "0x00000000000000000000000000000000000000b1".into(), amount: 1_000_000 + u128::from(index) };
-            let command = LedgerCommand { idempotency_key: index.to_be_bytes().to_vec(), action: Action::RecordBurn(burn) };
-            codec::encode_signed_command(&codec::sign_command(&keys.burn_oracle, DEV_NETWORK_ID, &command))
+            let burn = Burn {
+                chain_tx_id: format!("0x{index:064x}"),
+                burner: "0x00000000000000000000000000000000000000b1".into(),
+                amount: 1_000_000 + u128::from(index),
+            };
+            let command = LedgerCommand {
+                idempotency_key: index.to_be_bytes().to_vec(),
+                action: Action::RecordBurn(burn),
+            };
+            codec::encode_signed_command(&codec::sign_command(
+                &keys.burn_oracle,
+                DEV_NETWORK_ID,
+                &command,
+            ))
         })
         .collect()
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|arg| arg.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|arg| arg.parse().ok())
+        .collect();
     let commands = args.first().copied().unwrap_or(200_000);
     let clients = args.get(1).copied().unwrap_or(64);
     let warmup = 5_000;
@@ -39,19 +53,36 @@ fn main() {
         (first.join().unwrap(), second.join().unwrap())
     });
     let mut signed: Vec<Vec<u8>> = first.into_iter().chain(second).collect();
-    eprintln!("signed {total} commands in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "signed {total} commands in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_blyan-ledger"))
-        .args(["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let client = Client::new(&url);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -65,7 +96,9 @@ fn main() {
         let rate = run(&client, measured, clients).await;
         let head = client.head().await.unwrap();
         assert_eq!(head.events, 1 + total, "every command must be in the log");
-        println!("ingest: {commands} signed commands, {clients} clients, fsync on: {rate:.0} commands/s");
+        println!(
+            "ingest: {commands} signed commands, {clients} clients, fsync on: {rate:.0} commands/s"
+        );
     });
     server.kill().unwrap();
     let _ = server.wait();
@@ -83,8 +116,13 @@ async fn run(client: &Client, commands: Vec<Vec<u8>>, clients: u64) -> f64 {
             tokio::spawn(async move {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(body) = commands.get(index) else { break };
-                    client.submit_bytes_once(body.clone()).await.expect("accepted");
+                    let Some(body) = commands.get(index) else {
+                        break;
+                    };
+                    client
+                        .submit_bytes_once(body.clone())
+                        .await
+                        .expect("accepted");
                 }
             })
         })

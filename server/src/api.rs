@@ -17,13 +17,13 @@ use std::time::Duration;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use blyan_sdk::codec;
 use blyan_sdk::core::RejectionClass;
-use blyan_sdk::crypto::{self, PublicKey, COMMAND_DOMAIN};
+use blyan_sdk::crypto::{self, COMMAND_DOMAIN, PublicKey};
 use blyan_sdk::record::Record;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -46,7 +46,11 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> ApiConfig {
-        ApiConfig { body_bytes_max: 64 * 1024, request_timeout_ms: 30_000, events_page_max: 1_000 }
+        ApiConfig {
+            body_bytes_max: 64 * 1024,
+            request_timeout_ms: 30_000,
+            events_page_max: 1_000,
+        }
     }
 }
 
@@ -87,13 +91,21 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response()
+        (
+            self.status,
+            Json(json!({ "code": self.code, "message": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -123,7 +135,10 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-async fn submit_command(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn submit_command(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let metrics = &app.engine.shared.metrics;
     let refuse = |error: ApiError| {
         metrics.record_rejection(error.code);
@@ -131,18 +146,49 @@ async fn submit_command(State(app): State<AppState>, body: Result<Bytes, BytesRe
     };
     let body = body.map_err(|rejection| {
         refuse(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body exceeds {} bytes", app.config.body_bytes_max))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {} bytes", app.config.body_bytes_max),
+            )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", rejection.body_text())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                rejection.body_text(),
+            )
         })
     })?;
-    let malformed = |message: String| refuse(ApiError::new(StatusCode::BAD_REQUEST, "malformed_command", message));
-    let signed = codec::decode_signed_command(&body).map_err(|error| malformed(error.to_string()))?;
-    crypto::verify(COMMAND_DOMAIN, &app.engine.shared.network_id, &signed.body, &signed.signer, &signed.signature)
-        .map_err(|error| refuse(ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", error.to_string())))?;
-    let command = codec::decode_command(&signed.body).map_err(|error| malformed(error.to_string()))?;
+    let malformed = |message: String| {
+        refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_command",
+            message,
+        ))
+    };
+    let signed =
+        codec::decode_signed_command(&body).map_err(|error| malformed(error.to_string()))?;
+    crypto::verify(
+        COMMAND_DOMAIN,
+        &app.engine.shared.network_id,
+        &signed.body,
+        &signed.signer,
+        &signed.signature,
+    )
+    .map_err(|error| {
+        refuse(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            error.to_string(),
+        ))
+    })?;
+    let command =
+        codec::decode_command(&signed.body).map_err(|error| malformed(error.to_string()))?;
     let receipt = app.engine.submit(Submission { signed, command }).await?;
-    Ok(Json(json!({ "seq": receipt.seq, "event_hash": hex::encode(receipt.event_hash) })).into_response())
+    Ok(
+        Json(json!({ "seq": receipt.seq, "event_hash": hex::encode(receipt.event_hash) }))
+            .into_response(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,14 +210,33 @@ fn wants_protobuf(query: &EventsQuery, headers: &HeaderMap) -> bool {
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string())
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage_error",
+        error.to_string(),
+    )
 }
 
-async fn events(State(app): State<AppState>, Query(query): Query<EventsQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if let Some(format) = query.format.as_deref().filter(|format| !matches!(*format, "proto" | "json")) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("format must be proto or json, not {format}")));
+async fn events(
+    State(app): State<AppState>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(format) = query
+        .format
+        .as_deref()
+        .filter(|format| !matches!(*format, "proto" | "json"))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            format!("format must be proto or json, not {format}"),
+        ));
     }
-    let limit = query.limit.unwrap_or(100).clamp(1, app.config.events_page_max) as usize;
+    let limit = query
+        .limit
+        .unwrap_or(100)
+        .clamp(1, app.config.events_page_max) as usize;
     let end = app.engine.shared.events_committed.borrow().to_owned();
     let store = app.engine.shared.store.clone();
     let from = query.from;
@@ -190,7 +255,10 @@ async fn events(State(app): State<AppState>, Query(query): Query<EventsQuery>, h
         }
         return Ok(([(header::CONTENT_TYPE, "application/x-protobuf")], page).into_response());
     }
-    let records: Vec<serde_json::Value> = encoded.iter().map(|value| render_record(value)).collect::<Result<_, _>>()?;
+    let records: Vec<serde_json::Value> = encoded
+        .iter()
+        .map(|value| render_record(value))
+        .collect::<Result<_, _>>()?;
     Ok(Json(json!({ "records": records })).into_response())
 }
 
@@ -220,7 +288,11 @@ struct WsQuery {
     from: u64,
 }
 
-async fn events_ws(State(app): State<AppState>, Query(query): Query<WsQuery>, upgrade: WebSocketUpgrade) -> Response {
+async fn events_ws(
+    State(app): State<AppState>,
+    Query(query): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     upgrade.on_upgrade(move |socket| stream_events(app, query.from, socket))
 }
 
@@ -235,10 +307,13 @@ async fn stream_events(app: AppState, from: u64, mut socket: WebSocket) {
         while seq_next < end {
             let store = shared.store.clone();
             let limit = app.config.events_page_max as usize;
-            let page = match tokio::task::spawn_blocking(move || store.read_encoded(seq_next, end, limit)).await {
-                Ok(Ok(page)) if !page.is_empty() => page,
-                _ => return,
-            };
+            let page =
+                match tokio::task::spawn_blocking(move || store.read_encoded(seq_next, end, limit))
+                    .await
+                {
+                    Ok(Ok(page)) if !page.is_empty() => page,
+                    _ => return,
+                };
             for value in page {
                 if socket.send(Message::Binary(value.into())).await.is_err() {
                     return;
@@ -280,26 +355,45 @@ async fn state(State(app): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn node(State(app): State<AppState>, Path(pubkey): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = PublicKey::from_hex(&pubkey)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", "the public key must be 64 hex characters"))?;
+async fn node(
+    State(app): State<AppState>,
+    Path(pubkey): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = PublicKey::from_hex(&pubkey).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "the public key must be 64 hex characters",
+        )
+    })?;
     let published = app.engine.shared.published.read().expect("published lock");
-    let node = published
-        .state
-        .node(&key)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "node_not_found", format!("node {key} is not registered")))?;
+    let node = published.state.node(&key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "node_not_found",
+            format!("node {key} is not registered"),
+        )
+    })?;
     Ok(Json(json!({ "pubkey": key, "node": node })))
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {
     if app.engine.shared.writer_stopped() {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "writer_stopped", "the writer stopped after a storage failure").into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writer_stopped",
+            "the writer stopped after a storage failure",
+        )
+        .into_response();
     }
-    Json(json!({ "status": "ok", "events": *app.engine.shared.events_committed.borrow() })).into_response()
+    Json(json!({ "status": "ok", "events": *app.engine.shared.events_committed.borrow() }))
+        .into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let shared = &app.engine.shared;
-    let text = shared.metrics.render(*shared.events_committed.borrow(), shared.writer_stopped());
+    let text = shared
+        .metrics
+        .render(*shared.events_committed.borrow(), shared.writer_stopped());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use blyan_sdk::codec;
-use blyan_sdk::core::{decide, Authenticated, Context, Rejection, State};
+use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide};
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::merkle::{self, Frontier};
 use blyan_sdk::model::{Checkpoint, Command, Event, Hash, LoggedEvent, SignedCommand};
@@ -19,7 +19,9 @@ use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
-use crate::store::{idempotency_key, AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError};
+use crate::store::{
+    AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError, idempotency_key,
+};
 
 /// Bounds of the engine. Each is a named, documented limit.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +34,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { queue_commands_max: 8_192, batch_commands_max: 1_024 }
+        EngineConfig {
+            queue_commands_max: 8_192,
+            batch_commands_max: 1_024,
+        }
     }
 }
 
@@ -102,13 +107,16 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("network_id", &self.network_id).finish()
+        f.debug_struct("Shared")
+            .field("network_id", &self.network_id)
+            .finish()
     }
 }
 
 impl Shared {
     pub fn writer_stopped(&self) -> bool {
-        self.writer_stopped.load(std::sync::atomic::Ordering::SeqCst)
+        self.writer_stopped
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -140,21 +148,36 @@ const REPLAY_CHUNK_RECORDS: usize = 1_024;
 ///
 /// Two stages on two threads: one reads, decodes and hashes records (work that needs no
 /// earlier record); the calling thread checks the links and applies them in order.
-pub fn replay_store(store: &dyn LogStorage, progress: &mut dyn FnMut(u64)) -> Result<Replayer, OpenError> {
+pub fn replay_store(
+    store: &dyn LogStorage,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayer, OpenError> {
     let mut replayer = Replayer::new(ReplayChecks::STORED);
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<CheckedRecord>>(8);
     let scanned = std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut chunk = Vec::with_capacity(REPLAY_CHUNK_RECORDS);
             let scanned = store.scan(&mut |seq, value| {
-                let record = Record::decode(value).map_err(|error| ChainError::Undecodable { seq, reason: error.to_string() }.to_string())?;
+                let record = Record::decode(value).map_err(|error| {
+                    ChainError::Undecodable {
+                        seq,
+                        reason: error.to_string(),
+                    }
+                    .to_string()
+                })?;
                 if record.seq != seq {
-                    return Err(ChainError::WrongSeq { seq, found: record.seq }.to_string());
+                    return Err(ChainError::WrongSeq {
+                        seq,
+                        found: record.seq,
+                    }
+                    .to_string());
                 }
                 chunk.push(CheckedRecord::check(record).map_err(|error| error.to_string())?);
                 if chunk.len() == REPLAY_CHUNK_RECORDS {
                     // A closed receiver means the applying side failed; it reports why.
-                    sender.send(std::mem::take(&mut chunk)).map_err(|_| String::new())?;
+                    sender
+                        .send(std::mem::take(&mut chunk))
+                        .map_err(|_| String::new())?;
                 }
                 Ok(())
             });
@@ -177,7 +200,9 @@ pub fn replay_store(store: &dyn LogStorage, progress: &mut dyn FnMut(u64)) -> Re
         // The first bad record stopped the reader; everything before it was applied.
         Err(ScanError::Visit(reason)) => Err(OpenError::Corrupt(ReplayError::Invalid {
             seq: replayer.len(),
-            reason: reason.split_once(": ").map_or(reason.clone(), |(_, rest)| rest.to_string()),
+            reason: reason
+                .split_once(": ")
+                .map_or(reason.clone(), |(_, rest)| rest.to_string()),
         })),
     }
 }
@@ -205,12 +230,22 @@ impl Engine {
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
         let mut replayer = replay_store(store.as_ref(), &mut |_| {})?;
         if replayer.is_empty() {
-            let body = codec::encode_logged_event(&LoggedEvent { cause: None, event: Event::GenesisCreated(genesis.clone()) });
+            let body = codec::encode_logged_event(&LoggedEvent {
+                cause: None,
+                event: Event::GenesisCreated(genesis.clone()),
+            });
             let record = Record::seal(0, blyan_sdk::record::GENESIS_PREV_HASH, now_ms(), body);
-            store.append(&AppendBatch { records: vec![record.clone()], idempotency: vec![] })?;
+            store.append(&AppendBatch {
+                records: vec![record.clone()],
+                idempotency: vec![],
+            })?;
             replayer.push(&record).map_err(OpenError::Corrupt)?;
         }
-        let log_genesis = replayer.state().genesis().expect("replayed log has a genesis").clone();
+        let log_genesis = replayer
+            .state()
+            .genesis()
+            .expect("replayed log has a genesis")
+            .clone();
         if log_genesis != genesis {
             return Err(OpenError::GenesisMismatch);
         }
@@ -226,13 +261,25 @@ impl Engine {
         let shared = Arc::new(Shared {
             store,
             network_id: log_genesis.network_id.clone(),
-            published: RwLock::new(Published { state: state.clone(), head_hash, root_cache: Mutex::new(None) }),
+            published: RwLock::new(Published {
+                state: state.clone(),
+                head_hash,
+                root_cache: Mutex::new(None),
+            }),
             events_committed: watch::channel(events).0,
             metrics: Metrics::default(),
             writer_stopped: Default::default(),
         });
         let (queue, receiver) = mpsc::channel(config.queue_commands_max);
-        let writer = Writer { shared: shared.clone(), state, frontier, head_hash, time_ms_last, operator, config };
+        let writer = Writer {
+            shared: shared.clone(),
+            state,
+            frontier,
+            head_hash,
+            time_ms_last,
+            operator,
+            config,
+        };
         let handle = tokio::spawn(writer.run(receiver));
         Ok((Engine { queue, shared }, handle))
     }
@@ -240,13 +287,18 @@ impl Engine {
     /// Queues a command and waits until its events are durable (or it is refused).
     pub async fn submit(&self, submission: Submission) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((submission, reply)).await.map_err(|_| SubmitError::WriterStopped)?;
+        self.queue
+            .send((submission, reply))
+            .await
+            .map_err(|_| SubmitError::WriterStopped)?;
         answer.await.map_err(|_| SubmitError::WriterStopped)?
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 type Reply = oneshot::Sender<Result<Receipt, SubmitError>>;
@@ -259,12 +311,21 @@ enum Outcome {
 }
 
 impl Writer {
-    async fn run(mut self, mut queue: mpsc::Receiver<(Submission, Reply)>) -> Result<(), StoreError> {
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<(Submission, Reply)>,
+    ) -> Result<(), StoreError> {
         let mut batch = Vec::with_capacity(self.config.batch_commands_max);
-        while queue.recv_many(&mut batch, self.config.batch_commands_max).await > 0 {
+        while queue
+            .recv_many(&mut batch, self.config.batch_commands_max)
+            .await
+            > 0
+        {
             if let Err(error) = self.commit(&mut batch) {
                 tracing::error!(%error, "storage write failed; the writer stops and the server must restart");
-                self.shared.writer_stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.shared
+                    .writer_stopped
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 queue.close();
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(SubmitError::WriterStopped));
@@ -280,7 +341,12 @@ impl Writer {
 
     fn seal(&mut self, logged: &LoggedEvent, time_ms: u64) -> Record {
         let seq = self.state.events_applied();
-        let record = Record::seal(seq, self.head_hash, time_ms, codec::encode_logged_event(logged));
+        let record = Record::seal(
+            seq,
+            self.head_hash,
+            time_ms,
+            codec::encode_logged_event(logged),
+        );
         self.head_hash = record.hash;
         self.frontier.push_event(&record.hash);
         self.state.apply(&logged.event);
@@ -300,24 +366,35 @@ impl Writer {
         let mut pending: HashMap<Vec<u8>, (Hash, usize)> = HashMap::new();
         for (submission, _) in batch.iter() {
             let body_hash = *blake3::hash(&submission.signed.body).as_bytes();
-            let key = idempotency_key(&submission.signed.signer, &submission.command.idempotency_key);
+            let key = idempotency_key(
+                &submission.signed.signer,
+                &submission.command.idempotency_key,
+            );
             if let Some(&(hash, index)) = pending.get(&key) {
                 outcomes.push(if hash == body_hash {
                     Outcome::InBatch(index)
                 } else {
-                    Outcome::Done(Err(SubmitError::IdempotencyKeyReused { seq: append.records[index].seq }))
+                    Outcome::Done(Err(SubmitError::IdempotencyKeyReused {
+                        seq: append.records[index].seq,
+                    }))
                 });
                 continue;
             }
             if let Some(entry) = self.shared.store.idempotency(&key)? {
                 outcomes.push(Outcome::Done(if entry.body_hash == body_hash {
-                    Ok(Receipt { seq: entry.seq, event_hash: entry.event_hash })
+                    Ok(Receipt {
+                        seq: entry.seq,
+                        event_hash: entry.event_hash,
+                    })
                 } else {
                     Err(SubmitError::IdempotencyKeyReused { seq: entry.seq })
                 }));
                 continue;
             }
-            let authenticated = Authenticated { signer: submission.signed.signer, command: submission.command.clone() };
+            let authenticated = Authenticated {
+                signer: submission.signed.signer,
+                command: submission.command.clone(),
+            };
             match decide(&self.state, &authenticated, &context) {
                 Ok(decided) => {
                     let first = append.records.len();
@@ -330,7 +407,11 @@ impl Writer {
                         self.append_checkpoint_if_due(&mut append, &mut events, time_ms);
                     }
                     let record = &append.records[first];
-                    let entry = IdempotencyEntry { body_hash, seq: record.seq, event_hash: record.hash };
+                    let entry = IdempotencyEntry {
+                        body_hash,
+                        seq: record.seq,
+                        event_hash: record.hash,
+                    };
                     append.idempotency.push((key.clone(), entry));
                     pending.insert(key, (body_hash, first));
                     outcomes.push(Outcome::InBatch(first));
@@ -344,7 +425,9 @@ impl Writer {
         if !append.records.is_empty() {
             let started = Instant::now();
             self.shared.store.append(&append)?;
-            self.shared.metrics.record_write(append.records.len(), started.elapsed());
+            self.shared
+                .metrics
+                .record_write(append.records.len(), started.elapsed());
             self.publish(&append, &events);
         }
         for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
@@ -352,7 +435,10 @@ impl Writer {
                 Outcome::Done(answer) => answer,
                 Outcome::InBatch(index) => {
                     let record = &append.records[index];
-                    Ok(Receipt { seq: record.seq, event_hash: record.hash })
+                    Ok(Receipt {
+                        seq: record.seq,
+                        event_hash: record.hash,
+                    })
                 }
             };
             self.shared.metrics.record_answer(&answer);
@@ -361,14 +447,31 @@ impl Writer {
         Ok(())
     }
 
-    fn append_checkpoint_if_due(&mut self, append: &mut AppendBatch, events: &mut Vec<Event>, time_ms: u64) {
+    fn append_checkpoint_if_due(
+        &mut self,
+        append: &mut AppendBatch,
+        events: &mut Vec<Event>,
+        time_ms: u64,
+    ) {
         if !self.state.checkpoint_due() {
             return;
         }
         let tree_size = self.state.events_applied();
         let merkle_root = self.frontier.root();
-        let signature = merkle::sign_checkpoint(&self.operator, &self.shared.network_id, tree_size, &merkle_root);
-        let logged = LoggedEvent { cause: None, event: Event::CheckpointCreated(Checkpoint { tree_size, merkle_root, signature }) };
+        let signature = merkle::sign_checkpoint(
+            &self.operator,
+            &self.shared.network_id,
+            tree_size,
+            &merkle_root,
+        );
+        let logged = LoggedEvent {
+            cause: None,
+            event: Event::CheckpointCreated(Checkpoint {
+                tree_size,
+                merkle_root,
+                signature,
+            }),
+        };
         append.records.push(self.seal(&logged, time_ms));
         events.push(logged.event);
     }
@@ -376,14 +479,23 @@ impl Writer {
     /// The receipt of an event already decided: in this batch or in the store.
     fn receipt_of(&self, seq: u64, append: &AppendBatch) -> Result<Receipt, StoreError> {
         if let Some(record) = append.records.iter().find(|record| record.seq == seq) {
-            return Ok(Receipt { seq, event_hash: record.hash });
+            return Ok(Receipt {
+                seq,
+                event_hash: record.hash,
+            });
         }
         let encoded = self.shared.store.read_encoded(seq, seq + 1, 1)?;
-        let record = encoded.first().and_then(|value| Record::decode(value).ok()).ok_or_else(|| StoreError::Malformed {
-            key: seq.to_string(),
-            reason: "an applied event is missing from the log".into(),
-        })?;
-        Ok(Receipt { seq, event_hash: record.hash })
+        let record = encoded
+            .first()
+            .and_then(|value| Record::decode(value).ok())
+            .ok_or_else(|| StoreError::Malformed {
+                key: seq.to_string(),
+                reason: "an applied event is missing from the log".into(),
+            })?;
+        Ok(Receipt {
+            seq,
+            event_hash: record.hash,
+        })
     }
 
     fn publish(&self, append: &AppendBatch, events: &[Event]) {
@@ -420,17 +532,25 @@ mod tests {
     impl LogStorage for FailingStore {
         fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
             if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Malformed { key: "-".into(), reason: "injected fsync failure".into() });
+                return Err(StoreError::Malformed {
+                    key: "-".into(),
+                    reason: "injected fsync failure".into(),
+                });
             }
             self.inner.append(batch)
         }
         fn idempotency(&self, key: &[u8]) -> Result<Option<IdempotencyEntry>, StoreError> {
             self.inner.idempotency(key)
         }
-        fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        fn read_encoded(
+            &self,
+            from: u64,
+            end: u64,
+            limit: usize,
+        ) -> Result<Vec<Vec<u8>>, StoreError> {
             self.inner.read_encoded(from, end, limit)
         }
-        fn scan(&self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), ScanError> {
+        fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
             self.inner.scan(visit)
         }
     }
@@ -438,27 +558,52 @@ mod tests {
     fn burn(keys: &DevKeys, tx: &str) -> Submission {
         let command = Command {
             idempotency_key: tx.as_bytes().to_vec(),
-            action: Action::RecordBurn(Burn { chain_tx_id: tx.into(), burner: "b".into(), amount: 7 }),
+            action: Action::RecordBurn(Burn {
+                chain_tx_id: tx.into(),
+                burner: "b".into(),
+                amount: 7,
+            }),
         };
-        Submission { signed: codec::sign_command(&keys.burn_oracle, "blyan-dev", &command), command }
+        Submission {
+            signed: codec::sign_command(&keys.burn_oracle, "blyan-dev", &command),
+            command,
+        }
     }
 
     #[tokio::test]
     async fn a_failed_write_stops_the_writer_and_acknowledges_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let keys = DevKeys::derive();
-        let store = Arc::new(FailingStore { inner: RocksStore::open(dir.path()).unwrap(), failing: AtomicBool::new(false) });
-        let (engine, writer) = Engine::start(store.clone(), keys.genesis(), keys.operator.clone(), EngineConfig::default()).unwrap();
+        let store = Arc::new(FailingStore {
+            inner: RocksStore::open(dir.path()).unwrap(),
+            failing: AtomicBool::new(false),
+        });
+        let (engine, writer) = Engine::start(
+            store.clone(),
+            keys.genesis(),
+            keys.operator.clone(),
+            EngineConfig::default(),
+        )
+        .unwrap();
         let accepted = engine.submit(burn(&keys, "tx-1")).await.unwrap();
         assert_eq!(accepted.seq, 1);
 
         store.failing.store(true, Ordering::SeqCst);
-        assert_eq!(engine.submit(burn(&keys, "tx-2")).await, Err(SubmitError::WriterStopped));
-        assert!(writer.await.unwrap().is_err(), "the writer must end with the storage error");
+        assert_eq!(
+            engine.submit(burn(&keys, "tx-2")).await,
+            Err(SubmitError::WriterStopped)
+        );
+        assert!(
+            writer.await.unwrap().is_err(),
+            "the writer must end with the storage error"
+        );
         assert!(engine.shared.writer_stopped());
         // Fail-stop: later commands are refused even though the store would work again.
         store.failing.store(false, Ordering::SeqCst);
-        assert_eq!(engine.submit(burn(&keys, "tx-3")).await, Err(SubmitError::WriterStopped));
+        assert_eq!(
+            engine.submit(burn(&keys, "tx-3")).await,
+            Err(SubmitError::WriterStopped)
+        );
         assert_eq!(engine.shared.published.read().unwrap().events(), 2);
 
         // The log holds exactly the acknowledged events.
@@ -473,10 +618,21 @@ mod tests {
     async fn duplicates_inside_one_batch_get_one_event() {
         let dir = tempfile::tempdir().unwrap();
         let keys = DevKeys::derive();
-        let (engine, _writer) = Engine::start(RocksStore::open(dir.path()).unwrap(), keys.genesis(), keys.operator.clone(), EngineConfig::default()).unwrap();
-        let answers = futures_util::future::join_all((0..16).map(|_| engine.submit(burn(&keys, "tx-same")))).await;
+        let (engine, _writer) = Engine::start(
+            RocksStore::open(dir.path()).unwrap(),
+            keys.genesis(),
+            keys.operator.clone(),
+            EngineConfig::default(),
+        )
+        .unwrap();
+        let answers =
+            futures_util::future::join_all((0..16).map(|_| engine.submit(burn(&keys, "tx-same"))))
+                .await;
         let first = answers[0].clone().unwrap();
-        assert!(answers.iter().all(|answer| *answer == Ok(first)), "{answers:?}");
+        assert!(
+            answers.iter().all(|answer| *answer == Ok(first)),
+            "{answers:?}"
+        );
         assert_eq!(engine.shared.published.read().unwrap().events(), 2);
     }
 
@@ -487,18 +643,33 @@ mod tests {
         let mut genesis = keys.genesis();
         genesis.parameters.checkpoint_interval_events = 4;
         {
-            let (engine, _writer) = Engine::start(RocksStore::open(dir.path()).unwrap(), genesis.clone(), keys.operator.clone(), EngineConfig::default()).unwrap();
+            let (engine, writer) = Engine::start(
+                RocksStore::open(dir.path()).unwrap(),
+                genesis.clone(),
+                keys.operator.clone(),
+                EngineConfig::default(),
+            )
+            .unwrap();
             for index in 0..7 {
-                engine.submit(burn(&keys, &format!("tx-{index}"))).await.unwrap();
+                engine
+                    .submit(burn(&keys, &format!("tx-{index}")))
+                    .await
+                    .unwrap();
             }
-            let published = engine.shared.published.read().unwrap();
-            // seq 0 genesis, 1..=3 burns, 4 checkpoint, 5..=7 burns, 8 checkpoint, 9 burn.
-            assert_eq!(published.events(), 10);
-            assert_eq!(published.state.checkpoint_last().unwrap().tree_size, 8);
+            {
+                let published = engine.shared.published.read().unwrap();
+                // seq 0 genesis, 1..=3 burns, 4 checkpoint, 5..=8 burns, 9 checkpoint: a
+                // checkpoint follows every 4 events after the previous one.
+                assert_eq!(published.events(), 10);
+                assert_eq!(published.state.checkpoint_last().unwrap().tree_size, 9);
+            }
+            // Closing the queue ends the writer, which releases the store.
+            drop(engine);
+            writer.await.unwrap().unwrap();
         }
         // Re-verifies both checkpoints' roots and signatures on the way.
         let store = RocksStore::open(dir.path()).unwrap();
         let replayer = replay_store(store.as_ref(), &mut |_| {}).unwrap();
-        assert_eq!(replayer.state().checkpoint_last().unwrap().tree_size, 8);
+        assert_eq!(replayer.state().checkpoint_last().unwrap().tree_size, 9);
     }
 }

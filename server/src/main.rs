@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use blyan_ledger::api::ApiConfig;
-use blyan_ledger::engine::{replay_store, EngineConfig};
-use blyan_ledger::serve::{serve, ServeConfig};
+use blyan_ledger::engine::{EngineConfig, replay_store};
+use blyan_ledger::serve::{ServeConfig, serve};
 use blyan_ledger::store::RocksStore;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -71,7 +71,9 @@ enum Command {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -79,10 +81,11 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn replay(data_dir: PathBuf, json: bool) -> anyhow::Result<()> {
-    let store = RocksStore::open_read_only(&data_dir.join("log")).context("opening the log read-only")?;
+    let store =
+        RocksStore::open_read_only(&data_dir.join("log")).context("opening the log read-only")?;
     let started = Instant::now();
     let mut progress = |seq: u64| {
-        if seq > 0 && seq % 1_000_000 == 0 {
+        if seq > 0 && seq.is_multiple_of(1_000_000) {
             let rate = seq as f64 / started.elapsed().as_secs_f64();
             eprintln!("replayed {seq} events ({rate:.0} events/s)");
         }
@@ -99,8 +102,15 @@ fn replay(data_dir: PathBuf, json: bool) -> anyhow::Result<()> {
             serde_json::json!({ "seq": events - 1, "events": events, "head_hash": head_hash, "state_root": root, "elapsed_ms": elapsed.as_millis() as u64 })
         );
     } else {
-        println!("seq        {}\nhead_hash  {head_hash}\nstate_root {root}", events - 1);
-        eprintln!("{events} events in {:.3} s ({:.0} events/s)", elapsed.as_secs_f64(), events as f64 / elapsed.as_secs_f64());
+        println!(
+            "seq        {}\nhead_hash  {head_hash}\nstate_root {root}",
+            events - 1
+        );
+        eprintln!(
+            "{events} events in {:.3} s ({:.0} events/s)",
+            elapsed.as_secs_f64(),
+            events as f64 / elapsed.as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -125,8 +135,15 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 genesis,
                 operator_key,
-                api: ApiConfig { body_bytes_max, request_timeout_ms, events_page_max },
-                engine: EngineConfig { queue_commands_max, batch_commands_max },
+                api: ApiConfig {
+                    body_bytes_max,
+                    request_timeout_ms,
+                    events_page_max,
+                },
+                engine: EngineConfig {
+                    queue_commands_max,
+                    batch_commands_max,
+                },
             };
             tokio::runtime::Runtime::new()?.block_on(serve(config))
         }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::engine::{Receipt, SubmitError};
@@ -21,8 +21,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn record_write(&self, records: usize, elapsed: Duration) {
         self.write_batches.fetch_add(1, Ordering::Relaxed);
-        self.write_records.fetch_add(records as u64, Ordering::Relaxed);
-        self.write_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.write_records
+            .fetch_add(records as u64, Ordering::Relaxed);
+        self.write_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn record_answer(&self, answer: &Result<Receipt, SubmitError>) {
@@ -35,26 +37,62 @@ impl Metrics {
     }
 
     pub fn record_rejection(&self, code: &'static str) {
-        *self.commands_rejected.lock().expect("metrics lock").entry(code).or_default() += 1;
+        *self
+            .commands_rejected
+            .lock()
+            .expect("metrics lock")
+            .entry(code)
+            .or_default() += 1;
     }
 
     /// Renders every counter, plus the given gauges.
     pub fn render(&self, events: u64, writer_stopped: bool) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         };
-        counter("blyan_commands_accepted_total", "Commands answered with a receipt.", self.commands_accepted.load(Ordering::Relaxed));
-        counter("blyan_write_batches_total", "Synced group-commit writes.", self.write_batches.load(Ordering::Relaxed));
-        counter("blyan_write_records_total", "Records written by group commits.", self.write_records.load(Ordering::Relaxed));
+        counter(
+            "blyan_commands_accepted_total",
+            "Commands answered with a receipt.",
+            self.commands_accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            "blyan_write_batches_total",
+            "Synced group-commit writes.",
+            self.write_batches.load(Ordering::Relaxed),
+        );
+        counter(
+            "blyan_write_records_total",
+            "Records written by group commits.",
+            self.write_records.load(Ordering::Relaxed),
+        );
         let seconds = self.write_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "# HELP blyan_write_seconds_total Time spent in synced writes.\n# TYPE blyan_write_seconds_total counter\nblyan_write_seconds_total {seconds}");
-        let _ = writeln!(out, "# HELP blyan_commands_rejected_total Commands refused, by error code.\n# TYPE blyan_commands_rejected_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP blyan_write_seconds_total Time spent in synced writes.\n# TYPE blyan_write_seconds_total counter\nblyan_write_seconds_total {seconds}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_commands_rejected_total Commands refused, by error code.\n# TYPE blyan_commands_rejected_total counter"
+        );
         for (code, count) in self.commands_rejected.lock().expect("metrics lock").iter() {
-            let _ = writeln!(out, "blyan_commands_rejected_total{{code=\"{code}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "blyan_commands_rejected_total{{code=\"{code}\"}} {count}"
+            );
         }
-        let _ = writeln!(out, "# HELP blyan_log_events Events in the log.\n# TYPE blyan_log_events gauge\nblyan_log_events {events}");
-        let _ = writeln!(out, "# HELP blyan_writer_stopped 1 after a storage failure stopped the writer.\n# TYPE blyan_writer_stopped gauge\nblyan_writer_stopped {}", u8::from(writer_stopped));
+        let _ = writeln!(
+            out,
+            "# HELP blyan_log_events Events in the log.\n# TYPE blyan_log_events gauge\nblyan_log_events {events}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_writer_stopped 1 after a storage failure stopped the writer.\n# TYPE blyan_writer_stopped gauge\nblyan_writer_stopped {}",
+            u8::from(writer_stopped)
+        );
         out
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::genesis::{self, DevKeys};
 use blyan_sdk::model::Genesis;
@@ -29,11 +29,15 @@ pub struct ServeConfig {
 fn genesis_and_operator(config: &ServeConfig) -> anyhow::Result<(Genesis, Keypair)> {
     match (&config.genesis, &config.operator_key) {
         (Some(path), Some(key)) => {
-            let genesis = genesis::read_file(path).with_context(|| format!("reading {}", path.display()))?;
-            let operator = Keypair::read_file(key).with_context(|| format!("reading {}", key.display()))?;
+            let genesis =
+                genesis::read_file(path).with_context(|| format!("reading {}", path.display()))?;
+            let operator =
+                Keypair::read_file(key).with_context(|| format!("reading {}", key.display()))?;
             Ok((genesis, operator))
         }
-        (Some(_), None) => bail!("--genesis needs --operator-key: checkpoints are signed with the operator key"),
+        (Some(_), None) => {
+            bail!("--genesis needs --operator-key: checkpoints are signed with the operator key")
+        }
         (None, Some(_)) => bail!("--operator-key is only used with --genesis"),
         (None, None) => {
             let keys = DevKeys::derive();
@@ -46,14 +50,16 @@ fn genesis_and_operator(config: &ServeConfig) -> anyhow::Result<(Genesis, Keypai
 fn write_dev_keys(data_dir: &Path, keys: &DevKeys) -> anyhow::Result<()> {
     let dir = data_dir.join("dev-keys");
     for (name, key) in keys.files() {
-        key.write_file(&dir.join(name)).with_context(|| format!("writing {}", dir.display()))?;
+        key.write_file(&dir.join(name))
+            .with_context(|| format!("writing {}", dir.display()))?;
     }
     Ok(())
 }
 
 /// Runs the server until the listener fails or the writer stops.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (genesis, operator) = genesis_and_operator(&config)?;
     let store = RocksStore::open(&config.data_dir.join("log")).context("opening the log")?;
     let started = std::time::Instant::now();
@@ -67,7 +73,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "log replayed"
         );
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, network_id = %engine.shared.network_id, "serving");
     let router = api::app(engine, config.api);
     tokio::select! {

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use blyan_sdk::crypto::PublicKey;
 use blyan_sdk::model::Hash;
 use blyan_sdk::record::Record;
-use rocksdb::{ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
+    WriteBatch, WriteOptions,
+};
 
 const CF_EVENTS: &str = "events";
 const CF_IDEMPOTENCY: &str = "idempotency";
@@ -70,6 +73,9 @@ pub struct AppendBatch {
     pub idempotency: Vec<(Vec<u8>, IdempotencyEntry)>,
 }
 
+/// Called with each stored (seq key, encoded record); an error stops the scan.
+pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), String>;
+
 /// Narrow storage interface of the engine and the API.
 pub trait LogStorage: Send + Sync + 'static {
     /// Writes the batch atomically and durably (fsync'd WAL) before returning.
@@ -78,7 +84,7 @@ pub trait LogStorage: Send + Sync + 'static {
     /// Encoded `EventRecord`s from `from`, at most `limit`, stopping before `end`.
     fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Calls `visit` with every stored (seq key, encoded record) in order.
-    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), ScanError>;
+    fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +101,9 @@ pub struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("path", &self.db.path()).finish()
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -106,7 +114,10 @@ fn column_families() -> Vec<ColumnFamilyDescriptor> {
     table.set_bloom_filter(10.0, false);
     let mut idempotency = Options::default();
     idempotency.set_block_based_table_factory(&table);
-    vec![ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()), ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, idempotency)]
+    vec![
+        ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
+        ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, idempotency),
+    ]
 }
 
 impl RocksStore {
@@ -125,12 +136,15 @@ impl RocksStore {
 
     /// Opens read-only, for replaying a log that a running server may hold open.
     pub fn open_read_only(path: &Path) -> Result<Arc<RocksStore>, StoreError> {
-        let db = Db::open_cf_descriptors_read_only(&Options::default(), path, column_families(), false)?;
+        let db =
+            Db::open_cf_descriptors_read_only(&Options::default(), path, column_families(), false)?;
         Ok(Arc::new(RocksStore { db }))
     }
 
     fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
-        self.db.cf_handle(name).expect("column family opened with the store")
+        self.db
+            .cf_handle(name)
+            .expect("column family opened with the store")
     }
 }
 
@@ -151,13 +165,18 @@ impl LogStorage for RocksStore {
     }
 
     fn idempotency(&self, composite_key: &[u8]) -> Result<Option<IdempotencyEntry>, StoreError> {
-        let Some(value) = self.db.get_pinned_cf(&self.cf(CF_IDEMPOTENCY), composite_key)? else {
+        let Some(value) = self
+            .db
+            .get_pinned_cf(&self.cf(CF_IDEMPOTENCY), composite_key)?
+        else {
             return Ok(None);
         };
-        IdempotencyEntry::decode(&value).map(Some).ok_or_else(|| StoreError::Malformed {
-            key: hex::encode(composite_key),
-            reason: format!("idempotency entry of {} bytes", value.len()),
-        })
+        IdempotencyEntry::decode(&value)
+            .map(Some)
+            .ok_or_else(|| StoreError::Malformed {
+                key: hex::encode(composite_key),
+                reason: format!("idempotency entry of {} bytes", value.len()),
+            })
     }
 
     fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -166,7 +185,10 @@ impl LogStorage for RocksStore {
             return Ok(out);
         }
         let from_key = from.to_be_bytes();
-        let iterator = self.db.iterator_cf(&self.cf(CF_EVENTS), IteratorMode::From(&from_key, Direction::Forward));
+        let iterator = self.db.iterator_cf(
+            &self.cf(CF_EVENTS),
+            IteratorMode::From(&from_key, Direction::Forward),
+        );
         for item in iterator.take(limit.min((end - from) as usize)) {
             let (_, value) = item?;
             out.push(value.into_vec());
@@ -174,7 +196,7 @@ impl LogStorage for RocksStore {
         Ok(out)
     }
 
-    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), String>) -> Result<(), ScanError> {
+    fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
         let mut options = rocksdb::ReadOptions::default();
         options.set_readahead_size(4 << 20);
         options.fill_cache(false);
@@ -186,7 +208,11 @@ impl LogStorage for RocksStore {
                 key: hex::encode(key),
                 reason: "event key is not 8 bytes".into(),
             })?;
-            visit(u64::from_be_bytes(seq), iterator.value().expect("valid iterator has a value")).map_err(ScanError::Visit)?;
+            visit(
+                u64::from_be_bytes(seq),
+                iterator.value().expect("valid iterator has a value"),
+            )
+            .map_err(ScanError::Visit)?;
             iterator.next();
         }
         iterator.status().map_err(StoreError::from)?;

@@ -17,8 +17,16 @@ use blyan_sdk::crypto::Keypair;
 pub fn binary(name: &str) -> PathBuf {
     let test_exe = std::env::current_exe().expect("the test knows its own path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let path = test_exe.parent().and_then(Path::parent).expect("test executable lives in target/<profile>/deps").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    let path = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -33,7 +41,11 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -77,10 +89,17 @@ impl Server {
             {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().unwrap()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().unwrap())
+            {
                 panic!("blyan-ledger exited before serving: {status}");
             }
-            assert!(Instant::now() < deadline, "blyan-ledger did not serve within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "blyan-ledger did not serve within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -106,7 +125,8 @@ impl Server {
     /// A dev-genesis role key written by the server (`operator`, `burn-oracle`,
     /// `governance-1`, ...).
     pub fn dev_key(&self, role: &str) -> Keypair {
-        Keypair::read_file(&self.data_dir.join("dev-keys").join(format!("{role}.json"))).expect("dev key file")
+        Keypair::read_file(&self.data_dir.join("dev-keys").join(format!("{role}.json")))
+            .expect("dev key file")
     }
 }
 
@@ -118,7 +138,10 @@ impl Drop for Server {
 
 /// Runs a workspace binary to completion and returns (exit success, stdout, stderr).
 pub fn run_binary(name: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary(name)).args(args).output().expect("run binary");
+    let output = Command::new(binary(name))
+        .args(args)
+        .output()
+        .expect("run binary");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -128,5 +151,10 @@ pub fn run_binary(name: &str, args: &[&str]) -> (bool, String, String) {
 
 /// `GET /v1/head` as JSON.
 pub async fn head(url: &str) -> serde_json::Value {
-    reqwest::get(format!("{url}/v1/head")).await.expect("GET /v1/head").json().await.expect("head JSON")
+    reqwest::get(format!("{url}/v1/head"))
+        .await
+        .expect("GET /v1/head")
+        .json()
+        .await
+        .expect("head JSON")
 }

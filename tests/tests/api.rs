@@ -3,20 +3,33 @@
 
 use std::time::Duration;
 
-use blyan_e2e::{binary, head, run_binary, Server};
+use blyan_e2e::{Server, binary, head, run_binary};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::model::{Action, Burn, Command, Event};
 use prost::Message;
 
 async fn record_burns(server: &Server, count: u64, prefix: &str) {
-    let network = head(&server.url).await["network_id"].as_str().unwrap().to_string();
+    let network = head(&server.url).await["network_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let oracle = server.dev_key("burn-oracle");
     let client = server.client();
     for index in 0..count {
-        let burn = Burn { chain_tx_id: format!("{prefix}-{index}"), burner: "0xholder".into(), amount: 1_000 + u128::from(index) };
-        let command = Command { idempotency_key: format!("{prefix}-{index}").into_bytes(), action: Action::RecordBurn(burn) };
-        client.submit(&codec::sign_command(&oracle, &network, &command)).await.unwrap();
+        let burn = Burn {
+            chain_tx_id: format!("{prefix}-{index}"),
+            burner: "0xholder".into(),
+            amount: 1_000 + u128::from(index),
+        };
+        let command = Command {
+            idempotency_key: format!("{prefix}-{index}").into_bytes(),
+            action: Action::RecordBurn(burn),
+        };
+        client
+            .submit(&codec::sign_command(&oracle, &network, &command))
+            .await
+            .unwrap();
     }
 }
 
@@ -26,32 +39,87 @@ async fn cli_registers_burns_and_replays_to_the_servers_root() {
     let server = Server::start(dir.path(), &[]).await;
     let url = server.url.as_str();
     let node_key = dir.path().join("node.json");
-    let (ok, public_key, stderr) = run_binary("blyan", &["keygen", "--out", node_key.to_str().unwrap()]);
+    let (ok, public_key, stderr) =
+        run_binary("blyan", &["keygen", "--out", node_key.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     let public_key = public_key.trim();
     let (ok, _, _) = run_binary("blyan", &["keygen", "--out", node_key.to_str().unwrap()]);
     assert!(!ok, "keygen must refuse to overwrite a key");
 
-    let register = ["--server", url, "--json", "register", "--key", node_key.to_str().unwrap(), "--gpu-model", "H100", "--vram-mib", "81920", "--experts", "0,2,5", "--endpoint", "https://n1.test"];
+    let register = [
+        "--server",
+        url,
+        "--json",
+        "register",
+        "--key",
+        node_key.to_str().unwrap(),
+        "--gpu-model",
+        "H100",
+        "--vram-mib",
+        "81920",
+        "--experts",
+        "0,2,5",
+        "--endpoint",
+        "https://n1.test",
+    ];
     let (ok, stdout, stderr) = run_binary("blyan", &register);
     assert!(ok, "{stderr}");
     let receipt: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(receipt["seq"], 1);
 
     let oracle_key = dir.path().join("dev-keys/burn-oracle.json");
-    let burn = ["--server", url, "burn", "--key", oracle_key.to_str().unwrap(), "--tx", "0xfeed", "--burner", "0xholder", "--amount", "340282366920938463463374607431768211455"];
+    let burn = [
+        "--server",
+        url,
+        "burn",
+        "--key",
+        oracle_key.to_str().unwrap(),
+        "--tx",
+        "0xfeed",
+        "--burner",
+        "0xholder",
+        "--amount",
+        "340282366920938463463374607431768211455",
+    ];
     let (ok, _, stderr) = run_binary("blyan", &burn);
     assert!(ok, "{stderr}");
     // A node key is not the oracle: the CLI reports the refusal and fails.
-    let burn_as_node = ["--server", url, "burn", "--key", node_key.to_str().unwrap(), "--tx", "0xbeef", "--burner", "0xholder", "--amount", "1"];
+    let burn_as_node = [
+        "--server",
+        url,
+        "burn",
+        "--key",
+        node_key.to_str().unwrap(),
+        "--tx",
+        "0xbeef",
+        "--burner",
+        "0xholder",
+        "--amount",
+        "1",
+    ];
     let (ok, _, stderr) = run_binary("blyan", &burn_as_node);
     assert!(!ok && stderr.contains("unauthorized"), "{stderr}");
 
-    let node: serde_json::Value = reqwest::get(format!("{url}/v1/nodes/{public_key}")).await.unwrap().json().await.unwrap();
-    assert_eq!(node["node"]["capabilities"]["experts"], serde_json::json!([0, 2, 5]));
-    let missing = reqwest::get(format!("{url}/v1/nodes/{}", Keypair::generate().public())).await.unwrap();
+    let node: serde_json::Value = reqwest::get(format!("{url}/v1/nodes/{public_key}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        node["node"]["capabilities"]["experts"],
+        serde_json::json!([0, 2, 5])
+    );
+    let missing = reqwest::get(format!("{url}/v1/nodes/{}", Keypair::generate().public()))
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
-    let state: serde_json::Value = reqwest::get(format!("{url}/v1/state")).await.unwrap().json().await.unwrap();
+    let state: serde_json::Value = reqwest::get(format!("{url}/v1/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(state["burn_total"], u128::MAX.to_string());
 
     let (ok, stdout, stderr) = run_binary("blyan", &["--server", url, "--json", "head"]);
@@ -62,8 +130,19 @@ async fn cli_registers_burns_and_replays_to_the_servers_root() {
 
     let (ok, stdout, stderr) = run_binary("blyan", &["--server", url, "--json", "events"]);
     assert!(ok, "{stderr}");
-    let kinds: Vec<String> = stdout.lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["event"]["type"].as_str().unwrap().to_string()).collect();
-    assert_eq!(kinds, ["genesis_created", "node_registered", "burn_recorded"]);
+    let kinds: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["event"]["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["genesis_created", "node_registered", "burn_recorded"]
+    );
 
     let (ok, stdout, stderr) = run_binary("blyan", &["--server", url, "--json", "replay"]);
     assert!(ok, "{stderr}");
@@ -78,7 +157,12 @@ async fn events_come_as_json_or_protobuf_and_checkpoints_verify() {
     let server = Server::start(dir.path(), &[]).await;
     record_burns(&server, 5, "tx").await;
 
-    let json: serde_json::Value = reqwest::get(format!("{}/v1/events?from=1&limit=2", server.url)).await.unwrap().json().await.unwrap();
+    let json: serde_json::Value = reqwest::get(format!("{}/v1/events?from=1&limit=2", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let records = json["records"].as_array().unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0]["seq"], 1);
@@ -94,15 +178,28 @@ async fn events_come_as_json_or_protobuf_and_checkpoints_verify() {
     assert_eq!(response.headers()["content-type"], "application/x-protobuf");
     let page = blyan_schemas::v1::EventRecordPage::decode(response.bytes().await.unwrap()).unwrap();
     assert_eq!(page.records.len(), 6);
-    assert_eq!(hex::encode(&page.records[2].hash), json["records"][1]["hash"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(&page.records[2].hash),
+        json["records"][1]["hash"].as_str().unwrap()
+    );
 
-    let bad = reqwest::get(format!("{}/v1/events?format=xml", server.url)).await.unwrap();
+    let bad = reqwest::get(format!("{}/v1/events?format=xml", server.url))
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["code"], "malformed_request");
 
-    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("blyan_commands_accepted_total 5"), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("blyan_commands_accepted_total 5"),
+        "{metrics}"
+    );
     assert!(metrics.contains("blyan_log_events 6"), "{metrics}");
 }
 
@@ -113,22 +210,36 @@ async fn websocket_sends_backlog_then_live_and_resumes_after_a_restart() {
     record_burns(&server, 3, "early").await;
     let mut subscription = server.client().subscribe(0);
     for seq in 0..4 {
-        let record = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await.unwrap().unwrap();
+        let record = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(record.seq, seq);
     }
     // Live: a record committed after subscribing arrives.
     record_burns(&server, 1, "live").await;
-    let live = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await.unwrap().unwrap();
+    let live = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(live.seq, 4);
     let logged = codec::decode_logged_event(&live.body).unwrap();
-    assert!(matches!(logged.event, Event::BurnRecorded { ref burn, .. } if burn.chain_tx_id == "live-0"));
+    assert!(
+        matches!(logged.event, Event::BurnRecorded { ref burn, .. } if burn.chain_tx_id == "live-0")
+    );
 
     // The connection drops with the server; the subscription resumes at seq 5.
     server.restart().await;
     record_burns(&server, 2, "after").await;
     let mut seqs = Vec::new();
     for _ in 0..2 {
-        seqs.push(tokio::time::timeout(Duration::from_secs(30), subscription.next()).await.unwrap().unwrap().seq);
+        seqs.push(
+            tokio::time::timeout(Duration::from_secs(30), subscription.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .seq,
+        );
     }
     assert_eq!(seqs, [5, 6]);
 }
@@ -139,7 +250,15 @@ async fn a_corrupt_record_stops_start_up_and_names_its_seq() {
     let mut server = Server::start(dir.path(), &[]).await;
     record_burns(&server, 6, "tx").await;
     server.kill9();
-    let (ok, stdout, stderr) = run_binary("blyan-ledger", &["replay", "--data-dir", dir.path().to_str().unwrap(), "--json"]);
+    let (ok, stdout, stderr) = run_binary(
+        "blyan-ledger",
+        &[
+            "replay",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["seq"], 6);
@@ -158,12 +277,27 @@ async fn a_corrupt_record_stops_start_up_and_names_its_seq() {
     }
 
     let output = std::process::Command::new(binary("blyan-ledger"))
-        .args(["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
-    assert!(!output.status.success(), "the server started on a corrupt log");
+    assert!(
+        !output.status.success(),
+        "the server started on a corrupt log"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("seq 3"), "the error must name seq 3: {stderr}");
-    let (ok, _, stderr) = run_binary("blyan-ledger", &["replay", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        stderr.contains("seq 3"),
+        "the error must name seq 3: {stderr}"
+    );
+    let (ok, _, stderr) = run_binary(
+        "blyan-ledger",
+        &["replay", "--data-dir", dir.path().to_str().unwrap()],
+    );
     assert!(!ok && stderr.contains("seq 3"), "{stderr}");
 }

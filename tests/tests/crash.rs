@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blyan_e2e::{head, run_binary, Server};
+use blyan_e2e::{Server, head, run_binary};
 use blyan_sdk::client::{Client, Receipt};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
@@ -36,17 +36,45 @@ struct Acked {
     receipt: Receipt,
 }
 
-fn make_command(client_index: usize, counter: u64, network: &str, oracle: &Keypair) -> SignedCommand {
+fn make_command(
+    client_index: usize,
+    counter: u64,
+    network: &str,
+    oracle: &Keypair,
+) -> SignedCommand {
     let key = format!("c{client_index}-{counter}").into_bytes();
-    if counter % 2 == 0 {
+    if counter.is_multiple_of(2) {
         let node = Keypair::generate();
-        let capabilities = Capabilities { gpu_model: "A100".into(), vram_mib: 40_960, experts: vec![counter as u32 % 8], endpoint: format!("https://n{client_index}-{counter}") };
-        codec::sign_command(&node, network, &Command { idempotency_key: key, action: Action::RegisterNode(capabilities) })
+        let capabilities = Capabilities {
+            gpu_model: "A100".into(),
+            vram_mib: 40_960,
+            experts: vec![counter as u32 % 8],
+            endpoint: format!("https://n{client_index}-{counter}"),
+        };
+        codec::sign_command(
+            &node,
+            network,
+            &Command {
+                idempotency_key: key,
+                action: Action::RegisterNode(capabilities),
+            },
+        )
     } else {
         let mut tx = [0u8; 16];
         tx[..8].copy_from_slice(&Keypair::generate().public().0[..8]);
-        let burn = Burn { chain_tx_id: format!("0x{}", hex::encode(tx)), burner: format!("0xholder{client_index}"), amount: u128::from(counter) + 1 };
-        codec::sign_command(oracle, network, &Command { idempotency_key: key, action: Action::RecordBurn(burn) })
+        let burn = Burn {
+            chain_tx_id: format!("0x{}", hex::encode(tx)),
+            burner: format!("0xholder{client_index}"),
+            amount: u128::from(counter) + 1,
+        };
+        codec::sign_command(
+            oracle,
+            network,
+            &Command {
+                idempotency_key: key,
+                action: Action::RecordBurn(burn),
+            },
+        )
     }
 }
 
@@ -59,7 +87,9 @@ async fn audit(client: &Client) -> (Vec<[u8; 32]>, Vec<Vec<u8>>) {
     let mut bodies = Vec::new();
     while (hashes.len() as u64) < events {
         for record in client.events(hashes.len() as u64, 1_000).await.unwrap() {
-            replayer.push(&record).unwrap_or_else(|error| panic!("the log fails its audit: {error}"));
+            replayer
+                .push(&record)
+                .unwrap_or_else(|error| panic!("the log fails its audit: {error}"));
             hashes.push(record.hash);
             bodies.push(record.body);
         }
@@ -69,15 +99,25 @@ async fn audit(client: &Client) -> (Vec<[u8; 32]>, Vec<Vec<u8>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_commands_survive_kill_9() {
-    let seed = std::env::var("BLYAN_CRASH_SEED").ok().and_then(|text| text.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("BLYAN_CRASH_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     eprintln!("crash test seed: {seed} (BLYAN_CRASH_SEED={seed} repeats it)");
     let mut random = Random(seed);
 
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]).await;
-    let network = head(&server.url).await["network_id"].as_str().unwrap().to_string();
+    let network = head(&server.url).await["network_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let oracle = server.dev_key("burn-oracle");
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
 
@@ -85,7 +125,8 @@ async fn acknowledged_commands_survive_kill_9() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         for client_index in 0..CLIENTS {
-            let (stop, acked, oracle, network) = (stop.clone(), acked.clone(), oracle.clone(), network.clone());
+            let (stop, acked, oracle, network) =
+                (stop.clone(), acked.clone(), oracle.clone(), network.clone());
             let client = server.client();
             workers.push(tokio::spawn(async move {
                 let mut counter = (round as u64) << 32;
@@ -112,17 +153,33 @@ async fn acknowledged_commands_survive_kill_9() {
         let acked_now = acked.lock().unwrap().clone();
         for entry in &acked_now {
             let seq = entry.receipt.seq as usize;
-            assert!(seq < hashes.len(), "round {round}: acknowledged seq {seq} is missing (log has {})", hashes.len());
-            assert_eq!(hex::encode(hashes[seq]), entry.receipt.event_hash, "round {round}: seq {seq} has another hash");
+            assert!(
+                seq < hashes.len(),
+                "round {round}: acknowledged seq {seq} is missing (log has {})",
+                hashes.len()
+            );
+            assert_eq!(
+                hex::encode(hashes[seq]),
+                entry.receipt.event_hash,
+                "round {round}: seq {seq} has another hash"
+            );
             let logged = codec::decode_logged_event(&bodies[seq]).unwrap();
-            assert_eq!(logged.cause.as_ref(), Some(&entry.signed), "round {round}: seq {seq} holds another command");
+            assert_eq!(
+                logged.cause.as_ref(),
+                Some(&entry.signed),
+                "round {round}: seq {seq} holds another command"
+            );
         }
         // The idempotency index survived too: a retry of an acknowledged command gets
         // its original receipt.
         if let Some(last) = acked_now.last() {
-            assert_eq!(client.submit_once(&last.signed).await.unwrap(), last.receipt);
+            assert_eq!(
+                client.submit_once(&last.signed).await.unwrap(),
+                last.receipt
+            );
         }
-        let (ok, stdout, stderr) = run_binary("blyan", &["--server", &server.url, "--json", "replay"]);
+        let (ok, stdout, stderr) =
+            run_binary("blyan", &["--server", &server.url, "--json", "replay"]);
         assert!(ok, "round {round}: blyan replay failed: {stderr}");
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["agrees"], true, "{report}");
@@ -130,5 +187,8 @@ async fn acknowledged_commands_survive_kill_9() {
     }
     let total = acked.lock().unwrap().len();
     eprintln!("{total} commands acknowledged across {KILLS} kills");
-    assert!(total >= KILLS * 10, "too few commands were acknowledged ({total}) for the test to mean anything");
+    assert!(
+        total >= KILLS * 10,
+        "too few commands were acknowledged ({total}) for the test to mean anything"
+    );
 }

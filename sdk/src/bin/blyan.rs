@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
@@ -17,7 +17,12 @@ use serde_json::json;
 #[command(name = "blyan", version, about = "Client of a Blyan ledger server")]
 struct Cli {
     /// Base URL of the ledger server.
-    #[arg(long, global = true, env = "BLYAN_SERVER", default_value = "http://127.0.0.1:7420")]
+    #[arg(
+        long,
+        global = true,
+        env = "BLYAN_SERVER",
+        default_value = "http://127.0.0.1:7420"
+    )]
     server: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -99,17 +104,28 @@ fn idempotency_key(given: Option<String>) -> Vec<u8> {
     })
 }
 
-async fn submit(cli: &Cli, key: &PathBuf, idempotency: Option<String>, action: Action) -> anyhow::Result<()> {
+async fn submit(
+    cli: &Cli,
+    key: &std::path::Path,
+    idempotency: Option<String>,
+    action: Action,
+) -> anyhow::Result<()> {
     let keypair = Keypair::read_file(key).with_context(|| format!("reading {}", key.display()))?;
     let client = Client::new(&cli.server);
     let head = client.head().await?;
-    let command = Command { idempotency_key: idempotency_key(idempotency), action };
+    let command = Command {
+        idempotency_key: idempotency_key(idempotency),
+        action,
+    };
     let signed = codec::sign_command(&keypair, &head.network_id, &command);
     let receipt = client.submit(&signed).await?;
     if cli.json {
         println!("{}", serde_json::to_string(&receipt)?);
     } else {
-        println!("accepted at seq {} (event {})", receipt.seq, receipt.event_hash);
+        println!(
+            "accepted at seq {} (event {})",
+            receipt.seq, receipt.event_hash
+        );
     }
     Ok(())
 }
@@ -124,7 +140,9 @@ async fn replay(cli: &Cli) -> anyhow::Result<()> {
             bail!("the server returned no records from seq {}", replayer.len());
         }
         for record in page.iter().take((head.events - replayer.len()) as usize) {
-            replayer.push(record).with_context(|| format!("replaying seq {}", record.seq))?;
+            replayer
+                .push(record)
+                .with_context(|| format!("replaying seq {}", record.seq))?;
         }
     }
     let root = hex::encode(replayer.state().root());
@@ -137,10 +155,17 @@ async fn replay(cli: &Cli) -> anyhow::Result<()> {
                     "server_state_root": head.state_root, "agrees": agrees })
         );
     } else {
-        println!("events     {}\nhead_hash  {head_hash}\nstate_root {root}", head.events);
+        println!(
+            "events     {}\nhead_hash  {head_hash}\nstate_root {root}",
+            head.events
+        );
     }
     if !agrees {
-        bail!("replayed state root {root} (head {head_hash}) differs from the server's {} (head {})", head.state_root, head.head_hash);
+        bail!(
+            "replayed state root {root} (head {head_hash}) differs from the server's {} (head {})",
+            head.state_root,
+            head.head_hash
+        );
     }
     Ok(())
 }
@@ -159,15 +184,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", keypair.public());
             }
         }
-        CliCommand::Register { key, gpu_model, vram_mib, experts, endpoint, idempotency_key } => {
-            let capabilities = Capabilities { gpu_model: gpu_model.clone(), vram_mib: *vram_mib, experts: experts.clone(), endpoint: endpoint.clone() };
-            submit(&cli, key, idempotency_key.clone(), Action::RegisterNode(capabilities)).await?;
+        CliCommand::Register {
+            key,
+            gpu_model,
+            vram_mib,
+            experts,
+            endpoint,
+            idempotency_key,
+        } => {
+            let capabilities = Capabilities {
+                gpu_model: gpu_model.clone(),
+                vram_mib: *vram_mib,
+                experts: experts.clone(),
+                endpoint: endpoint.clone(),
+            };
+            submit(
+                &cli,
+                key,
+                idempotency_key.clone(),
+                Action::RegisterNode(capabilities),
+            )
+            .await?;
         }
-        CliCommand::Heartbeat { key, idempotency_key } => {
+        CliCommand::Heartbeat {
+            key,
+            idempotency_key,
+        } => {
             submit(&cli, key, idempotency_key.clone(), Action::Heartbeat).await?;
         }
-        CliCommand::Burn { key, tx, burner, amount, idempotency_key } => {
-            let burn = Burn { chain_tx_id: tx.clone(), burner: burner.clone(), amount: *amount };
+        CliCommand::Burn {
+            key,
+            tx,
+            burner,
+            amount,
+            idempotency_key,
+        } => {
+            let burn = Burn {
+                chain_tx_id: tx.clone(),
+                burner: burner.clone(),
+                amount: *amount,
+            };
             submit(&cli, key, idempotency_key.clone(), Action::RecordBurn(burn)).await?;
         }
         CliCommand::Head => {
@@ -175,7 +231,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 println!("{}", serde_json::to_string(&head)?);
             } else {
-                println!("network    {}\nevents     {}\nhead_hash  {}\nstate_root {}", head.network_id, head.events, head.head_hash, head.state_root);
+                println!(
+                    "network    {}\nevents     {}\nhead_hash  {}\nstate_root {}",
+                    head.network_id, head.events, head.head_hash, head.state_root
+                );
             }
         }
         CliCommand::Events { from, limit } => {
@@ -184,9 +243,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let logged = codec::decode_logged_event(&record.body)?;
                 if cli.json {
                     let signer = logged.cause.as_ref().map(|cause| cause.signer.to_hex());
-                    println!("{}", json!({ "seq": record.seq, "time_ms": record.time_ms, "hash": hex::encode(record.hash), "signer": signer, "event": logged.event }));
+                    println!(
+                        "{}",
+                        json!({ "seq": record.seq, "time_ms": record.time_ms, "hash": hex::encode(record.hash), "signer": signer, "event": logged.event })
+                    );
                 } else {
-                    println!("{:>8}  {}  {:?}", record.seq, hex::encode(&record.hash[..8]), logged.event);
+                    println!(
+                        "{:>8}  {}  {:?}",
+                        record.seq,
+                        hex::encode(&record.hash[..8]),
+                        logged.event
+                    );
                 }
             }
         }
@@ -197,7 +264,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
