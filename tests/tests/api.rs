@@ -301,3 +301,92 @@ async fn a_corrupt_record_stops_start_up_and_names_its_seq() {
     );
     assert!(!ok && stderr.contains("seq 3"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_genesis_file_sets_the_network_keys_and_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = Keypair::generate();
+    let oracle = Keypair::generate();
+    let operator_file = dir.path().join("operator.json");
+    operator.write_file(&operator_file).unwrap();
+    let genesis = serde_json::json!({
+        "network_id": "blyan-test-7",
+        "operator_key": operator.public(),
+        "burn_oracle_key": oracle.public(),
+        "governance_keys": [Keypair::generate().public(), Keypair::generate().public()],
+        "governance_threshold": 2,
+        "parameters": { "heartbeat_timeout_ms": 30000, "round_burn_threshold": "1000", "checkpoint_interval_events": 2 }
+    });
+    let genesis_file = dir.path().join("genesis.json");
+    std::fs::write(&genesis_file, genesis.to_string()).unwrap();
+    let data_dir = dir.path().join("data");
+    let args = [
+        "--genesis",
+        genesis_file.to_str().unwrap(),
+        "--operator-key",
+        operator_file.to_str().unwrap(),
+    ];
+    let mut server = Server::start(&data_dir, &args).await;
+
+    let head_json = head(&server.url).await;
+    assert_eq!(head_json["network_id"], "blyan-test-7");
+    assert!(
+        !data_dir.join("dev-keys").exists(),
+        "a file genesis has no dev keys"
+    );
+    let client = server.client();
+    for index in 0..3 {
+        let burn = Burn {
+            chain_tx_id: format!("t{index}"),
+            burner: "h".into(),
+            amount: 10,
+        };
+        let command = Command {
+            idempotency_key: vec![index],
+            action: Action::RecordBurn(burn),
+        };
+        client
+            .submit(&codec::sign_command(&oracle, "blyan-test-7", &command))
+            .await
+            .unwrap();
+    }
+    // Interval 2: genesis, burn, checkpoint(2), burn, burn, checkpoint(5).
+    let state = client.state().await.unwrap();
+    assert_eq!(state["checkpoint_last"]["tree_size"], 5);
+    assert_eq!(state["genesis"]["governance_threshold"], 2);
+    let (ok, stdout, stderr) = run_binary("blyan", &["--server", &server.url, "--json", "replay"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["agrees"],
+        true
+    );
+
+    // The log remembers its genesis: another genesis file is refused.
+    server.kill9();
+    let other = genesis_file.with_file_name("other.json");
+    let mut changed = genesis.clone();
+    changed["network_id"] = "blyan-other".into();
+    std::fs::write(&other, changed.to_string()).unwrap();
+    let output = std::process::Command::new(binary("blyan-ledger"))
+        .args([
+            "serve",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--genesis",
+            other.to_str().unwrap(),
+            "--operator-key",
+            operator_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("genesis differs"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
