@@ -207,6 +207,54 @@ pub fn replay_store(
     }
 }
 
+/// Records read at a time while rebuilding the index.
+const REINDEX_PAGE_RECORDS: usize = 10_000;
+
+/// Brings the derived idempotency index up to the log: it is written with the events,
+/// so it lags only if it was deleted (or predates the marker), and then it is rebuilt
+/// from the commands the log holds.
+fn rebuild_index(store: &dyn LogStorage, events: u64) -> Result<(), OpenError> {
+    let mut indexed = store.indexed_events()?;
+    if indexed >= events {
+        return Ok(());
+    }
+    tracing::info!(
+        from = indexed,
+        to = events,
+        "rebuilding the idempotency index from the log"
+    );
+    while indexed < events {
+        let page = store.read_encoded(indexed, events, REINDEX_PAGE_RECORDS)?;
+        let mut entries = Vec::new();
+        for value in &page {
+            let malformed = |reason: String| StoreError::Malformed {
+                key: indexed.to_string(),
+                reason,
+            };
+            let record = Record::decode(value).map_err(|error| malformed(error.to_string()))?;
+            let logged = codec::decode_logged_event(&record.body)
+                .map_err(|error| malformed(error.to_string()))?;
+            if let Some(cause) = logged.cause {
+                let command = codec::decode_command(&cause.body)
+                    .map_err(|error| malformed(error.to_string()))?;
+                let body_hash = *blake3::hash(&cause.body).as_bytes();
+                let entry = IdempotencyEntry {
+                    body_hash,
+                    seq: record.seq,
+                    event_hash: record.hash,
+                };
+                entries.push((
+                    idempotency_key(&cause.signer, &command.idempotency_key),
+                    entry,
+                ));
+            }
+        }
+        indexed += page.len() as u64;
+        store.write_index(&entries, indexed)?;
+    }
+    Ok(())
+}
+
 /// Everything the writer task owns.
 struct Writer {
     shared: Arc<Shared>,
@@ -241,6 +289,7 @@ impl Engine {
             })?;
             replayer.push(&record).map_err(OpenError::Corrupt)?;
         }
+        rebuild_index(store.as_ref(), replayer.len())?;
         let log_genesis = replayer
             .state()
             .genesis()
@@ -552,6 +601,16 @@ mod tests {
         }
         fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
             self.inner.scan(visit)
+        }
+        fn indexed_events(&self) -> Result<u64, StoreError> {
+            self.inner.indexed_events()
+        }
+        fn write_index(
+            &self,
+            entries: &[(Vec<u8>, IdempotencyEntry)],
+            indexed_events: u64,
+        ) -> Result<(), StoreError> {
+            self.inner.write_index(entries, indexed_events)
         }
     }
 

@@ -17,6 +17,9 @@ use rocksdb::{
 
 const CF_EVENTS: &str = "events";
 const CF_IDEMPOTENCY: &str = "idempotency";
+/// Key of the idempotency column's own marker: how many leading events it indexes.
+/// Entry keys are at least 33 bytes (signer and a non-empty key), so they never collide.
+const INDEXED_EVENTS_KEY: &[u8] = b"";
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -85,6 +88,16 @@ pub trait LogStorage: Send + Sync + 'static {
     fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Calls `visit` with every stored (seq key, encoded record) in order.
     fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError>;
+    /// How many leading events the idempotency index covers; 0 for a new or deleted
+    /// index.
+    fn indexed_events(&self) -> Result<u64, StoreError>;
+    /// Writes index entries rebuilt from the log, then marks the first `indexed_events`
+    /// events as indexed.
+    fn write_index(
+        &self,
+        entries: &[(Vec<u8>, IdempotencyEntry)],
+        indexed_events: u64,
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +172,50 @@ impl LogStorage for RocksStore {
         for (key, entry) in &batch.idempotency {
             write.put_cf(&idempotency, key, entry.encode());
         }
+        if let Some(last) = batch.records.last() {
+            write.put_cf(
+                &idempotency,
+                INDEXED_EVENTS_KEY,
+                (last.seq + 1).to_be_bytes(),
+            );
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(write, &options)?)
+    }
+
+    fn indexed_events(&self) -> Result<u64, StoreError> {
+        let Some(value) = self
+            .db
+            .get_pinned_cf(&self.cf(CF_IDEMPOTENCY), INDEXED_EVENTS_KEY)?
+        else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = value
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Malformed {
+                key: "indexed events marker".into(),
+                reason: format!("{} bytes", value.len()),
+            })?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    fn write_index(
+        &self,
+        entries: &[(Vec<u8>, IdempotencyEntry)],
+        indexed_events: u64,
+    ) -> Result<(), StoreError> {
+        let idempotency = self.cf(CF_IDEMPOTENCY);
+        let mut write = WriteBatch::default();
+        for (key, entry) in entries {
+            write.put_cf(&idempotency, key, entry.encode());
+        }
+        write.put_cf(
+            &idempotency,
+            INDEXED_EVENTS_KEY,
+            indexed_events.to_be_bytes(),
+        );
         let mut options = WriteOptions::default();
         options.set_sync(true);
         Ok(self.db.write_opt(write, &options)?)

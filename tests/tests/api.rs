@@ -6,7 +6,7 @@ use std::time::Duration;
 use blyan_e2e::{Server, binary, head, run_binary};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
-use blyan_sdk::model::{Action, Burn, Command, Event};
+use blyan_sdk::model::{Action, Burn, Capabilities, Command, Event};
 use prost::Message;
 
 async fn record_burns(server: &Server, count: u64, prefix: &str) {
@@ -389,4 +389,66 @@ async fn a_genesis_file_sets_the_network_keys_and_parameters() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn the_idempotency_index_is_rebuilt_from_the_log_after_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).await;
+    let network = head(&server.url).await["network_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Registrations: without the index, a resent one would be a duplicate (409).
+    let nodes: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
+    let capabilities = Capabilities {
+        gpu_model: "L4".into(),
+        vram_mib: 24_576,
+        experts: vec![0],
+        endpoint: "https://n".into(),
+    };
+    let signed: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let command = Command {
+                idempotency_key: vec![7],
+                action: Action::RegisterNode(capabilities.clone()),
+            };
+            codec::sign_command(node, &network, &command)
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for command in &signed {
+        receipts.push(server.client().submit(command).await.unwrap());
+    }
+    server.kill9();
+    {
+        let mut db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path().join("log"),
+            ["events", "idempotency"],
+        )
+        .unwrap();
+        db.drop_cf("idempotency").unwrap();
+    }
+    server.restart().await;
+    let before = head(&server.url).await;
+    for (command, receipt) in signed.iter().zip(&receipts) {
+        assert_eq!(
+            &server.client().submit_once(command).await.unwrap(),
+            receipt
+        );
+    }
+    // Reusing a rebuilt key for another command is still caught.
+    let reuse = codec::sign_command(
+        &nodes[0],
+        &network,
+        &Command {
+            idempotency_key: vec![7],
+            action: Action::Heartbeat,
+        },
+    );
+    let error = server.client().submit_once(&reuse).await.unwrap_err();
+    assert_eq!(error.code(), Some("idempotency_key_reused"));
+    assert_eq!(head(&server.url).await, before);
 }
