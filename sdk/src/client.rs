@@ -182,11 +182,7 @@ impl Client {
             .body(bytes)
             .send()
             .await?;
-        Client::check(response)
-            .await?
-            .json()
-            .await
-            .map_err(|error| ClientError::Decode(error.to_string()))
+        Client::json(response).await
     }
 
     /// Submits, retrying with backoff; every attempt sends the same signed bytes.
@@ -203,13 +199,19 @@ impl Client {
                 .get(format!("{}{path}", self.base_url))
                 .send()
                 .await?;
-            Client::check(response)
-                .await?
-                .json()
-                .await
-                .map_err(|error| ClientError::Decode(error.to_string()))
+            Client::json(response).await
         })
         .await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        Client::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(|error| ClientError::Decode(error.to_string()))
     }
 
     pub async fn head(&self) -> Result<Head, ClientError> {

@@ -118,6 +118,10 @@ impl Server {
         self.spawn().await;
     }
 
+    pub async fn network_id(&self) -> String {
+        self.client().head().await.expect("GET /v1/head").network_id
+    }
+
     pub fn client(&self) -> Client {
         Client::new(&self.url)
     }

@@ -10,10 +10,7 @@ use blyan_sdk::model::{Action, Burn, Capabilities, Command, Event};
 use prost::Message;
 
 async fn record_burns(server: &Server, count: u64, prefix: &str) {
-    let network = head(&server.url).await["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let network = server.network_id().await;
     let oracle = server.dev_key("burn-oracle");
     let client = server.client();
     for index in 0..count {
@@ -395,10 +392,7 @@ async fn a_genesis_file_sets_the_network_keys_and_parameters() {
 async fn the_idempotency_index_is_rebuilt_from_the_log_after_deletion() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]).await;
-    let network = head(&server.url).await["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let network = server.network_id().await;
     // Registrations: without the index, a resent one would be a duplicate (409).
     let nodes: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
     let capabilities = Capabilities {

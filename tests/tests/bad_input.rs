@@ -62,10 +62,7 @@ async fn expect_refused(server: &Server, body: Vec<u8>, status: u16, code: &str)
 async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
-    let network = head(&server.url).await["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let network = server.network_id().await;
     let node = Keypair::generate();
     let oracle = server.dev_key("burn-oracle");
 
@@ -219,10 +216,7 @@ async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
 async fn a_burn_is_idempotent_on_its_chain_tx_id() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]).await;
-    let network = head(&server.url).await["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let network = server.network_id().await;
     let oracle = server.dev_key("burn-oracle");
     let burn = Burn {
         chain_tx_id: "0xabc".into(),

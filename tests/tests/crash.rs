@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blyan_e2e::{Server, head, run_binary};
+use blyan_e2e::{Server, run_binary};
 use blyan_sdk::client::{Client, Receipt};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
@@ -114,10 +114,7 @@ async fn acknowledged_commands_survive_kill_9() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]).await;
-    let network = head(&server.url).await["network_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let network = server.network_id().await;
     let oracle = server.dev_key("burn-oracle");
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
 
