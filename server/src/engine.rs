@@ -329,7 +329,8 @@ impl Engine {
             operator,
             config,
         };
-        let handle = tokio::spawn(writer.run(receiver));
+        // The writer blocks on fsync: it gets a thread of its own, not an async worker.
+        let handle = tokio::task::spawn_blocking(move || writer.run(receiver));
         Ok((Engine { queue, shared }, handle))
     }
 
@@ -360,16 +361,29 @@ enum Outcome {
 }
 
 impl Writer {
-    async fn run(
-        mut self,
-        mut queue: mpsc::Receiver<(Submission, Reply)>,
-    ) -> Result<(), StoreError> {
+    /// Takes whatever is queued, up to a batch, waiting only when the queue is empty:
+    /// the group grows with the load while one write is in flight.
+    fn next_batch(
+        &self,
+        queue: &mut mpsc::Receiver<(Submission, Reply)>,
+        batch: &mut Vec<(Submission, Reply)>,
+    ) -> bool {
+        let Some(first) = queue.blocking_recv() else {
+            return false;
+        };
+        batch.push(first);
+        while batch.len() < self.config.batch_commands_max {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    fn run(mut self, mut queue: mpsc::Receiver<(Submission, Reply)>) -> Result<(), StoreError> {
         let mut batch = Vec::with_capacity(self.config.batch_commands_max);
-        while queue
-            .recv_many(&mut batch, self.config.batch_commands_max)
-            .await
-            > 0
-        {
+        while self.next_batch(&mut queue, &mut batch) {
             if let Err(error) = self.commit(&mut batch) {
                 tracing::error!(%error, "storage write failed; the writer stops and the server must restart");
                 self.shared
