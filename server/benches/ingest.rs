@@ -65,7 +65,7 @@ fn main() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_blyan-ledger"))
+    let server = Command::new(env!("CARGO_BIN_EXE_blyan-ledger"))
         .args([
             "serve",
             "--data-dir",
@@ -77,6 +77,7 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let _server = KillOnDrop(server);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,14 +95,22 @@ fn main() {
         let warm = run(&client, signed, clients).await;
         eprintln!("warm-up: {warm:.0} commands/s");
         let rate = run(&client, measured, clients).await;
-        let head = client.head().await.unwrap();
-        assert_eq!(head.events, 1 + total, "every command must be in the log");
+        let state = client.state().await.unwrap();
+        assert_eq!(state["burns"], total, "every command must be in the log");
         println!(
             "ingest: {commands} signed commands, {clients} clients, fsync on: {rate:.0} commands/s"
         );
     });
-    server.kill().unwrap();
-    let _ = server.wait();
+}
+
+/// Kills the server however the benchmark ends, panics included.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Sends every command once, `clients` at a time; returns commands/s.

@@ -34,6 +34,7 @@ enum Command {
         /// Where the log and the dev keys live.
         #[arg(long, default_value = "./blyan-data")]
         data_dir: PathBuf,
+        /// Address and port to listen on.
         #[arg(long, default_value = "127.0.0.1:7420")]
         listen: SocketAddr,
         /// Genesis JSON file; the built-in dev genesis when absent.
