@@ -11,6 +11,9 @@ use blyan_ledger::serve::{ServeConfig, serve};
 use blyan_ledger::store::RocksStore;
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "blyan-ledger", version, about = "The Blyan Ledger server")]
 struct Cli {
