@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/blyan/v1/envelope.proto",
         "proto/blyan/v1/command.proto",
         "proto/blyan/v1/event.proto",
+        "proto/blyan/v1/plugin.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

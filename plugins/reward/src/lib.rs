@@ -1,0 +1,333 @@
+//! The default reward policy: splits the round's pool among the nodes in proportion to
+//! their scores, exactly, by the largest-remainder method.
+//!
+//! Who uses it: the host embeds it as the `.wasm` built from this crate; tests and
+//! benchmarks call [`reward`] or [`run`] natively. This documentation is the policy's
+//! specification.
+//!
+//! # Specification
+//!
+//! Input: `pool` (`P`, a 128-bit amount; absent means 0) and `nodes`, each with a
+//! `node` key and a `score`. `round` is not read. The output holds exactly one amount
+//! per node, in input order:
+//!
+//! 1. **Total.** `S` is the sum of the scores; the policy traps if it overflows a
+//!    `u64`.
+//! 2. **Nothing earned.** If `S = 0` (no nodes, or all scores 0), every amount is 0 and
+//!    the pool carries over.
+//! 3. **Base amounts.** Otherwise, with `q = P / S` and `r = P mod S`, node `i` with
+//!    score `s_i` gets `base_i = q * s_i + floor(r * s_i / S)`, which is
+//!    `floor(P * s_i / S)`, and has remainder `frac_i = (r * s_i) mod S`. All of this is
+//!    exact in 128 bits: `q * s_i <= P`, and `r * s_i < 2^128` as `r < S < 2^64`.
+//! 4. **Leftover.** `L = P - sum(base_i)` units are left, and `L * S = sum(frac_i)`, so
+//!    `L` is below the number of nodes with a nonzero `frac_i`, or 0. They go one each
+//!    to the `L` nodes with the largest `frac_i`; among equal remainders, the node
+//!    whose key bytes are lower (compared lexicographically) goes first, then the node
+//!    earlier in the input.
+//!
+//! So the amounts sum to exactly `P`, each is `floor` or `ceil` of its exact share
+//! `P * s_i / S`, and a node with score 0 gets 0 (its base and remainder are both 0).
+
+use std::cmp::Reverse;
+
+use blyan_plugin_pdk::{pb, u128_from_pb, u128_to_pb};
+
+blyan_plugin_pdk::export_reward!(reward);
+
+/// Splits `input.pool` among `input.nodes`, as the crate documentation specifies.
+/// Panics (traps, in the plugin) if the scores overflow a `u64`.
+pub fn reward(input: &pb::RewardInput) -> pb::RewardOutput {
+    let score_total = input.nodes.iter().fold(0u64, |total, node| {
+        total
+            .checked_add(node.score)
+            .expect("reward: the scores overflow a u64")
+    });
+    let pool = input.pool.as_ref().map_or(0, u128_from_pb);
+    let amounts = split(pool, score_total, &input.nodes);
+    pb::RewardOutput {
+        amounts: amounts.into_iter().map(u128_to_pb).collect(),
+    }
+}
+
+/// Steps 2 to 4: `pool` split among `nodes`, whose scores sum to `score_total`.
+fn split(pool: u128, score_total: u64, nodes: &[pb::NodeScore]) -> Vec<u128> {
+    if score_total == 0 {
+        return vec![0; nodes.len()];
+    }
+    let total = u128::from(score_total);
+    let (quotient, remainder) = (pool / total, pool % total);
+
+    let mut amounts = Vec::with_capacity(nodes.len());
+    let mut fractions = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let score = u128::from(node.score);
+        let whole = quotient
+            .checked_mul(score)
+            .expect("reward: q * s_i is at most the pool");
+        let partial = remainder
+            .checked_mul(score)
+            .expect("reward: r * s_i fits 128 bits");
+        amounts.push(whole + partial / total);
+        fractions.push((partial % total) as u64);
+    }
+    let assigned = amounts
+        .iter()
+        .try_fold(0u128, |sum, &amount| sum.checked_add(amount))
+        .expect("reward: the base amounts sum to at most the pool");
+    let leftover = pool - assigned;
+    let fractional = fractions.iter().filter(|&&fraction| fraction > 0).count();
+    assert!(
+        leftover <= fractional as u128,
+        "reward: more leftover units than nonzero remainders"
+    );
+
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        (Reverse(fractions[a]), &nodes[a].node, a).cmp(&(Reverse(fractions[b]), &nodes[b].node, b))
+    });
+    for &index in &order[..leftover as usize] {
+        amounts[index] += 1;
+    }
+    let spent = amounts
+        .iter()
+        .try_fold(0u128, |sum, &amount| sum.checked_add(amount));
+    assert_eq!(spent, Some(pool), "reward: the amounts sum to the pool");
+    amounts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn node(key: u8, score: u64) -> pb::NodeScore {
+        pb::NodeScore {
+            node: vec![key; 32],
+            score,
+        }
+    }
+
+    fn amounts(pool: u128, nodes: &[pb::NodeScore]) -> Vec<u128> {
+        let input = pb::RewardInput {
+            round: 1,
+            pool: Some(u128_to_pb(pool)),
+            nodes: nodes.to_vec(),
+        };
+        let output = reward(&input);
+        assert_eq!(output.amounts.len(), nodes.len());
+        output.amounts.iter().map(u128_from_pb).collect()
+    }
+
+    fn scored(scores: &[u64]) -> Vec<pb::NodeScore> {
+        (0u8..)
+            .zip(scores)
+            .map(|(key, &score)| node(key, score))
+            .collect()
+    }
+
+    /// `a * b` as 192 bits: (the top 64 bits, the low 128 bits).
+    fn wide_product(a: u128, b: u64) -> (u64, u128) {
+        let low = (a as u64 as u128) * u128::from(b);
+        let high = (a >> 64) * u128::from(b);
+        let (bottom, carry) = low.overflowing_add(high << 64);
+        ((high >> 64) as u64 + u64::from(carry), bottom)
+    }
+
+    /// Checks `amount` is within 1 of the exact share `pool * score / total`:
+    /// `(amount - 1) * total <= pool * score < (amount + 1) * total`.
+    fn assert_within_one(amount: u128, pool: u128, score: u64, total: u64) {
+        let exact = wide_product(pool, score);
+        if amount > 0 {
+            assert!(
+                wide_product(amount - 1, total) <= exact,
+                "{amount} is above the share"
+            );
+        }
+        if let Some(next) = amount.checked_add(1) {
+            assert!(
+                exact < wide_product(next, total),
+                "{amount} is below the share"
+            );
+        }
+    }
+
+    #[test]
+    fn wide_product_is_exact() {
+        assert_eq!(wide_product(3, 5), (0, 15));
+        assert_eq!(wide_product(1 << 64, 1 << 63), (0, 1 << 127));
+        assert_eq!(wide_product(u128::MAX, 2), (1, u128::MAX - 1));
+        assert_eq!(
+            wide_product(u128::MAX, u64::MAX),
+            (u64::MAX - 1, (u128::MAX - u128::from(u64::MAX)) + 1)
+        );
+    }
+
+    #[test]
+    fn leftovers_go_to_the_largest_remainders() {
+        // Exact shares 0.7, 1.4, 2.1 and 2.8 of 7.
+        assert_eq!(amounts(7, &scored(&[1, 2, 3, 4])), [1, 1, 2, 3]);
+        // Exact shares 3.33.. each of 10.
+        assert_eq!(amounts(10, &scored(&[5, 5, 5])), [4, 3, 3]);
+    }
+
+    #[test]
+    fn equal_remainders_go_to_the_lower_key_then_the_earlier_node() {
+        let nodes = [node(3, 1), node(1, 1), node(2, 1)];
+        assert_eq!(amounts(1, &nodes), [0, 1, 0]);
+        assert_eq!(amounts(2, &nodes), [0, 1, 1]);
+        assert_eq!(amounts(4, &nodes), [1, 2, 1]);
+        // Keys compare byte by byte: [1, 9] is below [2, 0].
+        let nodes = [
+            pb::NodeScore {
+                node: vec![2, 0],
+                score: 1,
+            },
+            pb::NodeScore {
+                node: vec![1, 9],
+                score: 1,
+            },
+        ];
+        assert_eq!(amounts(1, &nodes), [0, 1]);
+        // Equal keys: input order.
+        assert_eq!(amounts(1, &[node(5, 1), node(5, 1)]), [1, 0]);
+        let nodes = [node(5, 1), node(5, 1), node(4, 2)];
+        assert_eq!(amounts(1, &nodes), [0, 0, 1]);
+        assert_eq!(amounts(3, &nodes), [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_zero_score_gets_nothing() {
+        assert_eq!(amounts(1000, &scored(&[0, 3, 0, 1])), [0, 750, 0, 250]);
+        // Even when every other node is already paid exactly and units are left.
+        assert_eq!(amounts(5, &scored(&[0, 1, 1])), [0, 3, 2]);
+        assert_eq!(amounts(u128::MAX, &scored(&[0, 1, 0])), [0, u128::MAX, 0]);
+    }
+
+    #[test]
+    fn all_zero_scores_leave_the_pool_unspent() {
+        assert_eq!(amounts(1000, &scored(&[0, 0, 0])), [0, 0, 0]);
+        assert!(amounts(1000, &[]).is_empty());
+        let input = pb::RewardInput {
+            round: 1,
+            pool: None,
+            nodes: scored(&[2, 3]),
+        };
+        assert_eq!(reward(&input).amounts, [u128_to_pb(0), u128_to_pb(0)]);
+    }
+
+    #[test]
+    fn many_pools_are_split_exactly_and_proportionally() {
+        // A small deterministic generator (xorshift64*), to vary pools and scores.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        for case in 0..500 {
+            let node_count = 1 + (next() % 30) as usize;
+            let score_max = match case % 4 {
+                0 => 10,
+                1 => 1_000_000,
+                2 => u64::MAX / 30,
+                _ => 2,
+            };
+            let scores: Vec<u64> = (0..node_count)
+                .map(|_| {
+                    if next() % 5 == 0 {
+                        0
+                    } else {
+                        next() % (score_max + 1)
+                    }
+                })
+                .collect();
+            let pool = match case % 5 {
+                0 => u128::MAX - u128::from(next() % 1000),
+                1 => u128::from(next() % 100),
+                2 => (u128::from(next()) << 64) | u128::from(next()),
+                3 => u128::from(next()),
+                _ => u128::MAX,
+            };
+            let nodes = scored(&scores);
+            let split = amounts(pool, &nodes);
+            let total: u64 = scores.iter().sum();
+            if total == 0 {
+                assert!(split.iter().all(|&amount| amount == 0));
+                continue;
+            }
+            assert_eq!(split.iter().sum::<u128>(), pool, "case {case}: {scores:?}");
+            for (&amount, &score) in split.iter().zip(&scores) {
+                if score == 0 {
+                    assert_eq!(amount, 0, "case {case}");
+                }
+                assert_within_one(amount, pool, score, total);
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_pool_over_tiny_scores_is_spent_exactly() {
+        let split = amounts(u128::MAX, &scored(&[1, 1, 1]));
+        // u128::MAX is divisible by 3.
+        assert_eq!(split, [u128::MAX / 3; 3]);
+        let split = amounts(u128::MAX, &scored(&[1, 2]));
+        assert_eq!(split, [u128::MAX / 3, u128::MAX / 3 * 2]);
+        let split = amounts(u128::MAX - 1, &scored(&[1, 1]));
+        assert_eq!(split, [u128::MAX / 2, u128::MAX / 2]);
+        let split = amounts(u128::MAX, &scored(&[1, 1]));
+        assert_eq!(split, [u128::MAX / 2 + 1, u128::MAX / 2]);
+    }
+
+    #[test]
+    fn scores_summing_to_u64_max_are_accepted() {
+        let split = amounts(u128::MAX, &scored(&[u64::MAX - 1, 1]));
+        assert_eq!(split.iter().sum::<u128>(), u128::MAX);
+        assert_within_one(split[0], u128::MAX, u64::MAX - 1, u64::MAX);
+        assert_within_one(split[1], u128::MAX, 1, u64::MAX);
+    }
+
+    #[test]
+    #[should_panic(expected = "overflow a u64")]
+    fn a_score_total_overflow_traps() {
+        amounts(10, &scored(&[u64::MAX, 1]));
+    }
+
+    #[test]
+    fn run_round_trips_encoded_bytes() {
+        let input = pb::RewardInput {
+            round: 2,
+            pool: Some(u128_to_pb((5 << 64) | 7)),
+            nodes: scored(&[1, 0, 1]),
+        };
+        let encoded = pb::PolicyInput {
+            kind: Some(pb::policy_input::Kind::Reward(input)),
+        }
+        .encode_to_vec();
+        let output = pb::PolicyOutput::decode(&run(&encoded).unwrap()[..]).unwrap();
+        let half = ((5u128 << 64) | 7) / 2;
+        assert_eq!(
+            output.kind,
+            Some(pb::policy_output::Kind::Reward(pb::RewardOutput {
+                amounts: vec![u128_to_pb(half + 1), u128_to_pb(0), u128_to_pb(half)],
+            }))
+        );
+    }
+
+    #[test]
+    fn run_rejects_another_kind() {
+        let encoded = pb::PolicyInput {
+            kind: Some(pb::policy_input::Kind::Sharding(
+                pb::ShardingInput::default(),
+            )),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            run(&encoded),
+            Err(blyan_plugin_pdk::PolicyError::WrongKind {
+                expected: "reward",
+                found: "sharding"
+            })
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The default scoring policy: each delta scores the median of its validators'
+//! measurements, clamped to `[0, max_score]`.
+//!
+//! Who uses it: the host embeds it as the `.wasm` built from this crate; tests and
+//! benchmarks call [`score`] or [`run`] natively. This documentation is the policy's
+//! specification.
+//!
+//! # Specification
+//!
+//! Input: `quorum`, `max_score`, and `deltas`, each with its validators' signed
+//! `measurements`. `round` and `delta_id` are not read. The output holds exactly one
+//! score per delta, in input order:
+//!
+//! 1. **Quorum.** A delta with fewer than `max(quorum, 1)` measurements scores 0.
+//! 2. **Median.** Otherwise, with the `m` measurements sorted ascending as
+//!    `x[0] <= ... <= x[m - 1]`, the median is `x[m / 2]` when `m` is odd, and
+//!    `floor((x[m / 2 - 1] + x[m / 2]) / 2)` when `m` is even, the sum taken in 128
+//!    bits and the floor rounding toward negative infinity (so `(-3 + 0) / 2` is -2).
+//! 3. **Clamp.** The score is the median clamped to `[0, max_score]`: a delta whose
+//!    median is negative (it made the model worse) scores 0, never below.
+//!
+//! Why the median: while fewer than half of a delta's validators lie, whatever they
+//! report (even `i64::MIN` or `i64::MAX`), the median lies between the lowest and the
+//! highest honest measurement. The policy cannot overflow and never traps on a
+//! well-formed input.
+
+use blyan_plugin_pdk::pb;
+
+blyan_plugin_pdk::export_scoring!(score);
+
+/// Scores every delta of `input`, as the crate documentation specifies.
+pub fn score(input: &pb::ScoringInput) -> pb::ScoringOutput {
+    let quorum = u64::from(input.quorum.max(1));
+    let scores = input
+        .deltas
+        .iter()
+        .map(|delta| {
+            if (delta.measurements.len() as u64) < quorum {
+                return 0;
+            }
+            let median = median(&delta.measurements);
+            clamp(median, input.max_score)
+        })
+        .collect();
+    pb::ScoringOutput { scores }
+}
+
+/// The median of step 2. `measurements` is not empty.
+fn median(measurements: &[i64]) -> i128 {
+    assert!(!measurements.is_empty(), "scoring: the median of nothing");
+    let mut sorted = measurements.to_vec();
+    sorted.sort_unstable();
+    let middle = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        i128::from(sorted[middle])
+    } else {
+        (i128::from(sorted[middle - 1]) + i128::from(sorted[middle])).div_euclid(2)
+    }
+}
+
+/// `median` clamped to `[0, max_score]`.
+fn clamp(median: i128, max_score: u64) -> u64 {
+    if median <= 0 {
+        0
+    } else {
+        // A positive median fits a u64: it lies between two i64 values.
+        (median as u64).min(max_score)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn delta(measurements: &[i64]) -> pb::DeltaMeasurements {
+        pb::DeltaMeasurements {
+            delta_id: vec![0xd0; 32],
+            measurements: measurements.to_vec(),
+        }
+    }
+
+    fn scores(quorum: u32, max_score: u64, deltas: &[&[i64]]) -> Vec<u64> {
+        let input = pb::ScoringInput {
+            round: 1,
+            quorum,
+            max_score,
+            deltas: deltas
+                .iter()
+                .map(|measurements| delta(measurements))
+                .collect(),
+        };
+        let output = score(&input);
+        assert_eq!(output.scores.len(), input.deltas.len());
+        output.scores
+    }
+
+    #[test]
+    fn the_median_of_an_odd_count_is_the_middle_value() {
+        assert_eq!(scores(1, 1000, &[&[30, 10, 20]]), [20]);
+        assert_eq!(scores(1, 1000, &[&[5, 900, 1, 7, 6]]), [6]);
+        assert_eq!(scores(1, 1000, &[&[42]]), [42]);
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_floor_of_the_middle_mean() {
+        assert_eq!(scores(1, 1000, &[&[10, 40, 20, 30]]), [25]);
+        assert_eq!(scores(1, 1000, &[&[10, 21]]), [15]);
+        assert_eq!(median(&[10, 21]), 15);
+        // Floor, not truncation toward zero.
+        assert_eq!(median(&[-3, 0]), -2);
+        assert_eq!(median(&[-4, 1]), -2);
+    }
+
+    #[test]
+    fn deltas_are_scored_independently_in_input_order() {
+        assert_eq!(
+            scores(2, 1000, &[&[1, 3], &[7], &[500, 600, 700], &[-5, -6]]),
+            [2, 0, 600, 0]
+        );
+    }
+
+    #[test]
+    fn a_delta_below_quorum_scores_zero() {
+        assert_eq!(scores(3, 1000, &[&[50, 60]]), [0]);
+        assert_eq!(scores(3, 1000, &[&[50, 60, 70]]), [60]);
+        // A quorum of 0 still needs one measurement.
+        assert_eq!(scores(0, 1000, &[&[], &[9]]), [0, 9]);
+    }
+
+    #[test]
+    fn a_harmful_delta_scores_zero() {
+        assert_eq!(scores(1, 1000, &[&[-10, -20, 5]]), [0]);
+        assert_eq!(scores(1, 1000, &[&[i64::MIN]]), [0]);
+    }
+
+    #[test]
+    fn scores_are_clamped_to_max_score() {
+        assert_eq!(scores(1, 100, &[&[150, 200, 250]]), [100]);
+        assert_eq!(scores(1, 0, &[&[150]]), [0]);
+        assert_eq!(scores(1, u64::MAX, &[&[i64::MAX]]), [i64::MAX as u64]);
+    }
+
+    #[test]
+    fn extreme_values_do_not_overflow() {
+        assert_eq!(
+            scores(1, u64::MAX, &[&[i64::MAX, i64::MAX]]),
+            [i64::MAX as u64]
+        );
+        assert_eq!(scores(1, u64::MAX, &[&[i64::MIN, i64::MIN]]), [0]);
+        assert_eq!(median(&[i64::MIN, i64::MAX]), -1);
+        assert_eq!(median(&[i64::MAX, i64::MAX - 1]), i128::from(i64::MAX - 1));
+    }
+
+    #[test]
+    fn seven_liars_of_sixteen_cannot_leave_the_honest_range() {
+        let honest: Vec<i64> = (0..9).map(|i| 1000 + 10 * i).collect();
+        let (low, high) = (1000, 1080);
+        let lies: [&[i64]; 4] = [
+            &[i64::MAX; 7],
+            &[i64::MIN; 7],
+            &[
+                i64::MAX,
+                i64::MIN,
+                i64::MAX,
+                i64::MIN,
+                i64::MAX,
+                i64::MIN,
+                i64::MAX,
+            ],
+            &[0, 0, 0, 0, 0, 0, 0],
+        ];
+        for lie in lies {
+            for split in 0..=honest.len() {
+                // Liars' reports interleaved anywhere among the honest ones.
+                let mut measurements = honest[..split].to_vec();
+                measurements.extend_from_slice(lie);
+                measurements.extend_from_slice(&honest[split..]);
+                assert_eq!(measurements.len(), 16);
+                let score = scores(16, u64::MAX, &[&measurements])[0];
+                assert!(
+                    (low..=high).contains(&score),
+                    "{score} from {measurements:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn run_round_trips_encoded_bytes() {
+        let input = pb::ScoringInput {
+            round: 4,
+            quorum: 2,
+            max_score: 50,
+            deltas: vec![delta(&[1, 2, 3]), delta(&[100, 90])],
+        };
+        let encoded = pb::PolicyInput {
+            kind: Some(pb::policy_input::Kind::Scoring(input)),
+        }
+        .encode_to_vec();
+        let output = pb::PolicyOutput::decode(&run(&encoded).unwrap()[..]).unwrap();
+        assert_eq!(
+            output.kind,
+            Some(pb::policy_output::Kind::Scoring(pb::ScoringOutput {
+                scores: vec![2, 50]
+            }))
+        );
+    }
+
+    #[test]
+    fn run_rejects_another_kind() {
+        let encoded = pb::PolicyInput {
+            kind: Some(pb::policy_input::Kind::Sharding(
+                pb::ShardingInput::default(),
+            )),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            run(&encoded),
+            Err(blyan_plugin_pdk::PolicyError::WrongKind {
+                expected: "scoring",
+                found: "sharding"
+            })
+        );
+    }
+}
