@@ -1,0 +1,485 @@
+//! One wasmtime engine, configured for determinism, and the calls into plugins.
+//!
+//! Limits, per call:
+//! - fuel ([`Limits::fuel_per_call`]): the deterministic bound on work; running out
+//!   traps at the same instruction on every machine;
+//! - memory ([`Limits::memory_bytes_max`]): a linear memory can't be created or grown
+//!   past it;
+//! - an epoch deadline ([`Limits::deadline`]): a wall-clock backstop in case fuel
+//!   metering is ever too generous; a background thread ticks the epoch every
+//!   [`EPOCH_TICK`].
+//!
+//! Every call gets a fresh [`Store`], so nothing survives from one call to the next.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use wasmtime::{
+    Config, Engine, ExternType, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, ValType,
+};
+
+use crate::{ABI_VERSION, PluginKind, check, module_hash, pb, reference};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Names of the exports the ABI requires.
+pub const EXPORT_MEMORY: &str = "memory";
+pub const EXPORT_ABI_VERSION: &str = "blyan_abi_version";
+pub const EXPORT_ALLOC: &str = "blyan_alloc";
+pub const EXPORT_POLICY: &str = "blyan_policy";
+
+/// Bounds on what one plugin module and one call may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted module.
+    pub module_bytes_max: usize,
+    /// Fuel for one policy call on real round inputs.
+    pub fuel_per_call: u64,
+    /// Fuel for the conformance run on the reference input at proposal time.
+    pub conformance_fuel: u64,
+    /// Largest linear memory.
+    pub memory_bytes_max: usize,
+    /// Largest output a call may return.
+    pub output_bytes_max: usize,
+    /// Wall-clock backstop for one call.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            module_bytes_max: 4 << 20,
+            // The default plugins use well under a tenth of this on the benchmark inputs
+            // (1,000,000 items over 10,000 nodes; 10,000 deltas x 16 validators).
+            fuel_per_call: 4_000_000_000,
+            conformance_fuel: 100_000_000,
+            memory_bytes_max: 256 << 20,
+            output_bytes_max: 16 << 20,
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a plugin was refused or its call failed. Every variant is the plugin's fault,
+/// never the host's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    #[error("the module is {size} bytes; at most {max} are allowed")]
+    TooLarge { size: usize, max: usize },
+    #[error("not a valid WebAssembly module: {0}")]
+    Malformed(String),
+    #[error("the module imports `{0}`; plugins may import nothing")]
+    Import(String),
+    #[error("{0}")]
+    Export(String),
+    #[error("the module speaks ABI version {found}; this host speaks {expected}")]
+    AbiVersion { found: i32, expected: i32 },
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("the plugin ran out of fuel ({0} units)")]
+    OutOfFuel(u64),
+    #[error("the plugin ran past its {0} ms deadline")]
+    Deadline(u128),
+    #[error("the plugin tried to grow its memory past {0} bytes")]
+    Memory(usize),
+    #[error("{0}")]
+    Output(String),
+    #[error("the output breaks an invariant: {0}")]
+    Invariant(String),
+}
+
+impl PluginError {
+    /// A stable, machine-readable name, used in API errors and fallback events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PluginError::TooLarge { .. } => "plugin_too_large",
+            PluginError::Malformed(_) => "plugin_malformed",
+            PluginError::Import(_) => "plugin_imports",
+            PluginError::Export(_) => "plugin_exports",
+            PluginError::AbiVersion { .. } => "plugin_abi_version",
+            PluginError::Trap(_) => "plugin_trap",
+            PluginError::OutOfFuel(_) => "plugin_out_of_fuel",
+            PluginError::Deadline(_) => "plugin_deadline",
+            PluginError::Memory(_) => "plugin_memory",
+            PluginError::Output(_) => "plugin_output",
+            PluginError::Invariant(_) => "plugin_invariant",
+        }
+    }
+}
+
+/// A module that compiled, imports nothing, exports the ABI and speaks our version.
+pub struct Compiled {
+    hash: [u8; 32],
+    pre: InstancePre<Sandbox>,
+}
+
+impl Compiled {
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("hash", &hex::encode(self.hash))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked policy output and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub output: pb::PolicyOutput,
+    pub fuel_used: u64,
+}
+
+/// What the conformance check learned about a module that passed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conformance {
+    pub hash: [u8; 32],
+    /// Fuel the reference input took.
+    pub fuel_used: u64,
+}
+
+/// The per-call store data: the memory limit, and whether it was hit.
+struct Sandbox {
+    memory_bytes_max: usize,
+    memory_exceeded: bool,
+}
+
+impl ResourceLimiter for Sandbox {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Growing past the cap traps at once, so a memory bomb is reported as one
+        // whatever the plugin would have done with a failed `memory.grow`.
+        if desired > self.memory_bytes_max {
+            self.memory_exceeded = true;
+            return Err(wasmtime::Error::msg("memory limit"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS_MAX)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+const TABLE_ELEMENTS_MAX: usize = 100_000;
+
+/// The sandbox: one engine, a cache of compiled modules, and the limits.
+///
+/// Cheap to share behind an `Arc`; calls from several threads run in parallel.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    limits: Limits,
+    cache: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Builds the engine and starts its epoch ticker, which ends with the last clone of
+    /// the engine.
+    pub fn new(limits: Limits) -> Host {
+        let mut config = Config::new();
+        config
+            // Determinism: every NaN a float operation produces has the same bits,
+            // relaxed SIMD gives its one deterministic result, and there are no
+            // threads (wasmtime is built without the `threads` feature, and a shared
+            // memory is refused below).
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            .wasm_memory64(false)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            // Traps are reported by kind; backtraces would only add noise to the
+            // messages that reach events and API errors.
+            .wasm_backtrace_max_frames(None);
+        let engine = Engine::new(&config).expect("the sandbox configuration is valid");
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .expect("spawning the epoch ticker");
+        let linker = Linker::new(&engine);
+        Host {
+            engine,
+            linker,
+            limits,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles `wasm`, or returns the cached compilation of the same bytes.
+    ///
+    /// Refuses a module that is too large or malformed, imports anything, lacks an
+    /// export of the ABI (or has one of the wrong type), or returns another ABI
+    /// version.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Arc<Compiled>, PluginError> {
+        if wasm.len() > self.limits.module_bytes_max {
+            return Err(PluginError::TooLarge {
+                size: wasm.len(),
+                max: self.limits.module_bytes_max,
+            });
+        }
+        let hash = module_hash(wasm);
+        if let Some(compiled) = self.cache.lock().expect("cache lock").get(&hash) {
+            return Ok(compiled.clone());
+        }
+        let module = Module::new(&self.engine, wasm)
+            .map_err(|e| PluginError::Malformed(format!("{e:#}")))?;
+        if let Some(import) = module.imports().next() {
+            return Err(PluginError::Import(format!(
+                "{}::{}",
+                import.module(),
+                import.name()
+            )));
+        }
+        check_exports(&module)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| PluginError::Malformed(format!("{e:#}")))?;
+        let compiled = Arc::new(Compiled { hash, pre });
+        let found = self.abi_version(&compiled)?;
+        if found != ABI_VERSION {
+            return Err(PluginError::AbiVersion {
+                found,
+                expected: ABI_VERSION,
+            });
+        }
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(hash, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// The dry run at proposal time: compiles the module and runs the reference input
+    /// of `kind` within [`Limits::conformance_fuel`]; the output must pass [`check`].
+    pub fn conformance(&self, kind: PluginKind, wasm: &[u8]) -> Result<Conformance, PluginError> {
+        let compiled = self.compile(wasm)?;
+        let input = reference::input(kind);
+        let outcome = self.run_with_fuel(&compiled, &input, self.limits.conformance_fuel)?;
+        Ok(Conformance {
+            hash: compiled.hash,
+            fuel_used: outcome.fuel_used,
+        })
+    }
+
+    /// Runs a policy and checks its output against `input`.
+    pub fn run(
+        &self,
+        compiled: &Compiled,
+        input: &pb::PolicyInput,
+    ) -> Result<RunOutcome, PluginError> {
+        self.run_with_fuel(compiled, input, self.limits.fuel_per_call)
+    }
+
+    fn run_with_fuel(
+        &self,
+        compiled: &Compiled,
+        input: &pb::PolicyInput,
+        fuel: u64,
+    ) -> Result<RunOutcome, PluginError> {
+        debug_assert_eq!(check::input(input), Ok(()), "the host built a bad input");
+        let (bytes, fuel_used) = self.call_encoded(compiled, &input.encode_to_vec(), fuel)?;
+        let output = pb::PolicyOutput::decode(bytes.as_slice())
+            .map_err(|e| PluginError::Output(format!("the output is not a PolicyOutput: {e}")))?;
+        check::output(input, &output).map_err(PluginError::Invariant)?;
+        Ok(RunOutcome { output, fuel_used })
+    }
+
+    /// The raw ABI call: writes `input` into a fresh instance, calls `blyan_policy`
+    /// and copies the output out, unchecked. Returns the output and the fuel used.
+    pub fn call_encoded(
+        &self,
+        compiled: &Compiled,
+        input: &[u8],
+        fuel: u64,
+    ) -> Result<(Vec<u8>, u64), PluginError> {
+        let mut store = self.store(fuel);
+        let outcome = self.call_in(&mut store, compiled, input);
+        let outcome = outcome.map_err(|e| self.classify(&store, e, fuel))?;
+        let left = store.get_fuel().expect("fuel is enabled");
+        Ok((outcome?, fuel - left))
+    }
+
+    /// The call itself. The outer error is from wasmtime (a trap, fuel, the deadline);
+    /// the inner one is the plugin breaking the ABI.
+    fn call_in(
+        &self,
+        store: &mut Store<Sandbox>,
+        compiled: &Compiled,
+        input: &[u8],
+    ) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        let instance = compiled.pre.instantiate(&mut *store)?;
+        let memory = instance
+            .get_memory(&mut *store, EXPORT_MEMORY)
+            .expect("exports were checked at compile time");
+        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC)?;
+        let policy = instance.get_typed_func::<(i32, i32), i64>(&mut *store, EXPORT_POLICY)?;
+        let Ok(len) = i32::try_from(input.len()) else {
+            return Ok(Err(PluginError::Output("the input exceeds 2 GiB".into())));
+        };
+        let ptr = alloc.call(&mut *store, len)?;
+        if memory
+            .write(&mut *store, ptr as u32 as usize, input)
+            .is_err()
+        {
+            return Ok(Err(PluginError::Output(format!(
+                "{EXPORT_ALLOC}({len}) returned {ptr}, which leaves no room for the input in memory"
+            ))));
+        }
+        let packed = policy.call(&mut *store, (ptr, len))? as u64;
+        let out_ptr = (packed >> 32) as usize;
+        let out_len = (packed & 0xffff_ffff) as usize;
+        if out_len > self.limits.output_bytes_max {
+            return Ok(Err(PluginError::Output(format!(
+                "the output is {out_len} bytes; at most {} are allowed",
+                self.limits.output_bytes_max
+            ))));
+        }
+        let data = memory.data(&*store);
+        match data.get(out_ptr..out_ptr + out_len) {
+            Some(bytes) => Ok(Ok(bytes.to_vec())),
+            None => Ok(Err(PluginError::Output(format!(
+                "the output [{out_ptr}, {}) lies outside the {}-byte memory",
+                out_ptr + out_len,
+                data.len()
+            )))),
+        }
+    }
+
+    fn abi_version(&self, compiled: &Compiled) -> Result<i32, PluginError> {
+        let fuel = self.limits.conformance_fuel;
+        let mut store = self.store(fuel);
+        let found = (|| {
+            let instance = compiled.pre.instantiate(&mut store)?;
+            let version = instance.get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION)?;
+            version.call(&mut store, ())
+        })();
+        found.map_err(|e| self.classify(&store, e, fuel))
+    }
+
+    fn store(&self, fuel: u64) -> Store<Sandbox> {
+        let mut store = Store::new(
+            &self.engine,
+            Sandbox {
+                memory_bytes_max: self.limits.memory_bytes_max,
+                memory_exceeded: false,
+            },
+        );
+        store.limiter(|sandbox| sandbox);
+        store.set_fuel(fuel).expect("fuel is enabled");
+        let ticks = self.limits.deadline.as_millis() / EPOCH_TICK.as_millis() + 1;
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store
+    }
+
+    fn classify(&self, store: &Store<Sandbox>, error: wasmtime::Error, fuel: u64) -> PluginError {
+        if store.data().memory_exceeded {
+            return PluginError::Memory(self.limits.memory_bytes_max);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PluginError::OutOfFuel(fuel),
+            Some(Trap::Interrupt) => PluginError::Deadline(self.limits.deadline.as_millis()),
+            Some(trap) => PluginError::Trap(trap.to_string()),
+            None => PluginError::Trap(format!("{error:#}")),
+        }
+    }
+}
+
+/// The ABI's exports, each with its exact type.
+fn check_exports(module: &Module) -> Result<(), PluginError> {
+    use ValType::{I32, I64};
+    let functions: [(&str, &[ValType], &[ValType]); 3] = [
+        (EXPORT_ABI_VERSION, &[], &[I32]),
+        (EXPORT_ALLOC, &[I32], &[I32]),
+        (EXPORT_POLICY, &[I32, I32], &[I64]),
+    ];
+    match module.get_export(EXPORT_MEMORY) {
+        Some(ExternType::Memory(memory)) if !memory.is_64() && !memory.is_shared() => {}
+        Some(_) => {
+            return Err(PluginError::Export(format!(
+                "export `{EXPORT_MEMORY}` must be an unshared 32-bit memory"
+            )));
+        }
+        None => {
+            return Err(PluginError::Export(format!(
+                "the module does not export `{EXPORT_MEMORY}`"
+            )));
+        }
+    }
+    for (name, params, results) in functions {
+        let signature = format!("{name}: {}", render(params, results));
+        let Some(ExternType::Func(func)) = module.get_export(name) else {
+            return Err(PluginError::Export(format!(
+                "the module does not export the function `{signature}`"
+            )));
+        };
+        let same = |have: &mut dyn ExactSizeIterator<Item = ValType>, want: &[ValType]| {
+            have.len() == want.len() && have.zip(want).all(|(have, want)| ValType::eq(&have, want))
+        };
+        if !same(&mut func.params(), params) || !same(&mut func.results(), results) {
+            return Err(PluginError::Export(format!(
+                "export `{name}` must have the type `{signature}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn render(params: &[ValType], results: &[ValType]) -> String {
+    let list = |types: &[ValType]| {
+        types
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("({}) -> ({})", list(params), list(results))
+}

@@ -1,0 +1,205 @@
+//! Hostile plugins: each is refused at proposal time (the conformance check) and
+//! contained at run time (the call fails with its reason, the fallback chain moves on,
+//! and the host keeps working).
+
+mod hostile;
+
+use std::time::{Duration, Instant};
+
+use blyan_plugin_host::{
+    Host, Limits, PluginError, PluginKind, check, defaults, module_hash, reference,
+    run_with_fallback,
+};
+
+fn wasm(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("the test module is valid text")
+}
+
+fn host() -> Host {
+    Host::new(Limits::default())
+}
+
+fn refused(kind: PluginKind, module: &[u8]) -> PluginError {
+    host()
+        .conformance(kind, module)
+        .expect_err("the conformance check refuses it")
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    let error = refused(PluginKind::Sharding, &wasm(&hostile::infinite_loop()));
+    assert_eq!(
+        error,
+        PluginError::OutOfFuel(Limits::default().conformance_fuel)
+    );
+    assert_eq!(error.code(), "plugin_out_of_fuel");
+}
+
+#[test]
+fn the_epoch_deadline_stops_a_loop_that_fuel_would_let_run() {
+    let host = Host::new(Limits {
+        fuel_per_call: u64::MAX,
+        deadline: Duration::from_millis(200),
+        ..Limits::default()
+    });
+    let compiled = host.compile(&wasm(&hostile::infinite_loop())).unwrap();
+    let started = Instant::now();
+    let error = host
+        .run(&compiled, &reference::input(PluginKind::Scoring))
+        .unwrap_err();
+    assert_eq!(error, PluginError::Deadline(200));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "stopped after {elapsed:?}"
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let error = refused(PluginKind::Reward, &wasm(&hostile::memory_bomb()));
+    assert_eq!(
+        error,
+        PluginError::Memory(Limits::default().memory_bytes_max)
+    );
+    let at_start = refused(PluginKind::Reward, &wasm(&hostile::memory_bomb_at_start()));
+    assert_eq!(at_start.code(), "plugin_memory", "{at_start}");
+}
+
+#[test]
+fn a_trap_is_reported_as_one() {
+    let error = refused(PluginKind::Scoring, &wasm(&hostile::trap()));
+    assert_eq!(error.code(), "plugin_trap");
+    assert!(error.to_string().contains("unreachable"), "{error}");
+}
+
+#[test]
+fn a_huge_or_stray_output_is_refused() {
+    let huge = refused(PluginKind::Scoring, &wasm(&hostile::huge_output()));
+    assert_eq!(huge.code(), "plugin_output");
+    assert!(huge.to_string().contains("4294967295 bytes"), "{huge}");
+    let stray = refused(
+        PluginKind::Scoring,
+        &wasm(&hostile::output_outside_memory()),
+    );
+    assert!(stray.to_string().contains("outside"), "{stray}");
+}
+
+#[test]
+fn an_output_that_breaks_an_invariant_is_refused() {
+    let error = refused(PluginKind::Reward, &wasm(&hostile::invariant_breaker()));
+    assert_eq!(
+        error,
+        PluginError::Invariant("0 amounts for 4 nodes".into()),
+        "{error}"
+    );
+    // The same module answering a sharding input gives the wrong kind.
+    let error = refused(PluginKind::Sharding, &wasm(&hostile::invariant_breaker()));
+    assert!(error.to_string().contains("another policy kind"), "{error}");
+}
+
+#[test]
+fn any_import_is_refused() {
+    let error = refused(PluginKind::Sharding, &wasm(&hostile::wasi_import()));
+    assert_eq!(
+        error,
+        PluginError::Import("wasi_snapshot_preview1::fd_write".into())
+    );
+}
+
+#[test]
+fn malformed_bytes_are_refused() {
+    let error = refused(PluginKind::Sharding, &hostile::malformed());
+    assert_eq!(error.code(), "plugin_malformed");
+    assert_eq!(
+        refused(PluginKind::Sharding, b"").code(),
+        "plugin_malformed"
+    );
+}
+
+#[test]
+fn an_oversized_module_is_refused_before_it_is_compiled() {
+    let max = Limits::default().module_bytes_max;
+    let module = hostile::padded_to(wasm(&hostile::trap()), max + 1);
+    let error = refused(PluginKind::Sharding, &module);
+    assert_eq!(error, PluginError::TooLarge { size: max + 1, max });
+    // One byte less is compiled (and then fails for what it does, not its size).
+    let module = hostile::padded_to(wasm(&hostile::trap()), max);
+    assert_eq!(refused(PluginKind::Sharding, &module).code(), "plugin_trap");
+}
+
+#[test]
+fn a_wrong_abi_version_or_a_missing_export_is_refused() {
+    let error = refused(PluginKind::Scoring, &wasm(&hostile::wrong_abi_version()));
+    assert_eq!(
+        error,
+        PluginError::AbiVersion {
+            found: 2,
+            expected: 1
+        }
+    );
+    let error = refused(PluginKind::Scoring, &wasm(&hostile::missing_export()));
+    assert_eq!(error.code(), "plugin_exports");
+    assert!(error.to_string().contains("blyan_alloc"), "{error}");
+}
+
+#[test]
+fn the_default_plugins_pass_the_conformance_check() {
+    let host = host();
+    for kind in PluginKind::ALL {
+        let conformance = host.conformance(kind, defaults::wasm(kind)).unwrap();
+        assert_eq!(conformance.hash, module_hash(defaults::wasm(kind)));
+        assert!(conformance.fuel_used > 0);
+    }
+}
+
+#[test]
+fn at_run_time_every_failure_falls_back_to_the_next_plugin_and_the_host_keeps_working() {
+    // A smaller fuel budget keeps the infinite loop short.
+    let host = Host::new(Limits {
+        fuel_per_call: 50_000_000,
+        ..Limits::default()
+    });
+    let hostile = [
+        ("plugin_out_of_fuel", wasm(&hostile::infinite_loop())),
+        ("plugin_memory", wasm(&hostile::memory_bomb())),
+        ("plugin_trap", wasm(&hostile::trap())),
+        ("plugin_output", wasm(&hostile::huge_output())),
+        ("plugin_invariant", wasm(&hostile::invariant_breaker())),
+        ("plugin_imports", wasm(&hostile::wasi_import())),
+        ("plugin_malformed", hostile::malformed()),
+        ("plugin_abi_version", wasm(&hostile::wrong_abi_version())),
+    ];
+    for kind in PluginKind::ALL {
+        let input = reference::input(kind);
+        let mut chain: Vec<&[u8]> = hostile.iter().map(|(_, module)| &module[..]).collect();
+        chain.push(defaults::wasm(kind));
+        let run = run_with_fallback(&host, &chain, &input).expect("the default answers");
+        assert_eq!(run.used, module_hash(defaults::wasm(kind)));
+        assert_eq!(check::output(&input, &run.output), Ok(()));
+        let codes: Vec<&str> = run.failures.iter().map(|f| f.error.code()).collect();
+        let expected: Vec<&str> = hostile.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, expected, "{kind}");
+        for (failure, (_, module)) in run.failures.iter().zip(&hostile) {
+            assert_eq!(failure.hash, module_hash(module));
+        }
+    }
+    // Nothing leaked into later calls: the defaults still answer directly.
+    let compiled = host.compile(defaults::wasm(PluginKind::Reward)).unwrap();
+    host.run(&compiled, &reference::input(PluginKind::Reward))
+        .unwrap();
+}
+
+#[test]
+fn a_chain_where_everything_fails_reports_every_failure() {
+    let host = host();
+    let trap = wasm(&hostile::trap());
+    let failures = run_with_fallback(
+        &host,
+        &[&trap, &hostile::malformed()],
+        &reference::input(PluginKind::Scoring),
+    )
+    .unwrap_err();
+    let codes: Vec<&str> = failures.iter().map(|f| f.error.code()).collect();
+    assert_eq!(codes, ["plugin_trap", "plugin_malformed"]);
+}
