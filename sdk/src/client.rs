@@ -222,6 +222,16 @@ impl Client {
         self.get_json("/v1/state").await
     }
 
+    /// Proposals, activations, the open round's pins and the parameters in force.
+    pub async fn governance(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/v1/governance").await
+    }
+
+    /// Every stored plugin module (hash, kind, size) and each kind's fallback chain.
+    pub async fn plugins(&self) -> Result<serde_json::Value, ClientError> {
+        self.get_json("/v1/plugins").await
+    }
+
     pub async fn node(
         &self,
         key: &crate::crypto::PublicKey,

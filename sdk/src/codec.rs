@@ -10,6 +10,7 @@ use prost::Message;
 use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
     Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, LoggedEvent, Parameters,
+    PinnedPlugin, PluginFallback, PluginKind, PluginModule, PluginProposal, RoundPins,
     SignedCommand,
 };
 
@@ -47,6 +48,32 @@ pub fn u128_to_pb(value: u128) -> pb::U128 {
 
 pub fn u128_from_pb(value: &pb::U128) -> u128 {
     (u128::from(value.hi) << 64) | u128::from(value.lo)
+}
+
+pub fn plugin_kind_to_pb(kind: PluginKind) -> pb::PluginKind {
+    match kind {
+        PluginKind::Sharding => pb::PluginKind::Sharding,
+        PluginKind::Scoring => pb::PluginKind::Scoring,
+        PluginKind::Reward => pb::PluginKind::Reward,
+    }
+}
+
+pub fn plugin_kind_from_pb(value: i32) -> Result<PluginKind, DecodeError> {
+    match pb::PluginKind::try_from(value) {
+        Ok(pb::PluginKind::Sharding) => Ok(PluginKind::Sharding),
+        Ok(pb::PluginKind::Scoring) => Ok(PluginKind::Scoring),
+        Ok(pb::PluginKind::Reward) => Ok(PluginKind::Reward),
+        Ok(pb::PluginKind::Unspecified) | Err(_) => Err(DecodeError(format!(
+            "plugin kind must be sharding (1), scoring (2) or reward (3), got {value}"
+        ))),
+    }
+}
+
+fn pinned_from_pb(kind: i32, hash: &[u8]) -> Result<PinnedPlugin, DecodeError> {
+    Ok(PinnedPlugin {
+        kind: plugin_kind_from_pb(kind)?,
+        hash: array(hash, "wasm_hash")?,
+    })
 }
 
 pub fn signed_command_from_pb(message: pb::SignedCommand) -> Result<SignedCommand, DecodeError> {
@@ -96,6 +123,18 @@ pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
             burner: burn.burner,
             amount: u128_from_pb(&required(burn.amount, "amount")?),
         }),
+        pb::command::Action::ProposePlugin(proposal) => Action::ProposePlugin(PluginProposal {
+            kind: plugin_kind_from_pb(proposal.kind)?,
+            wasm: proposal.wasm.into(),
+            activation_round: proposal.activation_round,
+        }),
+        pb::command::Action::ProposeParameters(proposal) => Action::ProposeParameters {
+            parameters: parameters_from_pb(required(proposal.parameters, "parameters")?)?,
+            activation_round: proposal.activation_round,
+        },
+        pb::command::Action::ApproveProposal(approval) => Action::ApproveProposal {
+            proposal_id: approval.proposal_id,
+        },
     };
     Ok(Command {
         idempotency_key: message.idempotency_key,
@@ -114,6 +153,23 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
             burner: burn.burner.clone(),
             amount: Some(u128_to_pb(burn.amount)),
         }),
+        Action::ProposePlugin(proposal) => pb::command::Action::ProposePlugin(pb::ProposePlugin {
+            kind: plugin_kind_to_pb(proposal.kind).into(),
+            wasm: proposal.wasm.to_vec(),
+            activation_round: proposal.activation_round,
+        }),
+        Action::ProposeParameters {
+            parameters,
+            activation_round,
+        } => pb::command::Action::ProposeParameters(pb::ProposeParameters {
+            parameters: Some(parameters_to_pb(parameters)),
+            activation_round: *activation_round,
+        }),
+        Action::ApproveProposal { proposal_id } => {
+            pb::command::Action::ApproveProposal(pb::ApproveProposal {
+                proposal_id: *proposal_id,
+            })
+        }
     };
     pb::Command {
         idempotency_key: command.idempotency_key.clone(),
@@ -148,6 +204,11 @@ fn parameters_from_pb(message: pb::Parameters) -> Result<Parameters, DecodeError
             "round_burn_threshold",
         )?),
         checkpoint_interval_events: message.checkpoint_interval_events,
+        validator_quorum: message.validator_quorum,
+        commit_deadline_ms: message.commit_deadline_ms,
+        reveal_deadline_ms: message.reveal_deadline_ms,
+        reward_share_bps: message.reward_share_bps,
+        max_score: message.max_score,
     })
 }
 
@@ -156,6 +217,11 @@ fn parameters_to_pb(parameters: &Parameters) -> pb::Parameters {
         heartbeat_timeout_ms: parameters.heartbeat_timeout_ms,
         round_burn_threshold: Some(u128_to_pb(parameters.round_burn_threshold)),
         checkpoint_interval_events: parameters.checkpoint_interval_events,
+        validator_quorum: parameters.validator_quorum,
+        commit_deadline_ms: parameters.commit_deadline_ms,
+        reveal_deadline_ms: parameters.reveal_deadline_ms,
+        reward_share_bps: parameters.reward_share_bps,
+        max_score: parameters.max_score,
     }
 }
 
@@ -175,6 +241,16 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                 .collect::<Result<_, _>>()?,
             governance_threshold: genesis.governance_threshold,
             parameters: parameters_from_pb(required(genesis.parameters, "parameters")?)?,
+            plugins: genesis
+                .plugins
+                .into_iter()
+                .map(|module| {
+                    Ok(PluginModule::new(
+                        plugin_kind_from_pb(module.kind)?,
+                        module.wasm,
+                    ))
+                })
+                .collect::<Result<_, DecodeError>>()?,
         }),
         Kind::NodeRegistered(registered) => Event::NodeRegistered {
             node: key(&registered.node, "node")?,
@@ -198,6 +274,74 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
             merkle_root: array(&checkpoint.merkle_root, "merkle_root")?,
             signature: array(&checkpoint.signature, "signature")?,
         }),
+        Kind::PluginProposed(proposed) => {
+            // The module is the cause's: the log stores it once.
+            let wasm = match cause.as_ref().map(|cause| decode_command(&cause.body)) {
+                Some(Ok(Command {
+                    action: Action::ProposePlugin(proposal),
+                    ..
+                })) => proposal.wasm,
+                _ => {
+                    return Err(DecodeError(
+                        "a plugin proposal's cause must be a ProposePlugin command".into(),
+                    ));
+                }
+            };
+            let module = PluginModule::new(plugin_kind_from_pb(proposed.kind)?, wasm);
+            if module.hash.as_slice() != proposed.wasm_hash {
+                return Err(DecodeError(
+                    "wasm_hash is not the blake3 hash of the proposed module".into(),
+                ));
+            }
+            Event::PluginProposed {
+                proposal_id: proposed.proposal_id,
+                proposer: key(&proposed.proposer, "proposer")?,
+                module,
+                activation_round: proposed.activation_round,
+            }
+        }
+        Kind::ParametersProposed(proposed) => Event::ParametersProposed {
+            proposal_id: proposed.proposal_id,
+            proposer: key(&proposed.proposer, "proposer")?,
+            parameters: parameters_from_pb(required(proposed.parameters, "parameters")?)?,
+            activation_round: proposed.activation_round,
+        },
+        Kind::ProposalApproved(approved) => Event::ProposalApproved {
+            proposal_id: approved.proposal_id,
+            approver: key(&approved.approver, "approver")?,
+            approvals: approved.approvals,
+        },
+        Kind::PluginActivated(activated) => {
+            let pinned = pinned_from_pb(activated.kind, &activated.wasm_hash)?;
+            Event::PluginActivated {
+                proposal_id: activated.proposal_id,
+                kind: pinned.kind,
+                hash: pinned.hash,
+                activation_round: activated.activation_round,
+            }
+        }
+        Kind::ParametersActivated(activated) => Event::ParametersActivated {
+            proposal_id: activated.proposal_id,
+            parameters: parameters_from_pb(required(activated.parameters, "parameters")?)?,
+            activation_round: activated.activation_round,
+        },
+        Kind::RoundOpened(opened) => Event::RoundOpened(RoundPins {
+            round: opened.round,
+            plugins: opened
+                .plugins
+                .iter()
+                .map(|pinned| pinned_from_pb(pinned.kind, &pinned.wasm_hash))
+                .collect::<Result<_, _>>()?,
+            parameters: parameters_from_pb(required(opened.parameters, "parameters")?)?,
+        }),
+        Kind::PluginFallback(fallback) => Event::PluginFallback(PluginFallback {
+            round: fallback.round,
+            kind: plugin_kind_from_pb(fallback.kind)?,
+            failed_hash: array(&fallback.failed_hash, "failed_hash")?,
+            reason_code: fallback.reason_code,
+            reason: fallback.reason,
+            used_hash: array(&fallback.used_hash, "used_hash")?,
+        }),
     };
     Ok(LoggedEvent { cause, event })
 }
@@ -216,6 +360,14 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 .collect(),
             governance_threshold: genesis.governance_threshold,
             parameters: Some(parameters_to_pb(&genesis.parameters)),
+            plugins: genesis
+                .plugins
+                .iter()
+                .map(|module| pb::PluginModule {
+                    kind: plugin_kind_to_pb(module.kind).into(),
+                    wasm: module.wasm.to_vec(),
+                })
+                .collect(),
         }),
         Event::NodeRegistered {
             node,
@@ -242,6 +394,78 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             tree_size: checkpoint.tree_size,
             merkle_root: checkpoint.merkle_root.to_vec(),
             signature: checkpoint.signature.to_vec(),
+        }),
+        Event::PluginProposed {
+            proposal_id,
+            proposer,
+            module,
+            activation_round,
+        } => Kind::PluginProposed(pb::PluginProposedV1 {
+            proposal_id: *proposal_id,
+            proposer: proposer.0.to_vec(),
+            kind: plugin_kind_to_pb(module.kind).into(),
+            wasm_hash: module.hash.to_vec(),
+            activation_round: *activation_round,
+        }),
+        Event::ParametersProposed {
+            proposal_id,
+            proposer,
+            parameters,
+            activation_round,
+        } => Kind::ParametersProposed(pb::ParametersProposedV1 {
+            proposal_id: *proposal_id,
+            proposer: proposer.0.to_vec(),
+            parameters: Some(parameters_to_pb(parameters)),
+            activation_round: *activation_round,
+        }),
+        Event::ProposalApproved {
+            proposal_id,
+            approver,
+            approvals,
+        } => Kind::ProposalApproved(pb::ProposalApprovedV1 {
+            proposal_id: *proposal_id,
+            approver: approver.0.to_vec(),
+            approvals: *approvals,
+        }),
+        Event::PluginActivated {
+            proposal_id,
+            kind,
+            hash,
+            activation_round,
+        } => Kind::PluginActivated(pb::PluginActivatedV1 {
+            proposal_id: *proposal_id,
+            kind: plugin_kind_to_pb(*kind).into(),
+            wasm_hash: hash.to_vec(),
+            activation_round: *activation_round,
+        }),
+        Event::ParametersActivated {
+            proposal_id,
+            parameters,
+            activation_round,
+        } => Kind::ParametersActivated(pb::ParametersActivatedV1 {
+            proposal_id: *proposal_id,
+            parameters: Some(parameters_to_pb(parameters)),
+            activation_round: *activation_round,
+        }),
+        Event::RoundOpened(pins) => Kind::RoundOpened(pb::RoundOpenedV1 {
+            round: pins.round,
+            plugins: pins
+                .plugins
+                .iter()
+                .map(|pinned| pb::PinnedPlugin {
+                    kind: plugin_kind_to_pb(pinned.kind).into(),
+                    wasm_hash: pinned.hash.to_vec(),
+                })
+                .collect(),
+            parameters: Some(parameters_to_pb(&pins.parameters)),
+        }),
+        Event::PluginFallback(fallback) => Kind::PluginFallback(pb::PluginFallbackV1 {
+            round: fallback.round,
+            kind: plugin_kind_to_pb(fallback.kind).into(),
+            failed_hash: fallback.failed_hash.to_vec(),
+            reason_code: fallback.reason_code.clone(),
+            reason: fallback.reason.clone(),
+            used_hash: fallback.used_hash.to_vec(),
         }),
     };
     pb::Event {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::crypto::PublicKey;
+use crate::governance::{self, Governance};
 use crate::model::{Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, Hash, limits};
 
 /// What `decide` may know about the outside world, all of it recorded in the log.
@@ -51,6 +52,7 @@ pub struct State {
     burns: BTreeMap<String, BurnEntry>,
     burn_total: u128,
     checkpoint_last: Option<Checkpoint>,
+    governance: Governance,
     /// Number of events applied; also the seq of the next event.
     events_applied: u64,
 }
@@ -77,6 +79,22 @@ pub enum Rejection {
     BurnConflict { chain_tx_id: String, seq: u64 },
     #[error("the burn total would overflow u128")]
     BurnTotalOverflow,
+    #[error("the plugin module is {size} bytes; at most {max} are allowed")]
+    PluginTooLarge { size: usize, max: usize },
+    #[error("there is no proposal {0}")]
+    ProposalNotFound(u64),
+    #[error("proposal {0} is already activated")]
+    ProposalAlreadyActivated(u64),
+    #[error(
+        "proposal {proposal_id} was for round {activation_round}, but round {round} is open: it expired"
+    )]
+    ProposalExpired {
+        proposal_id: u64,
+        activation_round: u64,
+        round: u64,
+    },
+    #[error("the signer already approved proposal {0}")]
+    AlreadyApproved(u64),
 }
 
 /// What the caller should do about a rejection; the API maps each to one HTTP status.
@@ -90,6 +108,10 @@ pub enum RejectionClass {
     Conflict,
     /// Already done; not an error (200 with the original seq).
     AlreadyDone,
+    /// The command names something that does not exist (404).
+    NotFound,
+    /// The command carries more than the ledger stores (413).
+    TooLarge,
     /// The server is not ready (503).
     Unavailable,
 }
@@ -105,6 +127,11 @@ impl Rejection {
             Rejection::BurnAlreadyRecorded { .. } => "burn_already_recorded",
             Rejection::BurnConflict { .. } => "burn_conflict",
             Rejection::BurnTotalOverflow => "burn_total_overflow",
+            Rejection::PluginTooLarge { .. } => "plugin_too_large",
+            Rejection::ProposalNotFound(_) => "proposal_not_found",
+            Rejection::ProposalAlreadyActivated(_) => "proposal_already_activated",
+            Rejection::ProposalExpired { .. } => "proposal_expired",
+            Rejection::AlreadyApproved(_) => "already_approved",
         }
     }
 
@@ -117,8 +144,13 @@ impl Rejection {
             Rejection::Unauthorized { .. } => RejectionClass::Forbidden,
             Rejection::NodeAlreadyRegistered(_)
             | Rejection::NodeNotRegistered(_)
-            | Rejection::BurnConflict { .. } => RejectionClass::Conflict,
+            | Rejection::BurnConflict { .. }
+            | Rejection::ProposalAlreadyActivated(_)
+            | Rejection::ProposalExpired { .. }
+            | Rejection::AlreadyApproved(_) => RejectionClass::Conflict,
             Rejection::BurnAlreadyRecorded { .. } => RejectionClass::AlreadyDone,
+            Rejection::ProposalNotFound(_) => RejectionClass::NotFound,
+            Rejection::PluginTooLarge { .. } => RejectionClass::TooLarge,
         }
     }
 }
@@ -264,6 +296,22 @@ pub fn decide(
                 time_ms: context.time_ms,
             }])
         }
+        Action::ProposePlugin(proposal) => {
+            governance::decide_propose_plugin(&state.governance, genesis, signer, proposal)
+        }
+        Action::ProposeParameters {
+            parameters,
+            activation_round,
+        } => governance::decide_propose_parameters(
+            &state.governance,
+            genesis,
+            signer,
+            parameters,
+            *activation_round,
+        ),
+        Action::ApproveProposal { proposal_id } => {
+            governance::decide_approve(&state.governance, genesis, signer, *proposal_id)
+        }
     }
 }
 
@@ -279,6 +327,7 @@ impl State {
                     "genesis must be the first event"
                 );
                 self.genesis = Some(genesis.clone());
+                self.governance = Governance::genesis(genesis, seq);
             }
             Event::NodeRegistered {
                 node,
@@ -331,6 +380,10 @@ impl State {
                 );
                 self.checkpoint_last = Some(checkpoint.clone());
             }
+            governed => {
+                let applied = self.governance.apply(governed, seq);
+                assert!(applied, "every event kind is applied");
+            }
         }
         self.events_applied = seq + 1;
     }
@@ -363,6 +416,10 @@ impl State {
         self.checkpoint_last.as_ref()
     }
 
+    pub fn governance(&self) -> &Governance {
+        &self.governance
+    }
+
     pub fn events_applied(&self) -> u64 {
         self.events_applied
     }
@@ -370,14 +427,14 @@ impl State {
     /// True when enough events have passed since the last checkpoint that the next
     /// event must be one.
     pub fn checkpoint_due(&self) -> bool {
-        let Some(genesis) = &self.genesis else {
+        if self.genesis.is_none() {
             return false;
-        };
+        }
         let covered = self
             .checkpoint_last
             .as_ref()
             .map_or(0, |checkpoint| checkpoint.tree_size + 1);
-        self.events_applied - covered >= genesis.parameters.checkpoint_interval_events
+        self.events_applied - covered >= self.governance.parameters().checkpoint_interval_events
     }
 
     /// A deterministic hash over the whole state. Every field is written with a tag and
@@ -398,10 +455,12 @@ impl State {
                     hasher.bytes(&key.0);
                 }
                 hasher.u64(u64::from(genesis.governance_threshold));
-                let parameters = &genesis.parameters;
-                hasher.u64(parameters.heartbeat_timeout_ms);
-                hasher.u128(parameters.round_burn_threshold);
-                hasher.u64(parameters.checkpoint_interval_events);
+                governance::parameters_into(&mut hasher, &genesis.parameters);
+                hasher.u64(genesis.plugins.len() as u64);
+                for module in &genesis.plugins {
+                    hasher.u64(module.kind as u64);
+                    hasher.bytes(&module.hash);
+                }
             }
         }
         hasher.u64(self.nodes.len() as u64);
@@ -436,6 +495,7 @@ impl State {
                 hasher.bytes(&checkpoint.signature);
             }
         }
+        self.governance.hash_into(&mut hasher);
         *hasher.0.finalize().as_bytes()
     }
 }
@@ -443,20 +503,20 @@ impl State {
 /// blake3 key-derivation context of the state root.
 pub const STATE_ROOT_CONTEXT: &str = "blyan-ledger 2026-11 state-root v1";
 
-struct RootHasher(blake3::Hasher);
+pub(crate) struct RootHasher(blake3::Hasher);
 
 impl RootHasher {
-    fn u64(&mut self, value: u64) {
+    pub(crate) fn u64(&mut self, value: u64) {
         self.0.update(&value.to_be_bytes());
     }
-    fn u128(&mut self, value: u128) {
+    pub(crate) fn u128(&mut self, value: u128) {
         self.0.update(&value.to_be_bytes());
     }
-    fn bytes(&mut self, value: &[u8]) {
+    pub(crate) fn bytes(&mut self, value: &[u8]) {
         self.u64(value.len() as u64);
         self.0.update(value);
     }
-    fn text(&mut self, value: &str) {
+    pub(crate) fn text(&mut self, value: &str) {
         self.bytes(value.as_bytes());
     }
 }
@@ -484,6 +544,7 @@ mod tests {
                 checkpoint_interval_events: 3,
                 ..Parameters::default()
             },
+            plugins: Vec::new(),
         })
     }
 

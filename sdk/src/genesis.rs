@@ -63,6 +63,7 @@ impl DevKeys {
             governance_keys: self.governance.iter().map(Keypair::public).collect(),
             governance_threshold: DEV_GOVERNANCE_THRESHOLD,
             parameters: Parameters::default(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -110,8 +111,14 @@ pub fn validate(genesis: &Genesis) -> Result<(), GenesisError> {
     if threshold == 0 || threshold > keys.len() {
         return invalid("governance_threshold must be in 1..=len(governance_keys)");
     }
-    if genesis.parameters.checkpoint_interval_events == 0 {
-        return invalid("parameters.checkpoint_interval_events must be non-zero");
+    if let Err((field, reason)) = genesis.parameters.validate() {
+        return invalid(&format!("parameters.{field} {reason}"));
+    }
+    let mut kinds: Vec<_> = genesis.plugins.iter().map(|module| module.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    if kinds.len() != genesis.plugins.len() {
+        return invalid("plugins must hold at most one module per kind");
     }
     Ok(())
 }

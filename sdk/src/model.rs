@@ -3,6 +3,8 @@
 //! These are the types the state machine works on. The protobuf messages of
 //! `blyan-schemas` are converted to and from them by hand in [`crate::codec`].
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::PublicKey;
@@ -21,6 +23,12 @@ pub mod limits {
     pub const BURNER_CHARS_MAX: usize = 128;
     pub const NETWORK_ID_CHARS_MAX: usize = 64;
     pub const GOVERNANCE_KEYS_MAX: usize = 64;
+    /// Largest plugin module. The API's body limit is this plus room for the envelope.
+    pub const PLUGIN_BYTES_MAX: usize = 4 << 20;
+    pub const REWARD_SHARE_BPS_MAX: u32 = 10_000;
+    /// A score fits 2^40, so the scores of a million nodes sum below 2^64, as the
+    /// reward plugin's input requires.
+    pub const MAX_SCORE_MAX: u64 = 1 << 40;
 }
 
 /// A command as the signer sent it, after its signature was checked.
@@ -43,8 +51,89 @@ pub enum Action {
     RegisterNode(Capabilities),
     Heartbeat,
     RecordBurn(Burn),
+    ProposePlugin(PluginProposal),
+    ProposeParameters {
+        parameters: Parameters,
+        activation_round: u64,
+    },
+    ApproveProposal {
+        proposal_id: u64,
+    },
 }
 
+/// The three policies governance can replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    Sharding,
+    Scoring,
+    Reward,
+}
+
+impl PluginKind {
+    pub const ALL: [PluginKind; 3] = [
+        PluginKind::Sharding,
+        PluginKind::Scoring,
+        PluginKind::Reward,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PluginKind::Sharding => "sharding",
+            PluginKind::Scoring => "scoring",
+            PluginKind::Reward => "reward",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PluginKind> {
+        PluginKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A plugin module, named by the blake3 hash of its bytes.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct PluginModule {
+    pub kind: PluginKind,
+    #[serde(with = "hex_array")]
+    pub hash: Hash,
+    /// Shared: the state, the events and the server's cache all hold the same bytes.
+    #[serde(skip)]
+    pub wasm: Arc<[u8]>,
+}
+
+impl PluginModule {
+    pub fn new(kind: PluginKind, wasm: impl Into<Arc<[u8]>>) -> PluginModule {
+        let wasm = wasm.into();
+        PluginModule {
+            kind,
+            hash: *blake3::hash(&wasm).as_bytes(),
+            wasm,
+        }
+    }
+}
+
+impl std::fmt::Debug for PluginModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginModule")
+            .field("kind", &self.kind)
+            .field("hash", &hex::encode(self.hash))
+            .field("bytes", &self.wasm.len())
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginProposal {
+    pub kind: PluginKind,
+    pub wasm: Arc<[u8]>,
+    pub activation_round: u64,
+}
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     pub gpu_model: String,
@@ -63,12 +152,19 @@ pub struct Burn {
     pub amount: u128,
 }
 
+/// Missing fields of a genesis file take their defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Parameters {
     pub heartbeat_timeout_ms: u64,
     #[serde(with = "u128_string")]
     pub round_burn_threshold: u128,
     pub checkpoint_interval_events: u64,
+    pub validator_quorum: u32,
+    pub commit_deadline_ms: u64,
+    pub reveal_deadline_ms: u64,
+    pub reward_share_bps: u32,
+    pub max_score: u64,
 }
 
 impl Default for Parameters {
@@ -77,7 +173,51 @@ impl Default for Parameters {
             heartbeat_timeout_ms: 60_000,
             round_burn_threshold: 1_000_000_000_000_000_000_000,
             checkpoint_interval_events: 10_000,
+            validator_quorum: 3,
+            commit_deadline_ms: 600_000,
+            reveal_deadline_ms: 300_000,
+            reward_share_bps: 8_000,
+            max_score: 1_000_000_000,
         }
+    }
+}
+
+impl Parameters {
+    /// Every rule a parameter set must keep, whether in a genesis or a proposal.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let nonzero = [
+            ("heartbeat_timeout_ms", self.heartbeat_timeout_ms),
+            (
+                "checkpoint_interval_events",
+                self.checkpoint_interval_events,
+            ),
+            ("validator_quorum", u64::from(self.validator_quorum)),
+            ("commit_deadline_ms", self.commit_deadline_ms),
+            ("reveal_deadline_ms", self.reveal_deadline_ms),
+            ("reward_share_bps", u64::from(self.reward_share_bps)),
+            ("max_score", self.max_score),
+        ];
+        for (field, value) in nonzero {
+            if value == 0 {
+                return Err((field, "must be non-zero".into()));
+            }
+        }
+        if self.round_burn_threshold == 0 {
+            return Err(("round_burn_threshold", "must be non-zero".into()));
+        }
+        if self.reward_share_bps > limits::REWARD_SHARE_BPS_MAX {
+            return Err((
+                "reward_share_bps",
+                format!("must be at most {}", limits::REWARD_SHARE_BPS_MAX),
+            ));
+        }
+        if self.max_score > limits::MAX_SCORE_MAX {
+            return Err((
+                "max_score",
+                format!("must be at most {}", limits::MAX_SCORE_MAX),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -89,6 +229,10 @@ pub struct Genesis {
     pub governance_keys: Vec<PublicKey>,
     pub governance_threshold: u32,
     pub parameters: Parameters,
+    /// One plugin per kind, in force from round 1. Not read from a genesis file: the
+    /// server fills in the plugins embedded in its binary. Shown by kind and hash.
+    #[serde(skip_deserializing)]
+    pub plugins: Vec<PluginModule>,
 }
 
 /// Everything that can happen. Named in the past tense; each variant is one versioned
@@ -111,6 +255,66 @@ pub enum Event {
         time_ms: u64,
     },
     CheckpointCreated(Checkpoint),
+    PluginProposed {
+        proposal_id: u64,
+        proposer: PublicKey,
+        module: PluginModule,
+        activation_round: u64,
+    },
+    ParametersProposed {
+        proposal_id: u64,
+        proposer: PublicKey,
+        parameters: Parameters,
+        activation_round: u64,
+    },
+    ProposalApproved {
+        proposal_id: u64,
+        approver: PublicKey,
+        approvals: u32,
+    },
+    PluginActivated {
+        proposal_id: u64,
+        kind: PluginKind,
+        #[serde(with = "hex_array")]
+        hash: Hash,
+        activation_round: u64,
+    },
+    ParametersActivated {
+        proposal_id: u64,
+        parameters: Parameters,
+        activation_round: u64,
+    },
+    RoundOpened(RoundPins),
+    PluginFallback(PluginFallback),
+}
+
+/// What a round runs with, fixed when it opens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoundPins {
+    pub round: u64,
+    /// One plugin hash per kind, in kind order.
+    pub plugins: Vec<PinnedPlugin>,
+    pub parameters: Parameters,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PinnedPlugin {
+    pub kind: PluginKind,
+    #[serde(with = "hex_array")]
+    pub hash: Hash,
+}
+
+/// A plugin of a round failed and the round used another one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PluginFallback {
+    pub round: u64,
+    pub kind: PluginKind,
+    #[serde(with = "hex_array")]
+    pub failed_hash: Hash,
+    pub reason_code: String,
+    pub reason: String,
+    #[serde(with = "hex_array")]
+    pub used_hash: Hash,
 }
 
 /// A signed commitment to the first `tree_size` event hashes.

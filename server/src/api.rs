@@ -6,12 +6,13 @@
 //! | 400 | `malformed_command`, `malformed_request` |
 //! | 401 | `bad_signature` |
 //! | 403 | `unauthorized` |
-//! | 404 | `node_not_found` |
-//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `burn_conflict` |
-//! | 413 | `body_too_large` |
-//! | 422 | `invalid_field`, `burn_total_overflow` |
+//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found` |
+//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired` |
+//! | 413 | `body_too_large`, `plugin_too_large` |
+//! | 422 | `invalid_field`, `burn_total_overflow`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 503 | `writer_stopped`, `no_genesis` |
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
@@ -21,9 +22,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use blyan_plugin_host::Host;
 use blyan_sdk::codec;
 use blyan_sdk::core::RejectionClass;
 use blyan_sdk::crypto::{self, COMMAND_DOMAIN, PublicKey};
+use blyan_sdk::model::{Action, PluginProposal, limits};
 use blyan_sdk::record::Record;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -32,6 +35,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::engine::{Engine, Submission, SubmitError};
+use crate::policy;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +51,8 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> ApiConfig {
         ApiConfig {
-            body_bytes_max: 64 * 1024,
+            // A plugin module and its envelope.
+            body_bytes_max: limits::PLUGIN_BYTES_MAX + 64 * 1024,
             request_timeout_ms: 30_000,
             events_page_max: 1_000,
         }
@@ -58,15 +63,19 @@ impl Default for ApiConfig {
 struct AppState {
     engine: Engine,
     config: ApiConfig,
+    host: Arc<Host>,
 }
 
-pub fn app(engine: Engine, config: ApiConfig) -> Router {
+pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>) -> Router {
     let timed = Router::new()
         .route("/v1/commands", post(submit_command))
         .route("/v1/events", get(events))
         .route("/v1/head", get(head))
         .route("/v1/state", get(state))
         .route("/v1/nodes/{pubkey}", get(node))
+        .route("/v1/governance", get(governance))
+        .route("/v1/plugins", get(plugins))
+        .route("/v1/plugins/{hash}", get(plugin))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -78,7 +87,11 @@ pub fn app(engine: Engine, config: ApiConfig) -> Router {
         .merge(timed)
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
         .layer(TraceLayer::new_for_http())
-        .with_state(AppState { engine, config })
+        .with_state(AppState {
+            engine,
+            config,
+            host,
+        })
 }
 
 /// A refusal as the client sees it.
@@ -127,6 +140,8 @@ impl From<SubmitError> for ApiError {
                 // The engine answers these with the original receipt before they get here.
                 RejectionClass::AlreadyDone => StatusCode::CONFLICT,
                 RejectionClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                RejectionClass::NotFound => StatusCode::NOT_FOUND,
+                RejectionClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             },
             SubmitError::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
             SubmitError::WriterStopped => StatusCode::SERVICE_UNAVAILABLE,
@@ -184,11 +199,58 @@ async fn submit_command(
     })?;
     let command =
         codec::decode_command(&signed.body).map_err(|error| malformed(error.to_string()))?;
+    if let Action::ProposePlugin(proposal) = &command.action {
+        conformance(&app, &signed.signer, proposal)
+            .await
+            .map_err(refuse)?;
+    }
     let receipt = app.engine.submit(Submission { signed, command }).await?;
     Ok(
         Json(json!({ "seq": receipt.seq, "event_hash": hex::encode(receipt.event_hash) }))
             .into_response(),
     )
+}
+
+/// The dry run a plugin proposal must pass before it reaches the writer. Only a
+/// governance key's proposal of an acceptable size is worth compiling; any other is
+/// refused by `decide` with its own code.
+async fn conformance(
+    app: &AppState,
+    signer: &PublicKey,
+    proposal: &PluginProposal,
+) -> Result<(), ApiError> {
+    let governance = {
+        let published = app.engine.shared.published.read().expect("published lock");
+        published
+            .state
+            .genesis()
+            .is_some_and(|genesis| genesis.governance_keys.contains(signer))
+    };
+    if !governance || proposal.wasm.len() > limits::PLUGIN_BYTES_MAX {
+        return Ok(());
+    }
+    let host = app.host.clone();
+    let wasm = proposal.wasm.clone();
+    let kind = policy::host_kind(proposal.kind);
+    let verdict = tokio::task::spawn_blocking(move || host.conformance(kind, &wasm))
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                error.to_string(),
+            )
+        })?;
+    verdict.map(|_| ()).map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error.code(),
+            format!(
+                "the {} plugin failed the conformance check: {error}",
+                proposal.kind
+            ),
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +437,129 @@ async fn node(
         )
     })?;
     Ok(Json(json!({ "pubkey": key, "node": node })))
+}
+
+/// Proposals, activations and the round open now.
+async fn governance(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let published = app.engine.shared.published.read().expect("published lock");
+    let governance = published.state.governance();
+    let round = governance.round_number();
+    let proposals: Vec<serde_json::Value> = governance
+        .proposals()
+        .iter()
+        .map(|(id, proposal)| {
+            let status = match proposal.activated_seq {
+                Some(_) => "activated",
+                None if proposal.activation_round <= round => "expired",
+                None => "pending",
+            };
+            json!({
+                "id": id,
+                "status": status,
+                "proposer": proposal.proposer,
+                "subject": proposal.subject,
+                "activation_round": proposal.activation_round,
+                "approvals": proposal.approvals,
+                "proposed_seq": proposal.proposed_seq,
+                "activated_seq": proposal.activated_seq,
+            })
+        })
+        .collect();
+    Json(json!({
+        "round": governance.round(),
+        "parameters": governance.parameters(),
+        "governance_threshold": published.state.genesis().map(|genesis| genesis.governance_threshold),
+        "proposals": proposals,
+        "plugin_activations": governance
+            .plugin_activations()
+            .iter()
+            .map(|(kind, activations)| {
+                let activations: Vec<serde_json::Value> = activations
+                    .iter()
+                    .map(|activation| {
+                        json!({
+                            "activation_round": activation.activation_round,
+                            "seq": activation.seq,
+                            "hash": hex::encode(activation.value),
+                        })
+                    })
+                    .collect();
+                (kind.name().to_string(), json!(activations))
+            })
+            .collect::<serde_json::Map<_, _>>(),
+        "parameter_activations": governance
+            .parameter_activations()
+            .iter()
+            .map(|activation| {
+                json!({
+                    "activation_round": activation.activation_round,
+                    "seq": activation.seq,
+                    "parameters": activation.value,
+                })
+            })
+            .collect::<Vec<_>>(),
+        "fallbacks": governance.fallbacks().iter().map(|(seq, fallback)| json!({ "seq": seq, "fallback": fallback })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Every plugin module the log holds, and what each round would run.
+async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let published = app.engine.shared.published.read().expect("published lock");
+    let governance = published.state.governance();
+    let plugins: Vec<serde_json::Value> = governance
+        .plugins()
+        .iter()
+        .map(|(hash, plugin)| {
+            json!({
+                "hash": hex::encode(hash),
+                "kind": plugin.kind,
+                "bytes": plugin.bytes,
+                "stored_seq": plugin.stored_seq,
+            })
+        })
+        .collect();
+    let chains: serde_json::Map<String, serde_json::Value> = blyan_sdk::model::PluginKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let chain: Vec<String> = governance
+                .fallback_chain(kind)
+                .iter()
+                .map(hex::encode)
+                .collect();
+            (kind.name().to_string(), json!(chain))
+        })
+        .collect();
+    Json(json!({ "plugins": plugins, "fallback_chains": chains }))
+}
+
+/// The bytes of one stored module, by its blake3 hash.
+async fn plugin(
+    State(app): State<AppState>,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let key: [u8; 32] = hex::decode(&hash)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "the hash must be 64 hex characters",
+            )
+        })?;
+    let published = app.engine.shared.published.read().expect("published lock");
+    let plugin = published.state.governance().plugin(&key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "plugin_not_found",
+            format!("no plugin module has hash {hash}"),
+        )
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/wasm")],
+        plugin.wasm.to_vec(),
+    )
+        .into_response())
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {

@@ -295,7 +295,13 @@ impl Engine {
             .genesis()
             .expect("replayed log has a genesis")
             .clone();
-        if log_genesis != genesis {
+        // The plugins are not compared: a log keeps the ones its genesis stored, even
+        // after this binary's embedded defaults change.
+        let without_plugins = |genesis: &blyan_sdk::model::Genesis| blyan_sdk::model::Genesis {
+            plugins: Vec::new(),
+            ..genesis.clone()
+        };
+        if without_plugins(&log_genesis) != without_plugins(&genesis) {
             return Err(OpenError::GenesisMismatch);
         }
         if operator.public() != log_genesis.operator_key {

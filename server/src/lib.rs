@@ -6,10 +6,13 @@
 //! - [`store`]: RocksDB, the log and its derived index.
 //! - [`engine`]: the single writer; group commit; fail-stop.
 //! - [`api`]: the axum router.
+//! - [`policy`]: the plugin sandbox as the server uses it: conformance at proposal
+//!   time, and the fallback chain of a round's policy calls.
 //! - [`serve`]: wiring for `blyan-ledger serve`.
 
 pub mod api;
 pub mod engine;
 pub mod metrics;
+pub mod policy;
 pub mod serve;
 pub mod store;

@@ -2,14 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use blyan_plugin_host::defaults;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::genesis::{self, DevKeys};
-use blyan_sdk::model::Genesis;
+use blyan_sdk::model::{Genesis, PluginKind, PluginModule};
 
 use crate::api::{self, ApiConfig};
 use crate::engine::{Engine, EngineConfig};
+use crate::policy;
 use crate::store::RocksStore;
 
 #[derive(Debug, Clone)]
@@ -56,11 +59,22 @@ fn write_dev_keys(data_dir: &Path, keys: &DevKeys) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The plugins a new log starts with: the defaults embedded in this binary. A log that
+/// already exists keeps the plugins its genesis stored.
+fn with_default_plugins(mut genesis: Genesis) -> Genesis {
+    genesis.plugins = PluginKind::ALL
+        .into_iter()
+        .map(|kind| PluginModule::new(kind, defaults::wasm(crate::policy::host_kind(kind))))
+        .collect();
+    genesis
+}
+
 /// Runs the server until the listener fails or the writer stops.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (genesis, operator) = genesis_and_operator(&config)?;
+    let genesis = with_default_plugins(genesis);
     let store = RocksStore::open(&config.data_dir.join("log")).context("opening the log")?;
     let started = std::time::Instant::now();
     let (engine, writer) = Engine::start(store, genesis, operator, config.engine)?;
@@ -77,7 +91,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, network_id = %engine.shared.network_id, "serving");
-    let router = api::app(engine, config.api);
+    let router = api::app(engine, config.api, Arc::new(policy::host()));
     tokio::select! {
         served = axum::serve(listener, router) => served.context("the HTTP server failed"),
         stopped = writer => match stopped.context("the writer task panicked")? {

@@ -4,7 +4,7 @@
 use blyan_e2e::{Server, head};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
-use blyan_sdk::model::{Action, Burn, Capabilities, Command, SignedCommand};
+use blyan_sdk::model::{Action, Burn, Capabilities, Command, SignedCommand, limits};
 
 fn capabilities() -> Capabilities {
     Capabilities {
@@ -148,7 +148,8 @@ async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
     .await;
 
     // An oversized body (the default limit is 64 KiB).
-    expect_refused(&server, vec![0u8; 64 * 1024 + 1], 413, "body_too_large").await;
+    let too_large = limits::PLUGIN_BYTES_MAX + 64 * 1024 + 1;
+    expect_refused(&server, vec![0u8; too_large], 413, "body_too_large").await;
 
     // A duplicate registration under a fresh idempotency key.
     let again = codec::sign_command(

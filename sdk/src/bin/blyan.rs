@@ -1,14 +1,16 @@
-//! `blyan`: the command-line client of a Blyan ledger, for node owners, the burn oracle
-//! and auditors.
+//! `blyan`: the command-line client of a Blyan ledger, for node owners, the burn oracle,
+//! governance members, plugin authors and auditors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
-use blyan_sdk::model::{Action, Burn, Capabilities, Command};
+use blyan_sdk::model::{
+    Action, Burn, Capabilities, Command, Parameters, PluginKind, PluginProposal, limits,
+};
 use blyan_sdk::replay::{ReplayChecks, Replayer};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -94,6 +96,97 @@ enum CliCommand {
     /// every signature and every checkpoint, and compare the state root with the
     /// server's. Exits non-zero on any difference.
     Replay,
+    /// Propose, approve and list plugin and parameter changes (governance keys).
+    #[command(subcommand)]
+    Governance(GovernanceCommand),
+    /// Build and check a policy plugin before proposing it.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GovernanceCommand {
+    /// Propose a plugin. The server runs its conformance check first and refuses a
+    /// module that fails it; the proposal counts as the proposer's approval.
+    Propose {
+        /// A governance key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// sharding, scoring or reward.
+        #[arg(long, value_parser = parse_kind)]
+        kind: PluginKind,
+        /// The core-Wasm module.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The first round that runs it; later than the round open now.
+        #[arg(long)]
+        activation_round: u64,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Propose parameters from a JSON file shaped like a genesis file's `parameters`
+    /// (missing fields keep their defaults).
+    ProposeParameters {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        activation_round: u64,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Approve a proposal; at M of N approvals it is activated.
+    Approve {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        proposal: u64,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// List proposals, activations and the stored plugins.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Build a plugin crate for wasm32-unknown-unknown and print the module's path, size
+    /// and blake3 hash (the name governance will know it by).
+    Build {
+        /// The plugin crate's Cargo.toml.
+        #[arg(long, default_value = "Cargo.toml")]
+        manifest_path: PathBuf,
+        /// The cargo profile to build with.
+        #[arg(long, default_value = "release")]
+        profile: String,
+    },
+    /// Run the server's conformance check on a module, locally: compile it, check its
+    /// imports, exports and ABI version, and run the reference input of `kind` within
+    /// the fuel limit, checking the output as the server would.
+    Test {
+        #[arg(long, value_parser = parse_kind)]
+        kind: PluginKind,
+        /// The core-Wasm module.
+        wasm: PathBuf,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<PluginKind, String> {
+    PluginKind::from_name(text)
+        .ok_or_else(|| format!("`{text}` is not a plugin kind: use sharding, scoring or reward"))
+}
+
+fn host_kind(kind: PluginKind) -> blyan_plugin_host::PluginKind {
+    match kind {
+        PluginKind::Sharding => blyan_plugin_host::PluginKind::Sharding,
+        PluginKind::Scoring => blyan_plugin_host::PluginKind::Scoring,
+        PluginKind::Reward => blyan_plugin_host::PluginKind::Reward,
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn idempotency_key(given: Option<String>) -> Vec<u8> {
@@ -128,6 +221,186 @@ async fn submit(
         );
     }
     Ok(())
+}
+
+async fn governance(cli: &Cli, command: &GovernanceCommand) -> anyhow::Result<()> {
+    match command {
+        GovernanceCommand::Propose {
+            key,
+            kind,
+            wasm,
+            activation_round,
+            idempotency_key,
+        } => {
+            let proposal = PluginProposal {
+                kind: *kind,
+                wasm: read(wasm)?.into(),
+                activation_round: *activation_round,
+            };
+            let action = Action::ProposePlugin(proposal);
+            submit(cli, key, idempotency_key.clone(), action).await
+        }
+        GovernanceCommand::ProposeParameters {
+            key,
+            file,
+            activation_round,
+            idempotency_key,
+        } => {
+            let parameters: Parameters = serde_json::from_slice(&read(file)?)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            let action = Action::ProposeParameters {
+                parameters,
+                activation_round: *activation_round,
+            };
+            submit(cli, key, idempotency_key.clone(), action).await
+        }
+        GovernanceCommand::Approve {
+            key,
+            proposal,
+            idempotency_key,
+        } => {
+            let action = Action::ApproveProposal {
+                proposal_id: *proposal,
+            };
+            submit(cli, key, idempotency_key.clone(), action).await
+        }
+        GovernanceCommand::List => {
+            let client = Client::new(&cli.server);
+            let governance = client.governance().await?;
+            let plugins = client.plugins().await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "governance": governance, "plugins": plugins })
+                );
+                return Ok(());
+            }
+            let round = governance["round"]["round"].as_u64().unwrap_or(0);
+            println!("round open: {round}");
+            for proposal in governance["proposals"].as_array().into_iter().flatten() {
+                let subject = &proposal["subject"];
+                let what = match subject["type"].as_str() {
+                    Some("plugin") => format!(
+                        "{} plugin {}",
+                        subject["kind"].as_str().unwrap_or("?"),
+                        subject["hash"].as_str().unwrap_or("?")
+                    ),
+                    _ => "parameters".to_string(),
+                };
+                println!(
+                    "proposal {:>4}  {:<9}  round {:>4}  approvals {}  {what}",
+                    proposal["id"],
+                    proposal["status"].as_str().unwrap_or("?"),
+                    proposal["activation_round"],
+                    proposal["approvals"].as_array().map_or(0, Vec::len),
+                );
+            }
+            for plugin in plugins["plugins"].as_array().into_iter().flatten() {
+                println!(
+                    "plugin {}  {:<8}  {:>8} bytes  stored at seq {}",
+                    plugin["hash"].as_str().unwrap_or("?"),
+                    plugin["kind"].as_str().unwrap_or("?"),
+                    plugin["bytes"],
+                    plugin["stored_seq"],
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn plugin(cli: &Cli, command: &PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Build {
+            manifest_path,
+            profile,
+        } => {
+            let output =
+                std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+                    .args([
+                        "build",
+                        "--target",
+                        "wasm32-unknown-unknown",
+                        "--message-format=json-render-diagnostics",
+                        "--profile",
+                    ])
+                    .arg(profile)
+                    .arg("--manifest-path")
+                    .arg(manifest_path)
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .context("running cargo")?;
+            if !output.status.success() {
+                bail!("cargo build failed ({})", output.status);
+            }
+            let modules: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|message| message["reason"] == "compiler-artifact")
+                .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
+                .filter_map(|name| name.as_str().map(PathBuf::from))
+                .filter(|name| name.extension().is_some_and(|ext| ext == "wasm"))
+                .collect();
+            if modules.is_empty() {
+                bail!("the build produced no .wasm module: is the crate a `cdylib`?");
+            }
+            for module in modules {
+                let wasm = read(&module)?;
+                let hash = hex::encode(blake3::hash(&wasm).as_bytes());
+                if cli.json {
+                    println!(
+                        "{}",
+                        json!({ "wasm": module, "bytes": wasm.len(), "hash": hash })
+                    );
+                } else {
+                    println!("{}  {} bytes  {hash}", module.display(), wasm.len());
+                }
+                if wasm.len() > limits::PLUGIN_BYTES_MAX {
+                    bail!(
+                        "{} is {} bytes; the ledger stores at most {}",
+                        module.display(),
+                        wasm.len(),
+                        limits::PLUGIN_BYTES_MAX
+                    );
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::Test { kind, wasm } => {
+            let bytes = read(wasm)?;
+            let host = blyan_plugin_host::Host::new(blyan_plugin_host::Limits {
+                module_bytes_max: limits::PLUGIN_BYTES_MAX,
+                ..blyan_plugin_host::Limits::default()
+            });
+            match host.conformance(host_kind(*kind), &bytes) {
+                Ok(conformance) => {
+                    let hash = hex::encode(conformance.hash);
+                    if cli.json {
+                        println!(
+                            "{}",
+                            json!({ "conformant": true, "kind": kind, "hash": hash, "bytes": bytes.len(), "fuel_used": conformance.fuel_used })
+                        );
+                    } else {
+                        println!(
+                            "conformant {kind} plugin {hash} ({} bytes, {} fuel on the reference input)",
+                            bytes.len(),
+                            conformance.fuel_used
+                        );
+                    }
+                    Ok(())
+                }
+                Err(error) => {
+                    if cli.json {
+                        println!(
+                            "{}",
+                            json!({ "conformant": false, "kind": kind, "code": error.code(), "message": error.to_string() })
+                        );
+                    }
+                    bail!("not conformant ({}): {error}", error.code())
+                }
+            }
+        }
+    }
 }
 
 async fn replay(cli: &Cli) -> anyhow::Result<()> {
@@ -258,6 +531,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         CliCommand::Replay => replay(&cli).await?,
+        CliCommand::Governance(command) => governance(&cli, command).await?,
+        CliCommand::Plugin(command) => plugin(&cli, command)?,
     }
     Ok(())
 }

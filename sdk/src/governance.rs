@@ -1,0 +1,959 @@
+//! Governance: plugin and parameter proposals, M-of-N approvals, activations at round
+//! boundaries, and the pins of the round open now.
+//!
+//! Rules, all enforced in `decide`:
+//! - only governance keys propose and approve; a proposal counts as its proposer's
+//!   approval, and one key approves a proposal at most once;
+//! - a proposal's `activation_round` must be later than the round open now, both when
+//!   it is made and when it is approved (a proposal whose round has opened without it
+//!   has expired);
+//! - at `governance_threshold` distinct approvals the proposal is activated, in the same
+//!   record as the approval that completed it;
+//! - when round `r` opens it pins, for each kind, the activated plugin with the highest
+//!   `activation_round <= r` (a later activation wins a tie), and likewise for the
+//!   parameters; a round already open keeps its pins whatever is activated meanwhile.
+//!
+//! Every module ever proposed stays in the state (and in the log, inside the cause of
+//! its `PluginProposed` event, or in the genesis for the first plugins).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::core::{Rejection, RootHasher};
+use crate::crypto::PublicKey;
+use crate::model::{
+    Event, Genesis, Hash, Parameters, PinnedPlugin, PluginFallback, PluginKind, PluginModule,
+    PluginProposal, RoundPins, limits,
+};
+
+/// A stored plugin module and where the log first held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredPlugin {
+    pub kind: PluginKind,
+    #[serde(skip)]
+    pub wasm: Arc<[u8]>,
+    pub bytes: usize,
+    /// Seq of the genesis or of the `PluginProposed` event.
+    pub stored_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Subject {
+    Plugin {
+        kind: PluginKind,
+        #[serde(with = "crate::model::hex_array")]
+        hash: Hash,
+    },
+    Parameters(Parameters),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Proposal {
+    pub proposer: PublicKey,
+    pub subject: Subject,
+    pub activation_round: u64,
+    pub approvals: BTreeSet<PublicKey>,
+    pub proposed_seq: u64,
+    /// Seq of the activation event, once the threshold was reached.
+    pub activated_seq: Option<u64>,
+}
+
+/// An activated plugin or parameter set: what it is, from which round, and the seq
+/// that activated it (the genesis for the first ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation<T> {
+    pub activation_round: u64,
+    pub seq: u64,
+    pub value: T,
+}
+
+/// The governance part of the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Governance {
+    /// The parameters in force: the genesis ones until a round pins others.
+    parameters: Parameters,
+    plugins: BTreeMap<Hash, StoredPlugin>,
+    plugin_activations: BTreeMap<PluginKind, Vec<Activation<Hash>>>,
+    parameter_activations: Vec<Activation<Parameters>>,
+    proposals: BTreeMap<u64, Proposal>,
+    /// The round open now, with its pins.
+    round: Option<RoundPins>,
+    /// Per kind, the distinct plugins successive rounds pinned, oldest first; the
+    /// genesis plugin is always first.
+    pinned_history: BTreeMap<PluginKind, Vec<Hash>>,
+    fallbacks: Vec<(u64, PluginFallback)>,
+}
+
+impl Governance {
+    pub fn parameters(&self) -> &Parameters {
+        &self.parameters
+    }
+
+    pub fn plugins(&self) -> &BTreeMap<Hash, StoredPlugin> {
+        &self.plugins
+    }
+
+    pub fn plugin(&self, hash: &Hash) -> Option<&StoredPlugin> {
+        self.plugins.get(hash)
+    }
+
+    pub fn proposals(&self) -> &BTreeMap<u64, Proposal> {
+        &self.proposals
+    }
+
+    pub fn plugin_activations(&self) -> &BTreeMap<PluginKind, Vec<Activation<Hash>>> {
+        &self.plugin_activations
+    }
+
+    pub fn parameter_activations(&self) -> &[Activation<Parameters>] {
+        &self.parameter_activations
+    }
+
+    pub fn round(&self) -> Option<&RoundPins> {
+        self.round.as_ref()
+    }
+
+    /// The number of the round open now; 0 before the first.
+    pub fn round_number(&self) -> u64 {
+        self.round.as_ref().map_or(0, |round| round.round)
+    }
+
+    pub fn fallbacks(&self) -> &[(u64, PluginFallback)] {
+        &self.fallbacks
+    }
+
+    /// The plugins a policy call of the open round tries, in order: the pinned one, the
+    /// one pinned before it, and the genesis plugin of that kind (without repeats).
+    /// Before the first round, the genesis plugin alone.
+    pub fn fallback_chain(&self, kind: PluginKind) -> Vec<Hash> {
+        let history = self
+            .pinned_history
+            .get(&kind)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut chain: Vec<Hash> = Vec::new();
+        let candidates = [
+            history.last(),
+            history.len().checked_sub(2).and_then(|i| history.get(i)),
+            history.first(),
+        ];
+        for hash in candidates.into_iter().flatten() {
+            if !chain.contains(hash) {
+                chain.push(*hash);
+            }
+        }
+        chain
+    }
+
+    /// What round `round` would pin if it opened now.
+    pub fn pins_for(&self, round: u64) -> (Vec<PinnedPlugin>, Parameters) {
+        let plugins = PluginKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let activations = self.plugin_activations.get(&kind)?;
+                latest(activations, round).map(|hash| PinnedPlugin { kind, hash: *hash })
+            })
+            .collect();
+        let parameters = latest(&self.parameter_activations, round)
+            .cloned()
+            .unwrap_or_else(|| self.parameters.clone());
+        (plugins, parameters)
+    }
+
+    pub(crate) fn genesis(genesis: &Genesis, seq: u64) -> Governance {
+        let mut governance = Governance {
+            parameters: genesis.parameters.clone(),
+            parameter_activations: vec![Activation {
+                activation_round: 1,
+                seq,
+                value: genesis.parameters.clone(),
+            }],
+            ..Governance::default()
+        };
+        for module in &genesis.plugins {
+            governance.store(module, seq);
+            governance
+                .plugin_activations
+                .entry(module.kind)
+                .or_default()
+                .push(Activation {
+                    activation_round: 1,
+                    seq,
+                    value: module.hash,
+                });
+            governance
+                .pinned_history
+                .entry(module.kind)
+                .or_default()
+                .push(module.hash);
+        }
+        governance
+    }
+
+    fn store(&mut self, module: &PluginModule, seq: u64) {
+        self.plugins.entry(module.hash).or_insert(StoredPlugin {
+            kind: module.kind,
+            wasm: module.wasm.clone(),
+            bytes: module.wasm.len(),
+            stored_seq: seq,
+        });
+    }
+
+    fn next_proposal_id(&self) -> u64 {
+        self.proposals.last_key_value().map_or(1, |(id, _)| id + 1)
+    }
+
+    /// Folds in a governance event; returns false for any other event.
+    pub(crate) fn apply(&mut self, event: &Event, seq: u64) -> bool {
+        match event {
+            Event::PluginProposed {
+                proposal_id,
+                proposer,
+                module,
+                activation_round,
+            } => {
+                self.store(module, seq);
+                self.propose(
+                    *proposal_id,
+                    *proposer,
+                    Subject::Plugin {
+                        kind: module.kind,
+                        hash: module.hash,
+                    },
+                    *activation_round,
+                    seq,
+                );
+            }
+            Event::ParametersProposed {
+                proposal_id,
+                proposer,
+                parameters,
+                activation_round,
+            } => self.propose(
+                *proposal_id,
+                *proposer,
+                Subject::Parameters(parameters.clone()),
+                *activation_round,
+                seq,
+            ),
+            Event::ProposalApproved {
+                proposal_id,
+                approver,
+                approvals,
+            } => {
+                let proposal = self.proposal_mut(*proposal_id);
+                assert!(proposal.approvals.insert(*approver), "approved twice");
+                assert_eq!(proposal.approvals.len(), *approvals as usize);
+            }
+            Event::PluginActivated {
+                proposal_id,
+                kind,
+                hash,
+                activation_round,
+            } => {
+                self.activate(*proposal_id, seq);
+                assert!(
+                    self.plugins.contains_key(hash),
+                    "activated an unknown plugin"
+                );
+                self.plugin_activations
+                    .entry(*kind)
+                    .or_default()
+                    .push(Activation {
+                        activation_round: *activation_round,
+                        seq,
+                        value: *hash,
+                    });
+            }
+            Event::ParametersActivated {
+                proposal_id,
+                parameters,
+                activation_round,
+            } => {
+                self.activate(*proposal_id, seq);
+                self.parameter_activations.push(Activation {
+                    activation_round: *activation_round,
+                    seq,
+                    value: parameters.clone(),
+                });
+            }
+            Event::RoundOpened(pins) => {
+                assert_eq!(pins.round, self.round_number() + 1, "rounds open in order");
+                for pinned in &pins.plugins {
+                    let history = self.pinned_history.entry(pinned.kind).or_default();
+                    if history.last() != Some(&pinned.hash) {
+                        history.push(pinned.hash);
+                    }
+                }
+                self.parameters = pins.parameters.clone();
+                self.round = Some(pins.clone());
+            }
+            Event::PluginFallback(fallback) => self.fallbacks.push((seq, fallback.clone())),
+            _ => return false,
+        }
+        true
+    }
+
+    fn propose(
+        &mut self,
+        proposal_id: u64,
+        proposer: PublicKey,
+        subject: Subject,
+        activation_round: u64,
+        seq: u64,
+    ) {
+        assert_eq!(
+            proposal_id,
+            self.next_proposal_id(),
+            "proposal ids are dense"
+        );
+        self.proposals.insert(
+            proposal_id,
+            Proposal {
+                proposer,
+                subject,
+                activation_round,
+                approvals: BTreeSet::new(),
+                proposed_seq: seq,
+                activated_seq: None,
+            },
+        );
+    }
+
+    fn proposal_mut(&mut self, proposal_id: u64) -> &mut Proposal {
+        self.proposals
+            .get_mut(&proposal_id)
+            .expect("the proposal exists")
+    }
+
+    fn activate(&mut self, proposal_id: u64, seq: u64) {
+        let proposal = self.proposal_mut(proposal_id);
+        assert!(proposal.activated_seq.is_none(), "activated twice");
+        proposal.activated_seq = Some(seq);
+    }
+
+    pub(crate) fn hash_into(&self, hasher: &mut RootHasher) {
+        parameters_into(hasher, &self.parameters);
+        hasher.u64(self.plugins.len() as u64);
+        for (hash, plugin) in &self.plugins {
+            hasher.bytes(hash);
+            hasher.u64(plugin.kind as u64);
+            hasher.u64(plugin.stored_seq);
+        }
+        hasher.u64(self.plugin_activations.len() as u64);
+        for (kind, activations) in &self.plugin_activations {
+            hasher.u64(*kind as u64);
+            hasher.u64(activations.len() as u64);
+            for activation in activations {
+                hasher.u64(activation.activation_round);
+                hasher.u64(activation.seq);
+                hasher.bytes(&activation.value);
+            }
+        }
+        hasher.u64(self.parameter_activations.len() as u64);
+        for activation in &self.parameter_activations {
+            hasher.u64(activation.activation_round);
+            hasher.u64(activation.seq);
+            parameters_into(hasher, &activation.value);
+        }
+        hasher.u64(self.proposals.len() as u64);
+        for (id, proposal) in &self.proposals {
+            hasher.u64(*id);
+            hasher.bytes(&proposal.proposer.0);
+            match &proposal.subject {
+                Subject::Plugin { kind, hash } => {
+                    hasher.u64(1);
+                    hasher.u64(*kind as u64);
+                    hasher.bytes(hash);
+                }
+                Subject::Parameters(parameters) => {
+                    hasher.u64(2);
+                    parameters_into(hasher, parameters);
+                }
+            }
+            hasher.u64(proposal.activation_round);
+            hasher.u64(proposal.approvals.len() as u64);
+            for approver in &proposal.approvals {
+                hasher.bytes(&approver.0);
+            }
+            hasher.u64(proposal.proposed_seq);
+            hasher.u64(proposal.activated_seq.map_or(0, |seq| seq + 1));
+        }
+        match &self.round {
+            None => hasher.u64(0),
+            Some(round) => {
+                hasher.u64(1);
+                hasher.u64(round.round);
+                hasher.u64(round.plugins.len() as u64);
+                for pinned in &round.plugins {
+                    hasher.u64(pinned.kind as u64);
+                    hasher.bytes(&pinned.hash);
+                }
+                parameters_into(hasher, &round.parameters);
+            }
+        }
+        hasher.u64(self.pinned_history.len() as u64);
+        for (kind, history) in &self.pinned_history {
+            hasher.u64(*kind as u64);
+            hasher.u64(history.len() as u64);
+            for hash in history {
+                hasher.bytes(hash);
+            }
+        }
+        hasher.u64(self.fallbacks.len() as u64);
+        for (seq, fallback) in &self.fallbacks {
+            hasher.u64(*seq);
+            hasher.u64(fallback.round);
+            hasher.u64(fallback.kind as u64);
+            hasher.bytes(&fallback.failed_hash);
+            hasher.text(&fallback.reason_code);
+            hasher.text(&fallback.reason);
+            hasher.bytes(&fallback.used_hash);
+        }
+    }
+}
+
+pub(crate) fn parameters_into(hasher: &mut RootHasher, parameters: &Parameters) {
+    hasher.u64(parameters.heartbeat_timeout_ms);
+    hasher.u128(parameters.round_burn_threshold);
+    hasher.u64(parameters.checkpoint_interval_events);
+    hasher.u64(u64::from(parameters.validator_quorum));
+    hasher.u64(parameters.commit_deadline_ms);
+    hasher.u64(parameters.reveal_deadline_ms);
+    hasher.u64(u64::from(parameters.reward_share_bps));
+    hasher.u64(parameters.max_score);
+}
+
+/// The value of the activation with the highest `activation_round <= round`; among
+/// equals, the one activated last.
+fn latest<T>(activations: &[Activation<T>], round: u64) -> Option<&T> {
+    activations
+        .iter()
+        .filter(|activation| activation.activation_round <= round)
+        .max_by_key(|activation| (activation.activation_round, activation.seq))
+        .map(|activation| &activation.value)
+}
+
+fn require_governance(genesis: &Genesis, signer: PublicKey) -> Result<(), Rejection> {
+    if genesis.governance_keys.contains(&signer) {
+        Ok(())
+    } else {
+        Err(Rejection::Unauthorized { role: "governance" })
+    }
+}
+
+fn require_future(governance: &Governance, activation_round: u64) -> Result<(), Rejection> {
+    let round = governance.round_number();
+    if activation_round <= round {
+        return Err(Rejection::InvalidField {
+            field: "activation_round",
+            reason: format!("must be after round {round}, the round open now"),
+        });
+    }
+    Ok(())
+}
+
+/// The events of a new proposal: proposed, approved by its proposer, and activated at
+/// once when the threshold is 1.
+fn proposed(
+    genesis: &Genesis,
+    proposal_id: u64,
+    signer: PublicKey,
+    proposed: Event,
+    activated: Event,
+) -> Vec<Event> {
+    let mut events = vec![
+        proposed,
+        Event::ProposalApproved {
+            proposal_id,
+            approver: signer,
+            approvals: 1,
+        },
+    ];
+    if genesis.governance_threshold <= 1 {
+        events.push(activated);
+    }
+    events
+}
+
+pub(crate) fn decide_propose_plugin(
+    governance: &Governance,
+    genesis: &Genesis,
+    signer: PublicKey,
+    proposal: &PluginProposal,
+) -> Result<Vec<Event>, Rejection> {
+    require_governance(genesis, signer)?;
+    let size = proposal.wasm.len();
+    if size > limits::PLUGIN_BYTES_MAX {
+        return Err(Rejection::PluginTooLarge {
+            size,
+            max: limits::PLUGIN_BYTES_MAX,
+        });
+    }
+    if size == 0 {
+        return Err(Rejection::InvalidField {
+            field: "wasm",
+            reason: "must not be empty".into(),
+        });
+    }
+    require_future(governance, proposal.activation_round)?;
+    let proposal_id = governance.next_proposal_id();
+    let module = PluginModule::new(proposal.kind, proposal.wasm.clone());
+    let activated = Event::PluginActivated {
+        proposal_id,
+        kind: module.kind,
+        hash: module.hash,
+        activation_round: proposal.activation_round,
+    };
+    let event = Event::PluginProposed {
+        proposal_id,
+        proposer: signer,
+        module,
+        activation_round: proposal.activation_round,
+    };
+    Ok(proposed(genesis, proposal_id, signer, event, activated))
+}
+
+pub(crate) fn decide_propose_parameters(
+    governance: &Governance,
+    genesis: &Genesis,
+    signer: PublicKey,
+    parameters: &Parameters,
+    activation_round: u64,
+) -> Result<Vec<Event>, Rejection> {
+    require_governance(genesis, signer)?;
+    parameters
+        .validate()
+        .map_err(|(field, reason)| Rejection::InvalidField { field, reason })?;
+    require_future(governance, activation_round)?;
+    let proposal_id = governance.next_proposal_id();
+    let activated = Event::ParametersActivated {
+        proposal_id,
+        parameters: parameters.clone(),
+        activation_round,
+    };
+    let event = Event::ParametersProposed {
+        proposal_id,
+        proposer: signer,
+        parameters: parameters.clone(),
+        activation_round,
+    };
+    Ok(proposed(genesis, proposal_id, signer, event, activated))
+}
+
+pub(crate) fn decide_approve(
+    governance: &Governance,
+    genesis: &Genesis,
+    signer: PublicKey,
+    proposal_id: u64,
+) -> Result<Vec<Event>, Rejection> {
+    require_governance(genesis, signer)?;
+    let proposal = governance
+        .proposals
+        .get(&proposal_id)
+        .ok_or(Rejection::ProposalNotFound(proposal_id))?;
+    if proposal.activated_seq.is_some() {
+        return Err(Rejection::ProposalAlreadyActivated(proposal_id));
+    }
+    let round = governance.round_number();
+    if proposal.activation_round <= round {
+        return Err(Rejection::ProposalExpired {
+            proposal_id,
+            activation_round: proposal.activation_round,
+            round,
+        });
+    }
+    if proposal.approvals.contains(&signer) {
+        return Err(Rejection::AlreadyApproved(proposal_id));
+    }
+    let approvals = proposal.approvals.len() as u32 + 1;
+    let mut events = vec![Event::ProposalApproved {
+        proposal_id,
+        approver: signer,
+        approvals,
+    }];
+    if approvals >= genesis.governance_threshold {
+        events.push(match &proposal.subject {
+            Subject::Plugin { kind, hash } => Event::PluginActivated {
+                proposal_id,
+                kind: *kind,
+                hash: *hash,
+                activation_round: proposal.activation_round,
+            },
+            Subject::Parameters(parameters) => Event::ParametersActivated {
+                proposal_id,
+                parameters: parameters.clone(),
+                activation_round: proposal.activation_round,
+            },
+        });
+    }
+    Ok(events)
+}
+
+/// The event that opens the next round, pinning what is in force at its boundary. The
+/// round lifecycle calls this; it is pure, like `decide`.
+pub fn open_round(governance: &Governance) -> Event {
+    let round = governance.round_number() + 1;
+    let (plugins, parameters) = governance.pins_for(round);
+    Event::RoundOpened(RoundPins {
+        round,
+        plugins,
+        parameters,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given events, when a command (or a round opens), then events or a rejection.
+
+    use super::*;
+    use crate::core::{Authenticated, Context, State, decide};
+    use crate::crypto::Keypair;
+    use crate::model::{Action, Command};
+
+    fn governor(i: u8) -> Keypair {
+        Keypair::from_secret([10 + i; 32])
+    }
+
+    fn module(kind: PluginKind, tag: u8) -> PluginModule {
+        PluginModule::new(kind, vec![0, b'a', b's', b'm', tag])
+    }
+
+    fn genesis(threshold: u32) -> Event {
+        Event::GenesisCreated(Genesis {
+            network_id: "test-net".into(),
+            operator_key: Keypair::from_secret([1; 32]).public(),
+            burn_oracle_key: Keypair::from_secret([2; 32]).public(),
+            governance_keys: (1..=3).map(|i| governor(i).public()).collect(),
+            governance_threshold: threshold,
+            parameters: Parameters::default(),
+            plugins: PluginKind::ALL
+                .into_iter()
+                .map(|kind| module(kind, 0))
+                .collect(),
+        })
+    }
+
+    fn given(events: &[Event]) -> State {
+        let mut state = State::default();
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+
+    fn when(state: &State, signer: &Keypair, action: Action) -> Result<Vec<Event>, Rejection> {
+        let command = Authenticated {
+            signer: signer.public(),
+            command: Command {
+                idempotency_key: b"k".to_vec(),
+                action,
+            },
+        };
+        decide(state, &command, &Context { time_ms: 1 })
+    }
+
+    fn propose(kind: PluginKind, tag: u8, activation_round: u64) -> Action {
+        Action::ProposePlugin(PluginProposal {
+            kind,
+            wasm: module(kind, tag).wasm,
+            activation_round,
+        })
+    }
+
+    fn approve(proposal_id: u64) -> Action {
+        Action::ApproveProposal { proposal_id }
+    }
+
+    /// Applies `events` on top of `state`.
+    fn then(mut state: State, events: &[Event]) -> State {
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+
+    fn pinned(state: &State, kind: PluginKind) -> Hash {
+        let round = state.governance().round().expect("a round is open");
+        round.plugins.iter().find(|p| p.kind == kind).unwrap().hash
+    }
+
+    #[test]
+    fn only_governance_keys_propose_and_approve() {
+        let state = given(&[genesis(2)]);
+        let outsider = Keypair::from_secret([99; 32]);
+        let refused = Err(Rejection::Unauthorized { role: "governance" });
+        assert_eq!(
+            when(&state, &outsider, propose(PluginKind::Scoring, 1, 1)),
+            refused
+        );
+        let events = when(&state, &governor(1), propose(PluginKind::Scoring, 1, 1)).unwrap();
+        let state = then(state, &events);
+        assert_eq!(when(&state, &outsider, approve(1)), refused);
+    }
+
+    #[test]
+    fn a_proposal_alone_is_one_approval_and_activates_nothing_below_the_threshold() {
+        let state = given(&[genesis(2)]);
+        let events = when(&state, &governor(1), propose(PluginKind::Scoring, 1, 1)).unwrap();
+        let hash = module(PluginKind::Scoring, 1).hash;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(
+            &events[0],
+            Event::PluginProposed { proposal_id: 1, module, activation_round: 1, .. }
+                if module.hash == hash
+        ));
+        assert_eq!(
+            events[1],
+            Event::ProposalApproved {
+                proposal_id: 1,
+                approver: governor(1).public(),
+                approvals: 1
+            }
+        );
+        let state = then(state, &events);
+        assert!(
+            state.governance().plugin(&hash).is_some(),
+            "the module is stored"
+        );
+        assert_eq!(state.governance().proposals()[&1].activated_seq, None);
+
+        // The proposer approving again does not count twice.
+        assert_eq!(
+            when(&state, &governor(1), approve(1)),
+            Err(Rejection::AlreadyApproved(1))
+        );
+        // A second key reaches 2 of 3: approved and activated in one decision.
+        let events = when(&state, &governor(2), approve(1)).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                Event::ProposalApproved {
+                    proposal_id: 1,
+                    approver: governor(2).public(),
+                    approvals: 2
+                },
+                Event::PluginActivated {
+                    proposal_id: 1,
+                    kind: PluginKind::Scoring,
+                    hash,
+                    activation_round: 1
+                },
+            ]
+        );
+        let state = then(state, &events);
+        assert_eq!(
+            when(&state, &governor(3), approve(1)),
+            Err(Rejection::ProposalAlreadyActivated(1))
+        );
+        assert_eq!(
+            when(&state, &governor(3), approve(7)),
+            Err(Rejection::ProposalNotFound(7))
+        );
+    }
+
+    #[test]
+    fn given_an_approved_activation_when_a_round_opens_then_it_pins_the_new_hash_and_an_open_round_keeps_the_old()
+     {
+        let old = module(PluginKind::Sharding, 0).hash;
+        let new = module(PluginKind::Sharding, 1).hash;
+        let state = given(&[genesis(2)]);
+        let state = then(state.clone(), &[open_round(state.governance())]);
+        assert_eq!(pinned(&state, PluginKind::Sharding), old);
+
+        // While round 1 is open, governance activates a new sharding plugin for round 2.
+        let proposed = when(&state, &governor(1), propose(PluginKind::Sharding, 1, 2)).unwrap();
+        let state = then(state, &proposed);
+        let approved = when(&state, &governor(3), approve(1)).unwrap();
+        assert!(matches!(approved[1], Event::PluginActivated { .. }));
+        let state = then(state, &approved);
+
+        // The open round keeps the plugin it pinned.
+        assert_eq!(state.governance().round_number(), 1);
+        assert_eq!(pinned(&state, PluginKind::Sharding), old);
+
+        // The next round pins the new one; the other kinds keep theirs.
+        let opened = open_round(state.governance());
+        let Event::RoundOpened(pins) = &opened else {
+            panic!("{opened:?}")
+        };
+        assert_eq!(pins.round, 2);
+        let state = then(state, std::slice::from_ref(&opened));
+        assert_eq!(pinned(&state, PluginKind::Sharding), new);
+        assert_eq!(
+            pinned(&state, PluginKind::Reward),
+            module(PluginKind::Reward, 0).hash
+        );
+        assert_eq!(
+            state.governance().fallback_chain(PluginKind::Sharding),
+            vec![new, old]
+        );
+    }
+
+    #[test]
+    fn an_activation_for_a_later_round_waits_for_it() {
+        let state = given(&[genesis(1)]);
+        let events = when(&state, &governor(2), propose(PluginKind::Reward, 5, 3)).unwrap();
+        assert_eq!(events.len(), 3, "threshold 1 activates at once: {events:?}");
+        let mut state = then(state, &events);
+        for round in 1..=3 {
+            let opened = open_round(state.governance());
+            state = then(state, &[opened]);
+            let expected = module(PluginKind::Reward, if round < 3 { 0 } else { 5 }).hash;
+            assert_eq!(
+                pinned(&state, PluginKind::Reward),
+                expected,
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_proposal_whose_round_opened_without_it_expires() {
+        let state = given(&[genesis(2)]);
+        let events = when(&state, &governor(1), propose(PluginKind::Scoring, 1, 1)).unwrap();
+        let state = then(state, &events);
+        let state = then(state.clone(), &[open_round(state.governance())]);
+        assert_eq!(
+            when(&state, &governor(2), approve(1)),
+            Err(Rejection::ProposalExpired {
+                proposal_id: 1,
+                activation_round: 1,
+                round: 1
+            })
+        );
+        // And a new proposal must aim past the open round.
+        assert!(matches!(
+            when(&state, &governor(1), propose(PluginKind::Scoring, 2, 1)),
+            Err(Rejection::InvalidField {
+                field: "activation_round",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn oversized_and_empty_modules_are_refused() {
+        let state = given(&[genesis(2)]);
+        let big = Action::ProposePlugin(PluginProposal {
+            kind: PluginKind::Scoring,
+            wasm: vec![0; limits::PLUGIN_BYTES_MAX + 1].into(),
+            activation_round: 1,
+        });
+        assert_eq!(
+            when(&state, &governor(1), big),
+            Err(Rejection::PluginTooLarge {
+                size: limits::PLUGIN_BYTES_MAX + 1,
+                max: limits::PLUGIN_BYTES_MAX
+            })
+        );
+        let empty = Action::ProposePlugin(PluginProposal {
+            kind: PluginKind::Scoring,
+            wasm: Vec::new().into(),
+            activation_round: 1,
+        });
+        assert!(matches!(
+            when(&state, &governor(1), empty),
+            Err(Rejection::InvalidField { field: "wasm", .. })
+        ));
+    }
+
+    #[test]
+    fn parameters_change_through_the_same_flow_and_only_at_a_round_boundary() {
+        let state = given(&[genesis(2)]);
+        let bad = Parameters {
+            reward_share_bps: 10_001,
+            ..Parameters::default()
+        };
+        let refused = when(
+            &state,
+            &governor(1),
+            Action::ProposeParameters {
+                parameters: bad,
+                activation_round: 1,
+            },
+        );
+        assert!(matches!(
+            refused,
+            Err(Rejection::InvalidField {
+                field: "reward_share_bps",
+                ..
+            })
+        ));
+        let wanted = Parameters {
+            validator_quorum: 7,
+            checkpoint_interval_events: 50,
+            ..Parameters::default()
+        };
+        let events = when(
+            &state,
+            &governor(1),
+            Action::ProposeParameters {
+                parameters: wanted.clone(),
+                activation_round: 1,
+            },
+        )
+        .unwrap();
+        let state = then(state, &events);
+        let events = when(&state, &governor(2), approve(1)).unwrap();
+        assert!(matches!(events[1], Event::ParametersActivated { .. }));
+        let state = then(state, &events);
+        assert_eq!(
+            state.governance().parameters(),
+            &Parameters::default(),
+            "not before the boundary"
+        );
+        let state = then(state.clone(), &[open_round(state.governance())]);
+        assert_eq!(state.governance().parameters(), &wanted);
+        assert_eq!(state.governance().round().unwrap().parameters, wanted);
+    }
+
+    #[test]
+    fn the_fallback_chain_is_pinned_then_previous_then_genesis() {
+        let genesis_hash = module(PluginKind::Scoring, 0).hash;
+        let mut state = given(&[genesis(1)]);
+        assert_eq!(
+            state.governance().fallback_chain(PluginKind::Scoring),
+            vec![genesis_hash]
+        );
+        for (tag, round) in [(1u8, 1u64), (2, 2)] {
+            let events = when(
+                &state,
+                &governor(1),
+                propose(PluginKind::Scoring, tag, round),
+            )
+            .unwrap();
+            state = then(state, &events);
+            let opened = open_round(state.governance());
+            state = then(state, &[opened]);
+        }
+        assert_eq!(
+            state.governance().fallback_chain(PluginKind::Scoring),
+            vec![
+                module(PluginKind::Scoring, 2).hash,
+                module(PluginKind::Scoring, 1).hash,
+                genesis_hash
+            ]
+        );
+    }
+
+    #[test]
+    fn the_root_covers_governance() {
+        let base = given(&[genesis(2)]);
+        let roots: Vec<Hash> = [1, 2]
+            .map(|tag| {
+                let events = when(&base, &governor(1), propose(PluginKind::Scoring, tag, 1));
+                then(base.clone(), &events.unwrap()).root()
+            })
+            .to_vec();
+        assert_ne!(roots[0], roots[1], "same event count, other module");
+        let for_round = |round| {
+            let events = when(&base, &governor(1), propose(PluginKind::Scoring, 1, round));
+            then(base.clone(), &events.unwrap()).root()
+        };
+        assert_ne!(for_round(1), for_round(2), "same module, other round");
+    }
+}

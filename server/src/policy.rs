@@ -1,0 +1,231 @@
+//! The plugin sandbox as the server uses it.
+//!
+//! - At proposal time the API runs [`Host::conformance`] before a `ProposePlugin`
+//!   reaches the writer, so a module that can't answer the reference input is refused
+//!   with the reason and never enters the log.
+//! - A round's policy call goes through [`run_policy`]: the pinned plugin, then the one
+//!   pinned before it, then the genesis plugin, then the default embedded in this
+//!   binary. Each failure becomes a `PluginFallback` event for the caller to append, so
+//!   the log says which plugin produced every output and replays never re-run plugins.
+
+use blyan_plugin_host::{self as host, Host, Limits, defaults, pb};
+use blyan_sdk::governance::Governance;
+use blyan_sdk::model::{Event, Hash, PluginFallback, PluginKind, limits};
+
+/// The host with the server's limits: modules as large as the ledger stores.
+pub fn host() -> Host {
+    Host::new(Limits {
+        module_bytes_max: limits::PLUGIN_BYTES_MAX,
+        ..Limits::default()
+    })
+}
+
+pub fn host_kind(kind: PluginKind) -> host::PluginKind {
+    match kind {
+        PluginKind::Sharding => host::PluginKind::Sharding,
+        PluginKind::Scoring => host::PluginKind::Scoring,
+        PluginKind::Reward => host::PluginKind::Reward,
+    }
+}
+
+/// A policy output and the events that say how it was obtained.
+#[derive(Debug)]
+pub struct PolicyRun {
+    /// Checked by the host against the input.
+    pub output: pb::PolicyOutput,
+    /// The plugin that produced `output`.
+    pub used: Hash,
+    /// One `PluginFallback` per plugin that failed before `used`, in order.
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("every plugin of kind {kind} failed, the embedded default included: {failures}")]
+pub struct AllFailed {
+    pub kind: PluginKind,
+    pub failures: String,
+}
+
+/// Runs `input` through the fallback chain of `kind` in the round open now.
+pub fn run_policy(
+    host: &Host,
+    governance: &Governance,
+    kind: PluginKind,
+    input: &pb::PolicyInput,
+) -> Result<PolicyRun, AllFailed> {
+    let embedded = defaults::wasm(host_kind(kind));
+    let mut chain: Vec<&[u8]> = governance
+        .fallback_chain(kind)
+        .iter()
+        .filter_map(|hash| governance.plugin(hash))
+        .map(|plugin| &plugin.wasm[..])
+        .collect();
+    if !chain.contains(&embedded) {
+        chain.push(embedded);
+    }
+    match host::run_with_fallback(host, &chain, input) {
+        Ok(run) => Ok(PolicyRun {
+            events: run
+                .failures
+                .iter()
+                .map(|failure| {
+                    Event::PluginFallback(PluginFallback {
+                        round: governance.round_number(),
+                        kind,
+                        failed_hash: failure.hash,
+                        reason_code: failure.error.code().to_string(),
+                        reason: failure.error.to_string(),
+                        used_hash: run.used,
+                    })
+                })
+                .collect(),
+            output: run.output,
+            used: run.used,
+        }),
+        Err(failures) => Err(AllFailed {
+            kind,
+            failures: failures
+                .iter()
+                .map(|failure| format!("{}: {}", hex::encode(failure.hash), failure.error))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use blyan_plugin_host::{check, reference};
+    use blyan_sdk::core::{Authenticated, Context, State, decide};
+    use blyan_sdk::genesis::DevKeys;
+    use blyan_sdk::governance::open_round;
+    use blyan_sdk::model::{Action, Command, PluginModule, PluginProposal};
+
+    use super::*;
+
+    /// `wasm` with a one-byte custom section appended: the same code, another hash.
+    fn variant(wasm: &[u8], tag: u8) -> Vec<u8> {
+        let mut module = wasm.to_vec();
+        module.extend_from_slice(&[0, 3, 1, b'v', tag]);
+        module
+    }
+
+    fn apply(state: &mut State, events: &[Event]) {
+        for event in events {
+            state.apply(event);
+        }
+    }
+
+    /// A dev-genesis state (threshold 1, so a proposal activates at once) with the
+    /// embedded defaults, where `modules` are activated for rounds 1, 2, ... and that
+    /// many rounds have opened.
+    fn state_with(modules: &[Vec<u8>]) -> State {
+        let keys = DevKeys::derive();
+        let mut genesis = keys.genesis();
+        genesis.governance_threshold = 1;
+        genesis.plugins = PluginKind::ALL
+            .into_iter()
+            .map(|kind| PluginModule::new(kind, defaults::wasm(host_kind(kind))))
+            .collect();
+        let mut state = State::default();
+        state.apply(&Event::GenesisCreated(genesis));
+        for (round, wasm) in (1..).zip(modules) {
+            let command = Authenticated {
+                signer: keys.governance[0].public(),
+                command: Command {
+                    idempotency_key: vec![round as u8],
+                    action: Action::ProposePlugin(PluginProposal {
+                        kind: PluginKind::Scoring,
+                        wasm: wasm.clone().into(),
+                        activation_round: round,
+                    }),
+                },
+            };
+            let events = decide(&state, &command, &Context { time_ms: 1 }).unwrap();
+            apply(&mut state, &events);
+            let opened = open_round(state.governance());
+            apply(&mut state, &[opened]);
+        }
+        state
+    }
+
+    fn hash(wasm: &[u8]) -> Hash {
+        *blake3::hash(wasm).as_bytes()
+    }
+
+    #[test]
+    fn a_working_pinned_plugin_runs_without_fallback() {
+        let good = variant(defaults::SCORING, 1);
+        let state = state_with(std::slice::from_ref(&good));
+        let input = reference::input(host::PluginKind::Scoring);
+        let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
+        assert_eq!(run.used, hash(&good));
+        assert!(run.events.is_empty());
+        assert_eq!(check::output(&input, &run.output), Ok(()));
+    }
+
+    #[test]
+    fn a_failing_pinned_plugin_falls_back_to_the_one_before_it_and_says_so() {
+        let good = variant(defaults::SCORING, 1);
+        let broken = b"\0asm\x01\0\0\0broken".to_vec();
+        let mut state = state_with(&[good.clone(), broken.clone()]);
+        let input = reference::input(host::PluginKind::Scoring);
+        let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
+        assert_eq!(run.used, hash(&good), "the plugin pinned before");
+        let [Event::PluginFallback(fallback)] = run.events.as_slice() else {
+            panic!("{:?}", run.events)
+        };
+        assert_eq!(fallback.round, 2);
+        assert_eq!(fallback.failed_hash, hash(&broken));
+        assert_eq!(fallback.reason_code, "plugin_malformed");
+        assert_eq!(fallback.used_hash, hash(&good));
+        // The fallback is an event like any other: it applies and is in the state.
+        apply(&mut state, &run.events);
+        assert_eq!(state.governance().fallbacks().len(), 1);
+    }
+
+    #[test]
+    fn when_every_stored_plugin_fails_the_embedded_default_answers() {
+        // The genesis scoring plugin itself is broken here, as a log written by an old
+        // binary might hold; the pinned plugin fails too.
+        let broken_genesis = b"\0asm\x01\0\0\0old".to_vec();
+        let broken_pinned = b"\0asm\x01\0\0\0new".to_vec();
+        let keys = DevKeys::derive();
+        let mut genesis = keys.genesis();
+        genesis.governance_threshold = 1;
+        genesis.plugins = vec![PluginModule::new(
+            PluginKind::Scoring,
+            broken_genesis.clone(),
+        )];
+        let mut state = State::default();
+        state.apply(&Event::GenesisCreated(genesis));
+        let command = Authenticated {
+            signer: keys.governance[1].public(),
+            command: Command {
+                idempotency_key: b"p".to_vec(),
+                action: Action::ProposePlugin(PluginProposal {
+                    kind: PluginKind::Scoring,
+                    wasm: broken_pinned.clone().into(),
+                    activation_round: 1,
+                }),
+            },
+        };
+        let events = decide(&state, &command, &Context { time_ms: 1 }).unwrap();
+        apply(&mut state, &events);
+        let opened = open_round(state.governance());
+        apply(&mut state, &[opened]);
+
+        let input = reference::input(host::PluginKind::Scoring);
+        let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
+        assert_eq!(run.used, hash(defaults::SCORING));
+        let failed: Vec<Hash> = run
+            .events
+            .iter()
+            .map(|event| match event {
+                Event::PluginFallback(fallback) => fallback.failed_hash,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(failed, [hash(&broken_pinned), hash(&broken_genesis)]);
+    }
+}
