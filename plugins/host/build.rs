@@ -57,7 +57,12 @@ fn main() {
     let cargo_home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
-    let mut rustflags = vec![format!("--remap-path-prefix={}=blyan", workspace.display())];
+    let mut rustflags = vec![
+        format!("--remap-path-prefix={}=blyan", workspace.display()),
+        // 256 KiB of stack instead of 1 MiB: the policies don't recurse deeply, and a
+        // smaller initial memory is less for the host to map and zero per call.
+        "-Clink-arg=-zstack-size=262144".to_string(),
+    ];
     if let Some(cargo_home) = cargo_home {
         rustflags.push(format!(
             "--remap-path-prefix={}=cargo",

@@ -49,3 +49,97 @@ pub fn policy<K: PolicyKind>(
     let out_len = u32::try_from(output.len()).expect("blyan_policy: the output exceeds 4 GiB");
     ((u64::from(out_ptr) << 32) | u64::from(out_len)) as i64
 }
+
+/// The allocator of every plugin instance: a bump pointer over linear memory that
+/// never reuses memory, except that freeing or growing the most recent allocation
+/// does so in place.
+///
+/// Each call runs in a fresh instance that is thrown away afterwards, so freeing is
+/// wasted work: a bump pointer makes the many small allocations of protobuf decoding a
+/// pointer increment. The host's memory cap bounds what a call can take.
+pub struct BumpAllocator;
+
+const PAGE: usize = 65_536;
+const GROW_PAGES_MIN: usize = 2;
+
+/// The next free address; 0 until the first allocation. A plugin instance is single
+/// threaded, so relaxed atomics are plain loads and stores.
+static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn memory_end() -> usize {
+    core::arch::wasm32::memory_size(0) * PAGE
+}
+
+/// Makes `[.., end)` addressable, growing memory by whole pages; false when it can't.
+fn reserve(end: usize) -> bool {
+    let limit = memory_end();
+    if end <= limit {
+        return true;
+    }
+    // Grow by a few pages at least, so that a growing vector does not grow memory on
+    // every push; not more, as the host zeroes what a call made addressable.
+    let pages = (end - limit).div_ceil(PAGE).max(GROW_PAGES_MIN);
+    core::arch::wasm32::memory_grow(0, pages) != usize::MAX
+}
+
+// SAFETY: every block handed out is `[start, start + size)` with `start` aligned as the
+// layout asks, inside memory made addressable by `reserve`, and disjoint from every
+// other live block: the cursor only moves back over a block being freed or resized
+// that ends exactly at the cursor, i.e. the last one handed out.
+unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        use core::sync::atomic::Ordering::Relaxed;
+        let mut next = NEXT.load(Relaxed);
+        if next == 0 {
+            next = memory_end();
+        }
+        let start = next.next_multiple_of(layout.align());
+        let Some(end) = start.checked_add(layout.size()) else {
+            return core::ptr::null_mut();
+        };
+        if !reserve(end) {
+            return core::ptr::null_mut();
+        }
+        NEXT.store(end, Relaxed);
+        core::ptr::with_exposed_provenance_mut(start)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let start = ptr.expose_provenance();
+        if start + layout.size() == NEXT.load(Relaxed) {
+            NEXT.store(start, Relaxed);
+        }
+    }
+
+    unsafe fn realloc(
+        &self,
+        ptr: *mut u8,
+        layout: core::alloc::Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        use core::sync::atomic::Ordering::Relaxed;
+        let start = ptr.expose_provenance();
+        if start + layout.size() == NEXT.load(Relaxed) {
+            let Some(end) = start.checked_add(new_size) else {
+                return core::ptr::null_mut();
+            };
+            if !reserve(end) {
+                return core::ptr::null_mut();
+            }
+            NEXT.store(end, Relaxed);
+            return ptr;
+        }
+        // SAFETY: `new_size` with the old alignment is a valid layout (the caller
+        // guarantees it), and the new block is disjoint from the old one.
+        unsafe {
+            let new_layout =
+                core::alloc::Layout::from_size_align_unchecked(new_size, layout.align());
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            }
+            new
+        }
+    }
+}

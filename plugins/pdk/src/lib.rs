@@ -227,6 +227,25 @@ pub fn u128_to_pb(value: u128) -> pb::U128 {
     }
 }
 
+/// `(a * b / d, a * b % d)` for a quotient known to fit a `u64` (`a * b < d * 2^64`).
+///
+/// Exact for every such input. When the product fits a `u64` it divides in 64 bits:
+/// on wasm32 a 128-bit division is a slow software routine, while a 64-bit one is a
+/// single instruction, natively as in Wasm. Panics when `d` is 0 or the quotient does
+/// not fit.
+pub fn mul_div_rem(a: u64, b: u64, d: u64) -> (u64, u64) {
+    match a.checked_mul(b) {
+        Some(product) => (product / d, product % d),
+        None => {
+            let product = u128::from(a) * u128::from(b);
+            let d = u128::from(d);
+            let quotient =
+                u64::try_from(product / d).expect("mul_div_rem: the quotient fits a u64");
+            (quotient, (product % d) as u64)
+        }
+    }
+}
+
 /// Exports a sharding policy, a `fn(&pb::ShardingInput) -> pb::ShardingOutput`.
 ///
 /// Generates `pub fn run(input: &[u8]) -> Result<Vec<u8>, PolicyError>` in the calling
@@ -273,6 +292,10 @@ macro_rules! __export_policy {
             $crate::run_encoded::<$kind>(input, $policy)
         }
 
+        #[cfg(target_arch = "wasm32")]
+        #[global_allocator]
+        static ALLOCATOR: $crate::abi::BumpAllocator = $crate::abi::BumpAllocator;
+
         /// The ABI version this plugin implements.
         #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
@@ -303,6 +326,26 @@ macro_rules! __export_policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mul_div_rem_is_exact_on_both_paths() {
+        let cases = [
+            (0, 5, 3),
+            (7, 9, 4),
+            (u64::MAX, 1, 1),
+            (u64::MAX, u64::MAX - 1, u64::MAX),
+            (1 << 40, 1 << 40, (1 << 30) + 7),
+            (123_456_789_012, 987_654_321, 4_500_000_000_000),
+        ];
+        for (a, b, d) in cases {
+            let product = u128::from(a) * u128::from(b);
+            let expected = (
+                (product / u128::from(d)) as u64,
+                (product % u128::from(d)) as u64,
+            );
+            assert_eq!(mul_div_rem(a, b, d), expected, "{a} * {b} / {d}");
+        }
+    }
 
     fn scoring_input() -> pb::ScoringInput {
         pb::ScoringInput {

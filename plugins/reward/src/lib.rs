@@ -30,7 +30,7 @@
 
 use std::cmp::Reverse;
 
-use blyan_plugin_pdk::{pb, u128_from_pb, u128_to_pb};
+use blyan_plugin_pdk::{mul_div_rem, pb, u128_from_pb, u128_to_pb};
 
 blyan_plugin_pdk::export_reward!(reward);
 
@@ -55,7 +55,8 @@ fn split(pool: u128, score_total: u64, nodes: &[pb::NodeScore]) -> Vec<u128> {
         return vec![0; nodes.len()];
     }
     let total = u128::from(score_total);
-    let (quotient, remainder) = (pool / total, pool % total);
+    // r < S < 2^64, so r and every r * s_i / S (< s_i) fit a u64.
+    let (quotient, remainder) = (pool / total, (pool % total) as u64);
 
     let mut amounts = Vec::with_capacity(nodes.len());
     let mut fractions = Vec::with_capacity(nodes.len());
@@ -64,11 +65,9 @@ fn split(pool: u128, score_total: u64, nodes: &[pb::NodeScore]) -> Vec<u128> {
         let whole = quotient
             .checked_mul(score)
             .expect("reward: q * s_i is at most the pool");
-        let partial = remainder
-            .checked_mul(score)
-            .expect("reward: r * s_i fits 128 bits");
-        amounts.push(whole + partial / total);
-        fractions.push((partial % total) as u64);
+        let (partial, fraction) = mul_div_rem(remainder, node.score, score_total);
+        amounts.push(whole + u128::from(partial));
+        fractions.push(fraction);
     }
     let assigned = amounts
         .iter()

@@ -41,7 +41,7 @@
 
 use std::cmp::Reverse;
 
-use blyan_plugin_pdk::pb;
+use blyan_plugin_pdk::{mul_div_rem, pb};
 
 blyan_plugin_pdk::export_sharding!(shard);
 
@@ -74,15 +74,13 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
         rank[node as usize] = position;
     }
 
-    let items = u128::from(input.item_count);
-    let total = u128::from(capability_total);
     let mut quotas = Vec::with_capacity(order.len());
     let mut remainders = Vec::with_capacity(order.len());
     for node in &input.nodes {
-        let product = items * u128::from(node.capability);
         // quota <= item_count and remainder < total, so both fit a u64.
-        quotas.push((product / total) as u64);
-        remainders.push((product % total) as u64);
+        let (quota, remainder) = mul_div_rem(input.item_count, node.capability, capability_total);
+        quotas.push(quota);
+        remainders.push(remainder);
     }
     let assigned = quotas
         .iter()
