@@ -230,7 +230,7 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
     let message = pb::Event::decode(body)?;
     let cause = message.cause.map(signed_command_from_pb).transpose()?;
     let event = match required(message.kind, "event kind")? {
-        Kind::GenesisCreated(genesis) => Event::GenesisCreated(Genesis {
+        Kind::GenesisCreated(genesis) => Event::GenesisCreated(Box::new(Genesis {
             network_id: genesis.network_id,
             operator_key: key(&genesis.operator_key, "operator_key")?,
             burn_oracle_key: key(&genesis.burn_oracle_key, "burn_oracle_key")?,
@@ -251,7 +251,7 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                     ))
                 })
                 .collect::<Result<_, DecodeError>>()?,
-        }),
+        })),
         Kind::NodeRegistered(registered) => Event::NodeRegistered {
             node: key(&registered.node, "node")?,
             capabilities: capabilities_from_pb(required(registered.capabilities, "capabilities")?),

@@ -326,7 +326,7 @@ impl State {
                     self.genesis.is_none() && seq == 0,
                     "genesis must be the first event"
                 );
-                self.genesis = Some(genesis.clone());
+                self.genesis = Some(genesis.as_ref().clone());
                 self.governance = Governance::genesis(genesis, seq);
             }
             Event::NodeRegistered {
@@ -534,7 +534,7 @@ mod tests {
     }
 
     fn genesis() -> Event {
-        Event::GenesisCreated(Genesis {
+        Event::GenesisCreated(Box::new(Genesis {
             network_id: "test-net".into(),
             operator_key: Keypair::from_secret([1; 32]).public(),
             burn_oracle_key: oracle().public(),
@@ -545,7 +545,7 @@ mod tests {
                 ..Parameters::default()
             },
             plugins: Vec::new(),
-        })
+        }))
     }
 
     fn capabilities() -> Capabilities {

@@ -623,7 +623,7 @@ mod tests {
     }
 
     fn genesis(threshold: u32) -> Event {
-        Event::GenesisCreated(Genesis {
+        Event::GenesisCreated(Box::new(Genesis {
             network_id: "test-net".into(),
             operator_key: Keypair::from_secret([1; 32]).public(),
             burn_oracle_key: Keypair::from_secret([2; 32]).public(),
@@ -634,7 +634,7 @@ mod tests {
                 .into_iter()
                 .map(|kind| module(kind, 0))
                 .collect(),
-        })
+        }))
     }
 
     fn given(events: &[Event]) -> State {

@@ -240,7 +240,9 @@ pub struct Genesis {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    GenesisCreated(Genesis),
+    /// Boxed: the genesis is by far the largest event and appears once, while every
+    /// other event is moved through decode and apply by value.
+    GenesisCreated(Box<Genesis>),
     NodeRegistered {
         node: PublicKey,
         capabilities: Capabilities,

@@ -280,7 +280,7 @@ impl Engine {
         if replayer.is_empty() {
             let body = codec::encode_logged_event(&LoggedEvent {
                 cause: None,
-                event: Event::GenesisCreated(genesis.clone()),
+                event: Event::GenesisCreated(Box::new(genesis.clone())),
             });
             let record = Record::seal(0, blyan_sdk::record::GENESIS_PREV_HASH, now_ms(), body);
             store.append(&AppendBatch {

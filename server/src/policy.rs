@@ -128,7 +128,7 @@ mod tests {
             .map(|kind| PluginModule::new(kind, defaults::wasm(host_kind(kind))))
             .collect();
         let mut state = State::default();
-        state.apply(&Event::GenesisCreated(genesis));
+        state.apply(&Event::GenesisCreated(Box::new(genesis)));
         for (round, wasm) in (1..).zip(modules) {
             let command = Authenticated {
                 signer: keys.governance[0].public(),
@@ -198,7 +198,7 @@ mod tests {
             broken_genesis.clone(),
         )];
         let mut state = State::default();
-        state.apply(&Event::GenesisCreated(genesis));
+        state.apply(&Event::GenesisCreated(Box::new(genesis)));
         let command = Authenticated {
             signer: keys.governance[1].public(),
             command: Command {
