@@ -522,7 +522,7 @@ impl RootHasher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Given events, when a command, then events or a rejection.
 
     use super::*;
@@ -565,7 +565,8 @@ mod tests {
         }
     }
 
-    fn given(events: &[Event]) -> State {
+    /// The state after `events`; shared with the governance tests.
+    pub(crate) fn given(events: &[Event]) -> State {
         let mut state = State::default();
         for event in events {
             state.apply(event);
@@ -573,7 +574,12 @@ mod tests {
         state
     }
 
-    fn when(state: &State, signer: &Keypair, action: Action) -> Result<Vec<Event>, Rejection> {
+    /// `decide` on `action` signed by `signer`; shared with the governance tests.
+    pub(crate) fn when(
+        state: &State,
+        signer: &Keypair,
+        action: Action,
+    ) -> Result<Vec<Event>, Rejection> {
         let command = Authenticated {
             signer: signer.public(),
             command: Command {

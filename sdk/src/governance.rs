@@ -610,9 +610,10 @@ mod tests {
     //! Given events, when a command (or a round opens), then events or a rejection.
 
     use super::*;
-    use crate::core::{Authenticated, Context, State, decide};
+    use crate::core::State;
+    use crate::core::tests::{given, when};
     use crate::crypto::Keypair;
-    use crate::model::{Action, Command};
+    use crate::model::Action;
 
     fn governor(i: u8) -> Keypair {
         Keypair::from_secret([10 + i; 32])
@@ -635,25 +636,6 @@ mod tests {
                 .map(|kind| module(kind, 0))
                 .collect(),
         }))
-    }
-
-    fn given(events: &[Event]) -> State {
-        let mut state = State::default();
-        for event in events {
-            state.apply(event);
-        }
-        state
-    }
-
-    fn when(state: &State, signer: &Keypair, action: Action) -> Result<Vec<Event>, Rejection> {
-        let command = Authenticated {
-            signer: signer.public(),
-            command: Command {
-                idempotency_key: b"k".to_vec(),
-                action,
-            },
-        };
-        decide(state, &command, &Context { time_ms: 1 })
     }
 
     fn propose(kind: PluginKind, tag: u8, activation_round: u64) -> Action {
