@@ -13,6 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    prost_build::Config::new()
+        // The node keys of plugin inputs: a plugin decodes them as a slice of its
+        // input buffer, without a copy (see `blyan-plugin-pdk`).
+        .bytes([
+            ".blyan.v1.ShardingInput.node_keys",
+            ".blyan.v1.RewardInput.node_keys",
+        ])
+        .compile_fds(descriptors)?;
     Ok(())
 }

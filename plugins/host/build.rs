@@ -19,6 +19,8 @@ const PLUGINS: [(&str, &str); 3] = [
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
+include!("src/codegen.rs");
+
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest
@@ -33,6 +35,7 @@ fn main() {
         "schemas/proto",
         "schemas/src",
         "schemas/build.rs",
+        "plugins/host/src/codegen.rs",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -57,12 +60,8 @@ fn main() {
     let cargo_home = env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
-    let mut rustflags = vec![
-        format!("--remap-path-prefix={}=blyan", workspace.display()),
-        // 256 KiB of stack instead of 1 MiB: the policies don't recurse deeply, and a
-        // smaller initial memory is less for the host to map and zero per call.
-        "-Clink-arg=-zstack-size=262144".to_string(),
-    ];
+    let mut rustflags = vec![format!("--remap-path-prefix={}=blyan", workspace.display())];
+    rustflags.extend(PLUGIN_RUSTFLAGS.map(String::from));
     if let Some(cargo_home) = cargo_home {
         rustflags.push(format!(
             "--remap-path-prefix={}=cargo",

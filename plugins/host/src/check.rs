@@ -23,34 +23,47 @@ pub fn output(input: &pb::PolicyInput, output: &pb::PolicyOutput) -> Result<(), 
     }
 }
 
+/// The length of a node key in a `node_keys` column.
+pub const KEY_LEN: usize = 32;
+
 /// The shards cover `[0, item_count)` exactly once, and each names an input node.
 pub fn sharding(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Result<(), String> {
-    let nodes = input.nodes.len();
-    let mut shards: Vec<&pb::Shard> = output.shards.iter().collect();
-    for shard in &shards {
-        if shard.node_index as usize >= nodes {
+    let nodes = input.capabilities.len();
+    let count = output.node_indexes.len();
+    if output.starts.len() != count || output.counts.len() != count {
+        return Err(format!(
+            "the shard columns differ in length: {count} node indexes, {} starts, {} counts",
+            output.starts.len(),
+            output.counts.len()
+        ));
+    }
+    let mut shards: Vec<(u64, u64)> = Vec::with_capacity(count);
+    for ((&node_index, &start), &count) in output
+        .node_indexes
+        .iter()
+        .zip(&output.starts)
+        .zip(&output.counts)
+    {
+        if node_index as usize >= nodes {
             return Err(format!(
-                "a shard goes to node index {}, but only {nodes} nodes are eligible",
-                shard.node_index
+                "a shard goes to node index {node_index}, but only {nodes} nodes are eligible"
             ));
         }
-        if shard.count == 0 {
-            return Err(format!("the shard at item {} is empty", shard.start));
+        if count == 0 {
+            return Err(format!("the shard at item {start} is empty"));
         }
+        shards.push((start, count));
     }
-    shards.sort_unstable_by_key(|shard| shard.start);
+    shards.sort_unstable();
     let mut next = 0u64;
-    for shard in shards {
-        if shard.start < next {
-            return Err(format!("item {} is assigned twice", shard.start));
+    for (start, count) in shards {
+        if start < next {
+            return Err(format!("item {start} is assigned twice"));
         }
-        if shard.start > next {
+        if start > next {
             return Err(format!("item {next} is assigned to no node"));
         }
-        next = shard
-            .start
-            .checked_add(shard.count)
-            .ok_or("a shard ends past 2^64")?;
+        next = start.checked_add(count).ok_or("a shard ends past 2^64")?;
     }
     if next < input.item_count {
         return Err(format!("item {next} is assigned to no node"));
@@ -67,25 +80,29 @@ pub fn sharding(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Resul
 
 /// Exactly one score per delta, each in `[0, max_score]`, and 0 below the quorum.
 pub fn scoring(input: &pb::ScoringInput, output: &pb::ScoringOutput) -> Result<(), String> {
-    if output.scores.len() != input.deltas.len() {
+    let deltas = input.measurement_counts.len();
+    if output.scores.len() != deltas {
         return Err(format!(
-            "{} scores for {} deltas",
-            output.scores.len(),
-            input.deltas.len()
+            "{} scores for {deltas} deltas",
+            output.scores.len()
         ));
     }
-    let quorum = input.quorum.max(1) as usize;
-    for (index, (delta, &score)) in input.deltas.iter().zip(&output.scores).enumerate() {
+    let quorum = input.quorum.max(1);
+    for (index, (&measured, &score)) in input
+        .measurement_counts
+        .iter()
+        .zip(&output.scores)
+        .enumerate()
+    {
         if score > input.max_score {
             return Err(format!(
                 "delta {index} scored {score}, above the maximum {}",
                 input.max_score
             ));
         }
-        if delta.measurements.len() < quorum && score != 0 {
+        if measured < quorum && score != 0 {
             return Err(format!(
-                "delta {index} has {} measurements, short of the quorum of {quorum}, yet scored {score}",
-                delta.measurements.len()
+                "delta {index} has {measured} measurements, short of the quorum of {quorum}, yet scored {score}"
             ));
         }
     }
@@ -95,22 +112,32 @@ pub fn scoring(input: &pb::ScoringInput, output: &pb::ScoringOutput) -> Result<(
 /// One amount per node; a zero score gets 0; the amounts sum exactly to the pool, or
 /// to 0 when every score is 0 (the pool then carries over).
 pub fn reward(input: &pb::RewardInput, output: &pb::RewardOutput) -> Result<(), String> {
-    if output.amounts.len() != input.nodes.len() {
+    let nodes = input.scores.len();
+    let amounts = output.amounts_hi.len();
+    if output.amounts_lo.len() != amounts {
         return Err(format!(
-            "{} amounts for {} nodes",
-            output.amounts.len(),
-            input.nodes.len()
+            "the amount columns differ in length: {amounts} high halves, {} low halves",
+            output.amounts_lo.len()
         ));
+    }
+    if amounts != nodes {
+        return Err(format!("{amounts} amounts for {nodes} nodes"));
     }
     let pool = u128_of(input.pool.as_ref());
     let mut total_score = 0u128;
     let mut total = 0u128;
-    for (index, (node, amount)) in input.nodes.iter().zip(&output.amounts).enumerate() {
-        let amount = u128_of(Some(amount));
-        if node.score == 0 && amount != 0 {
+    for (index, ((&score, &hi), &lo)) in input
+        .scores
+        .iter()
+        .zip(&output.amounts_hi)
+        .zip(&output.amounts_lo)
+        .enumerate()
+    {
+        let amount = (u128::from(hi) << 64) | u128::from(lo);
+        if score == 0 && amount != 0 {
             return Err(format!("node {index} scored 0, yet gets {amount}"));
         }
-        total_score += u128::from(node.score);
+        total_score += u128::from(score);
         total = total
             .checked_add(amount)
             .ok_or("the amounts sum past 2^128")?;
@@ -132,40 +159,53 @@ pub fn input(input: &pb::PolicyInput) -> Result<(), String> {
             if i.seed.len() != 32 {
                 return Err("the seed is not 32 bytes".into());
             }
-            if i.item_count > 0 && i.nodes.is_empty() {
+            if i.item_count > 0 && i.capabilities.is_empty() {
                 return Err("items but no eligible node".into());
             }
-            if i.nodes.iter().any(|n| n.capability == 0) {
+            if i.capabilities.contains(&0) {
                 return Err("a node has capability 0".into());
             }
-            let capabilities = i
-                .nodes
-                .iter()
-                .map(|n| u128::from(n.capability))
-                .sum::<u128>();
+            let capabilities = i.capabilities.iter().map(|&c| u128::from(c)).sum::<u128>();
             if capabilities > u128::from(u64::MAX) {
                 return Err("capabilities sum past 2^64".into());
             }
-            ascending(i.nodes.iter().map(|n| n.node.as_slice()))
+            keys(&i.node_keys, i.capabilities.len())
         }
-        Some(policy_input::Kind::Scoring(_)) => Ok(()),
+        Some(policy_input::Kind::Scoring(i)) => {
+            let measured = i
+                .measurement_counts
+                .iter()
+                .map(|&count| u64::from(count))
+                .sum::<u64>();
+            if measured != i.measurements.len() as u64 {
+                return Err(format!(
+                    "the measurement counts sum to {measured}, but there are {} measurements",
+                    i.measurements.len()
+                ));
+            }
+            Ok(())
+        }
         Some(policy_input::Kind::Reward(i)) => {
-            let scores = i.nodes.iter().map(|n| u128::from(n.score)).sum::<u128>();
+            let scores = i.scores.iter().map(|&s| u128::from(s)).sum::<u128>();
             if scores > u128::from(u64::MAX) {
                 return Err("scores sum past 2^64".into());
             }
-            ascending(i.nodes.iter().map(|n| n.node.as_slice()))
+            keys(&i.node_keys, i.scores.len())
         }
     }
 }
 
-fn ascending<'a>(keys: impl Iterator<Item = &'a [u8]>) -> Result<(), String> {
-    let mut previous: Option<&[u8]> = None;
-    for key in keys {
-        if previous.is_some_and(|previous| previous >= key) {
-            return Err("nodes are not in strictly ascending key order".into());
-        }
-        previous = Some(key);
+/// `column` holds `nodes` keys of [`KEY_LEN`] bytes, in strictly ascending order.
+fn keys(column: &[u8], nodes: usize) -> Result<(), String> {
+    if column.len() != nodes * KEY_LEN {
+        return Err(format!(
+            "{} key bytes for {nodes} nodes of {KEY_LEN}-byte keys",
+            column.len()
+        ));
+    }
+    let keys: Vec<&[u8]> = column.chunks_exact(KEY_LEN).collect();
+    if keys.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err("nodes are not in strictly ascending key order".into());
     }
     Ok(())
 }
@@ -187,15 +227,17 @@ mod tests {
 
     fn shards(parts: &[(u32, u64, u64)]) -> pb::ShardingOutput {
         pb::ShardingOutput {
-            shards: parts
-                .iter()
-                .map(|&(node_index, start, count)| pb::Shard {
-                    node_index,
-                    start,
-                    count,
-                })
-                .collect(),
+            node_indexes: parts.iter().map(|part| part.0).collect(),
+            starts: parts.iter().map(|part| part.1).collect(),
+            counts: parts.iter().map(|part| part.2).collect(),
         }
+    }
+
+    fn node_keys(nodes: u8) -> prost::bytes::Bytes {
+        (0..nodes)
+            .flat_map(|i| [i; KEY_LEN])
+            .collect::<Vec<u8>>()
+            .into()
     }
 
     fn sharding_input(item_count: u64, nodes: u8) -> pb::ShardingInput {
@@ -203,12 +245,8 @@ mod tests {
             round: 1,
             seed: vec![0; 32],
             item_count,
-            nodes: (0..nodes)
-                .map(|i| pb::ShardingNode {
-                    node: vec![i; 32],
-                    capability: 1,
-                })
-                .collect(),
+            node_keys: node_keys(nodes),
+            capabilities: vec![1; usize::from(nodes)],
         }
     }
 
@@ -235,6 +273,13 @@ mod tests {
         assert!(empty.unwrap_err().contains("empty"));
         let overflow = sharding(&input, &shards(&[(0, 0, 10), (1, 10, u64::MAX)]));
         assert!(overflow.is_err());
+        let mut ragged = shards(&[(0, 0, 4), (1, 4, 6)]);
+        ragged.counts.pop();
+        assert!(
+            sharding(&input, &ragged)
+                .unwrap_err()
+                .contains("differ in length")
+        );
     }
 
     #[test]
@@ -243,16 +288,8 @@ mod tests {
             round: 1,
             quorum: 2,
             max_score: 100,
-            deltas: vec![
-                pb::DeltaMeasurements {
-                    delta_id: vec![1],
-                    measurements: vec![5, 7],
-                },
-                pb::DeltaMeasurements {
-                    delta_id: vec![2],
-                    measurements: vec![5],
-                },
-            ],
+            measurement_counts: vec![2, 1],
+            measurements: vec![5, 7, 5],
         };
         let out = |scores: &[u64]| pb::ScoringOutput {
             scores: scores.to_vec(),
@@ -276,19 +313,12 @@ mod tests {
         let input = pb::RewardInput {
             round: 1,
             pool: Some(u128_pb(10)),
-            nodes: vec![
-                pb::NodeScore {
-                    node: vec![1; 32],
-                    score: 1,
-                },
-                pb::NodeScore {
-                    node: vec![2; 32],
-                    score: 0,
-                },
-            ],
+            node_keys: node_keys(2),
+            scores: vec![1, 0],
         };
         let out = |amounts: &[u128]| pb::RewardOutput {
-            amounts: amounts.iter().map(|&a| u128_pb(a)).collect(),
+            amounts_hi: amounts.iter().map(|&a| (a >> 64) as u64).collect(),
+            amounts_lo: amounts.iter().map(|&a| a as u64).collect(),
         };
         assert_eq!(reward(&input, &out(&[10, 0])), Ok(()));
         assert!(
@@ -303,21 +333,23 @@ mod tests {
                 .contains("scored 0")
         );
         assert!(reward(&input, &out(&[10])).is_err());
-        let overflow = out(&[u128::MAX, 0]);
-        let mut big = input.clone();
-        big.nodes[1].score = 1;
+        let mut ragged = out(&[10, 0]);
+        ragged.amounts_hi.pop();
+        assert!(reward(&input, &ragged).unwrap_err().contains("halves"));
+        // The high halves count: 2^64 + 10 is not 10.
+        let mut high = out(&[10, 0]);
+        high.amounts_hi[0] = 1;
         assert!(
-            reward(
-                &big,
-                &pb::RewardOutput {
-                    amounts: vec![u128_pb(u128::MAX), u128_pb(u128::MAX)]
-                }
-            )
-            .is_err()
+            reward(&input, &high)
+                .unwrap_err()
+                .contains("must sum to 10")
         );
-        assert!(reward(&input, &overflow).is_err());
+        let mut big = input.clone();
+        big.scores[1] = 1;
+        assert!(reward(&big, &out(&[u128::MAX, u128::MAX])).is_err());
+        assert!(reward(&input, &out(&[u128::MAX, 0])).is_err());
         let mut nobody = input.clone();
-        nobody.nodes[0].score = 0;
+        nobody.scores[0] = 0;
         assert_eq!(reward(&nobody, &out(&[0, 0])), Ok(()));
         assert!(reward(&nobody, &out(&[10, 0])).is_err());
     }
@@ -335,13 +367,28 @@ mod tests {
     }
 
     #[test]
-    fn inputs_must_list_nodes_in_ascending_order() {
-        let mut sharding = sharding_input(4, 3);
+    fn inputs_must_list_one_key_per_node_in_ascending_order() {
         let wrap = |i: pb::ShardingInput| pb::PolicyInput {
             kind: Some(policy_input::Kind::Sharding(i)),
         };
+        let sharding = sharding_input(4, 3);
         assert_eq!(input(&wrap(sharding.clone())), Ok(()));
-        sharding.nodes.swap(0, 1);
-        assert!(input(&wrap(sharding)).is_err());
+        let mut swapped = sharding.clone();
+        let mut keys = swapped.node_keys.to_vec();
+        keys.swap(0, KEY_LEN);
+        swapped.node_keys = keys.into();
+        assert!(input(&wrap(swapped)).unwrap_err().contains("ascending"));
+        let mut short = sharding;
+        short.capabilities.push(1);
+        assert!(input(&wrap(short)).unwrap_err().contains("key bytes"));
+
+        let scoring = pb::PolicyInput {
+            kind: Some(policy_input::Kind::Scoring(pb::ScoringInput {
+                measurement_counts: vec![2, 2],
+                measurements: vec![1, 2, 3],
+                ..Default::default()
+            })),
+        };
+        assert!(input(&scoring).unwrap_err().contains("sum to 4"));
     }
 }

@@ -23,6 +23,8 @@ pub mod defaults;
 pub mod reference;
 pub mod sandbox;
 
+include!("codegen.rs");
+
 pub use blyan_schemas::v1 as pb;
 pub use sandbox::{Compiled, Conformance, Host, Limits, PluginError, RunOutcome};
 

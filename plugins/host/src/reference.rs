@@ -2,11 +2,15 @@
 //! corners a policy must get right (uneven capabilities, a delta short of the quorum,
 //! a harmful delta, a zero score, a pool that doesn't divide evenly).
 
-use crate::check::u128_pb;
+use crate::check::{KEY_LEN, u128_pb};
 use crate::{PluginKind, pb};
 
-fn key(i: u8) -> Vec<u8> {
-    vec![i; 32]
+/// The keys `[1; 32]`, `[2; 32]`, ..., `[count; 32]`, concatenated.
+fn node_keys(count: u8) -> prost::bytes::Bytes {
+    (1..=count)
+        .flat_map(|i| [i; KEY_LEN])
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 pub fn input(kind: PluginKind) -> pb::PolicyInput {
@@ -15,45 +19,32 @@ pub fn input(kind: PluginKind) -> pb::PolicyInput {
             round: 1,
             seed: (0..32).collect(),
             item_count: 1_000,
-            nodes: (1..=5)
-                .map(|i| pb::ShardingNode {
-                    node: key(i),
-                    capability: u64::from(i),
-                })
-                .collect(),
+            node_keys: node_keys(5),
+            capabilities: (1..=5).collect(),
         }),
-        PluginKind::Scoring => pb::policy_input::Kind::Scoring(pb::ScoringInput {
-            round: 1,
-            quorum: 3,
-            max_score: 1_000_000_000,
-            deltas: vec![
-                delta(1, &[120, 80, 100, 95]),
-                delta(2, &[-50, -20, -70]),
-                delta(3, &[500, 400]),
-                delta(4, &[i64::MAX, 10, 12, 11, i64::MIN]),
-            ],
-        }),
+        PluginKind::Scoring => {
+            let deltas: [&[i64]; 4] = [
+                &[120, 80, 100, 95],
+                &[-50, -20, -70],
+                &[500, 400],
+                &[i64::MAX, 10, 12, 11, i64::MIN],
+            ];
+            pb::policy_input::Kind::Scoring(pb::ScoringInput {
+                round: 1,
+                quorum: 3,
+                max_score: 1_000_000_000,
+                measurement_counts: deltas.iter().map(|delta| delta.len() as u32).collect(),
+                measurements: deltas.concat(),
+            })
+        }
         PluginKind::Reward => pb::policy_input::Kind::Reward(pb::RewardInput {
             round: 1,
             pool: Some(u128_pb(1_000_003)),
-            nodes: [0, 5, 7, 11]
-                .into_iter()
-                .zip(1..)
-                .map(|(score, i)| pb::NodeScore {
-                    node: key(i),
-                    score,
-                })
-                .collect(),
+            node_keys: node_keys(4),
+            scores: vec![0, 5, 7, 11],
         }),
     };
     pb::PolicyInput { kind: Some(kind) }
-}
-
-fn delta(id: u8, measurements: &[i64]) -> pb::DeltaMeasurements {
-    pb::DeltaMeasurements {
-        delta_id: vec![id],
-        measurements: measurements.to_vec(),
-    }
 }
 
 #[cfg(test)]

@@ -257,12 +257,18 @@ impl Host {
         let mut config = Config::new();
         config
             // Determinism: every NaN a float operation produces has the same bits,
-            // relaxed SIMD gives its one deterministic result, and there are no
-            // threads (wasmtime is built without the `threads` feature, and a shared
-            // memory is refused below).
+            // relaxed SIMD is off (a module using it does not validate; were it on,
+            // it would give its one deterministic result), and there are no threads
+            // (wasmtime is built without the `threads` feature, and a shared memory
+            // is refused below).
             .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
             .relaxed_simd_deterministic(true)
             .wasm_memory64(false)
+            // The wide-arithmetic proposal: 64 x 64 -> 128-bit multiplies and 128-bit
+            // adds as single instructions, which 128-bit money arithmetic needs.
+            // Integer-only, so deterministic.
+            .wasm_wide_arithmetic(true)
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(1 << 20)

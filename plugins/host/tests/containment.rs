@@ -118,6 +118,35 @@ fn malformed_bytes_are_refused() {
 }
 
 #[test]
+fn relaxed_simd_is_refused_and_wide_arithmetic_is_allowed() {
+    // The ABI version computed as the high half of 2^32 * 2^32, by i64.mul_wide_u.
+    let wide = hostile::with_policy(1, "(i64.const 0)", "").replace(
+        "(result i32) (i32.const 1)",
+        "(result i32) (i64.mul_wide_u (i64.const 0x100000000) (i64.const 0x100000000)) \
+         (i32.wrap_i64) (local.set 0) (drop) (local.get 0)",
+    );
+    let wide = wide.replace(
+        "(func (export \"blyan_abi_version\") (result i32)",
+        "(func (export \"blyan_abi_version\") (result i32) (local i32)",
+    );
+    let compiled = host()
+        .compile(&wasm(&wide))
+        .expect("wide arithmetic compiles");
+    assert_eq!(
+        compiled.hash(),
+        blyan_plugin_host::module_hash(&wasm(&wide))
+    );
+
+    let relaxed = hostile::with_policy(
+        1,
+        "(drop (i32x4.relaxed_trunc_f32x4_s (v128.const i32x4 0 0 0 0))) (i64.const 0)",
+        "",
+    );
+    let error = refused(PluginKind::Scoring, &wasm(&relaxed));
+    assert_eq!(error.code(), "plugin_malformed", "{error}");
+}
+
+#[test]
 fn an_oversized_module_is_refused_before_it_is_compiled() {
     let max = Limits::default().module_bytes_max;
     let module = hostile::padded_to(wasm(&hostile::trap()), max + 1);

@@ -48,9 +48,13 @@ fn assert_same(
     assert_eq!(check::output(&input, &output), Ok(()), "{kind}");
 }
 
-fn keys(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Vec<u8>>> {
-    // Distinct keys, ascending (a BTreeSet iterates in order), as the host sends them.
-    btree_set(any::<[u8; 32]>(), count).prop_map(|keys| keys.into_iter().map(Vec::from).collect())
+/// Distinct keys, ascending (a BTreeSet iterates in order), as the host sends them:
+/// the key column and the number of keys.
+fn keys(count: std::ops::Range<usize>) -> impl Strategy<Value = (Vec<u8>, usize)> {
+    btree_set(any::<[u8; 32]>(), count).prop_map(|keys| {
+        let count = keys.len();
+        (keys.into_iter().flatten().collect(), count)
+    })
 }
 
 fn sharding() -> impl Strategy<Value = pb::PolicyInput> {
@@ -58,8 +62,7 @@ fn sharding() -> impl Strategy<Value = pb::PolicyInput> {
         any::<u64>(),
         any::<[u8; 32]>(),
         prop_oneof![0u64..50, 0u64..1_000_000, Just(u64::MAX / 2)],
-        keys(1..40).prop_flat_map(|keys| {
-            let count = keys.len();
+        keys(1..40).prop_flat_map(|(keys, count)| {
             (
                 Just(keys),
                 vec(
@@ -69,21 +72,17 @@ fn sharding() -> impl Strategy<Value = pb::PolicyInput> {
             )
         }),
     )
-        .prop_map(|(round, seed, item_count, (keys, capabilities))| {
-            let nodes = keys
-                .into_iter()
-                .zip(capabilities)
-                .map(|(node, capability)| pb::ShardingNode { node, capability })
-                .collect();
-            pb::PolicyInput {
+        .prop_map(
+            |(round, seed, item_count, (node_keys, capabilities))| pb::PolicyInput {
                 kind: Some(pb::policy_input::Kind::Sharding(pb::ShardingInput {
                     round,
                     seed: seed.to_vec(),
                     item_count,
-                    nodes,
+                    node_keys: node_keys.into(),
+                    capabilities,
                 })),
-            }
-        })
+            },
+        )
 }
 
 fn scoring() -> impl Strategy<Value = pb::PolicyInput> {
@@ -97,20 +96,15 @@ fn scoring() -> impl Strategy<Value = pb::PolicyInput> {
         any::<u64>(),
         0u32..8,
         prop_oneof![Just(0u64), 1u64..1_000, Just(1u64 << 40), Just(u64::MAX)],
-        vec((vec(any::<u8>(), 0..8), vec(measurement, 0..20)), 0..30),
+        vec(vec(measurement, 0..20), 0..30),
     )
         .prop_map(|(round, quorum, max_score, deltas)| pb::PolicyInput {
             kind: Some(pb::policy_input::Kind::Scoring(pb::ScoringInput {
                 round,
                 quorum,
                 max_score,
-                deltas: deltas
-                    .into_iter()
-                    .map(|(delta_id, measurements)| pb::DeltaMeasurements {
-                        delta_id,
-                        measurements,
-                    })
-                    .collect(),
+                measurement_counts: deltas.iter().map(|delta| delta.len() as u32).collect(),
+                measurements: deltas.concat(),
             })),
         })
 }
@@ -119,8 +113,7 @@ fn reward() -> impl Strategy<Value = pb::PolicyInput> {
     (
         any::<u64>(),
         prop_oneof![any::<u128>(), 0u128..1_000, Just(u128::MAX)],
-        keys(0..40).prop_flat_map(|keys| {
-            let count = keys.len();
+        keys(0..40).prop_flat_map(|(keys, count)| {
             (
                 Just(keys),
                 vec(prop_oneof![Just(0u64), 0u64..100, 0u64..(1 << 40)], count),
@@ -131,11 +124,8 @@ fn reward() -> impl Strategy<Value = pb::PolicyInput> {
             kind: Some(pb::policy_input::Kind::Reward(pb::RewardInput {
                 round,
                 pool: Some(u128_pb(pool)),
-                nodes: keys
-                    .into_iter()
-                    .zip(scores)
-                    .map(|(node, score)| pb::NodeScore { node, score })
-                    .collect(),
+                node_keys: keys.into(),
+                scores,
             })),
         })
 }

@@ -8,7 +8,7 @@
 
 #![allow(unsafe_code)]
 
-use crate::{PolicyKind, run_encoded};
+use crate::{PolicyKind, run_decoded};
 
 /// A pointer to `len` zeroed bytes that the host may write; 0 when `len < 0`.
 pub fn alloc(len: i32) -> i32 {
@@ -28,7 +28,7 @@ pub fn policy<K: PolicyKind>(
     policy: impl FnOnce(&K::Input) -> K::Output,
 ) -> i64 {
     let len = usize::try_from(len).expect("blyan_policy: a negative input length");
-    let input: &[u8] = if len == 0 {
+    let input: &'static [u8] = if len == 0 {
         &[]
     } else {
         let address = ptr as u32 as usize;
@@ -37,11 +37,12 @@ pub fn policy<K: PolicyKind>(
         // SAFETY: the ABI has the host pass back a pointer that `alloc` returned for at
         // least `len` bytes (a leaked, never freed, initialised buffer whose provenance
         // `alloc` exposed) after writing the input there. Nothing in this instance
-        // writes to that buffer while the slice lives: the policy only reads its
-        // decoded copy, and every allocation made meanwhile is a fresh one.
+        // ever writes to that buffer again, so it may be borrowed for the instance's
+        // whole life: the decoded input refers to it (its key columns are slices of
+        // it) and is only read, and every allocation made meanwhile is a fresh one.
         unsafe { std::slice::from_raw_parts(data, len) }
     };
-    let output = match run_encoded::<K>(input, policy) {
+    let output = match run_decoded::<K>(prost::bytes::Bytes::from_static(input), policy) {
         Ok(output) => Vec::leak(output),
         Err(error) => panic!("blyan_policy: {error}"),
     };
@@ -65,6 +66,10 @@ const GROW_PAGES_MIN: usize = 2;
 /// The next free address; 0 until the first allocation. A plugin instance is single
 /// threaded, so relaxed atomics are plain loads and stores.
 static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// The end of the memory ever handed out: everything from here on is still as
+/// `memory.grow` made it, zeroed, so `alloc_zeroed` need not zero it again.
+static PRISTINE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 fn memory_end() -> usize {
     core::arch::wasm32::memory_size(0) * PAGE
@@ -101,7 +106,25 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
             return core::ptr::null_mut();
         }
         NEXT.store(end, Relaxed);
+        PRISTINE.store(PRISTINE.load(Relaxed).max(end), Relaxed);
         core::ptr::with_exposed_provenance_mut(start)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
+        use core::sync::atomic::Ordering::Relaxed;
+        let pristine = PRISTINE.load(Relaxed);
+        // SAFETY: the caller's layout is passed on unchanged.
+        let block = unsafe { self.alloc(layout) };
+        if !block.is_null() {
+            // Only the part below the old pristine mark can hold earlier data: the
+            // heap starts at the end of the initial memory, and every page above it
+            // came zeroed from `memory.grow`.
+            let start = block.expose_provenance();
+            let dirty = pristine.saturating_sub(start).min(layout.size());
+            // SAFETY: `[block, block + dirty)` lies within the block just allocated.
+            unsafe { core::ptr::write_bytes(block, 0, dirty) };
+        }
+        block
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
@@ -128,6 +151,7 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
                 return core::ptr::null_mut();
             }
             NEXT.store(end, Relaxed);
+            PRISTINE.store(PRISTINE.load(Relaxed).max(end), Relaxed);
             return ptr;
         }
         // SAFETY: `new_size` with the old alignment is a valid layout (the caller

@@ -33,7 +33,7 @@
 //! /// Gives every delta the highest score, quorum or not.
 //! pub fn score(input: &pb::ScoringInput) -> pb::ScoringOutput {
 //!     pb::ScoringOutput {
-//!         scores: input.deltas.iter().map(|_| input.max_score).collect(),
+//!         scores: input.measurement_counts.iter().map(|_| input.max_score).collect(),
 //!     }
 //! }
 //!
@@ -43,7 +43,7 @@
 //! #     let input = pb::PolicyInput {
 //! #         kind: Some(pb::policy_input::Kind::Scoring(pb::ScoringInput {
 //! #             max_score: 7,
-//! #             deltas: vec![pb::DeltaMeasurements::default(); 2],
+//! #             measurement_counts: vec![0, 0],
 //! #             ..Default::default()
 //! #         })),
 //! #     };
@@ -202,6 +202,15 @@ pub fn run_encoded<K: PolicyKind>(
     input: &[u8],
     policy: impl FnOnce(&K::Input) -> K::Output,
 ) -> Result<Vec<u8>, PolicyError> {
+    run_decoded::<K>(prost::bytes::Bytes::copy_from_slice(input), policy)
+}
+
+/// [`run_encoded`] on an input that outlives the call: its node keys and delta ids
+/// are decoded as slices of it, without a copy.
+pub(crate) fn run_decoded<K: PolicyKind>(
+    input: prost::bytes::Bytes,
+    policy: impl FnOnce(&K::Input) -> K::Output,
+) -> Result<Vec<u8>, PolicyError> {
     let input = pb::PolicyInput::decode(input).map_err(PolicyError::Decode)?;
     let kind = input.kind.ok_or(PolicyError::MissingKind)?;
     let input = K::input(kind).map_err(|other| PolicyError::WrongKind {
@@ -212,6 +221,73 @@ pub fn run_encoded<K: PolicyKind>(
         kind: Some(K::output(policy(&input))),
     };
     Ok(output.encode_to_vec())
+}
+
+/// The length of a node key in a `node_keys` column.
+pub const KEY_LEN: usize = 32;
+
+/// The keys of a `node_keys` column, in order. Panics when the column's length is not
+/// a multiple of [`KEY_LEN`].
+pub fn node_keys(column: &[u8]) -> impl ExactSizeIterator<Item = &[u8; KEY_LEN]> {
+    assert!(
+        column.len().is_multiple_of(KEY_LEN),
+        "node_keys: {} bytes is not a whole number of {KEY_LEN}-byte keys",
+        column.len()
+    );
+    column
+        .chunks_exact(KEY_LEN)
+        .map(|key| key.try_into().expect("chunks of KEY_LEN bytes"))
+}
+
+/// Each delta's measurements, in delta order: `input.measurements` cut by
+/// `input.measurement_counts`. Panics when the counts don't add up to the
+/// measurements.
+pub fn delta_measurements(input: &pb::ScoringInput) -> impl ExactSizeIterator<Item = &[i64]> {
+    let total = input
+        .measurement_counts
+        .iter()
+        .map(|&count| count as usize)
+        .try_fold(0usize, usize::checked_add);
+    assert_eq!(
+        total,
+        Some(input.measurements.len()),
+        "delta_measurements: the counts do not add up to the measurements"
+    );
+    let mut rest = input.measurements.as_slice();
+    input.measurement_counts.iter().map(move |&count| {
+        let (measurements, after) = rest.split_at(count as usize);
+        rest = after;
+        measurements
+    })
+}
+
+/// A reward output from one amount per node.
+pub fn reward_output(amounts: impl ExactSizeIterator<Item = u128>) -> pb::RewardOutput {
+    let mut output = pb::RewardOutput {
+        amounts_hi: Vec::with_capacity(amounts.len()),
+        amounts_lo: Vec::with_capacity(amounts.len()),
+    };
+    for amount in amounts {
+        output.amounts_hi.push((amount >> 64) as u64);
+        output.amounts_lo.push(amount as u64);
+    }
+    output
+}
+
+/// The amounts of a reward output, one per node. Panics when its columns differ in
+/// length.
+pub fn reward_amounts(output: &pb::RewardOutput) -> Vec<u128> {
+    assert_eq!(
+        output.amounts_hi.len(),
+        output.amounts_lo.len(),
+        "reward_amounts: the columns differ in length"
+    );
+    output
+        .amounts_hi
+        .iter()
+        .zip(&output.amounts_lo)
+        .map(|(&hi, &lo)| (u128::from(hi) << 64) | u128::from(lo))
+        .collect()
 }
 
 /// The value of a [`pb::U128`]: `hi * 2^64 + lo`.
@@ -227,23 +303,129 @@ pub fn u128_to_pb(value: u128) -> pb::U128 {
     }
 }
 
-/// `(a * b / d, a * b % d)` for a quotient known to fit a `u64` (`a * b < d * 2^64`).
+/// A `u64` divisor for many divisions of 128-bit numbers: each is a few 64-bit
+/// multiplications by a precomputed reciprocal instead of a division (Möller and
+/// Granlund, "Improved division by invariant integers", 2011, algorithm 4).
 ///
-/// Exact for every such input. When the product fits a `u64` it divides in 64 bits:
-/// on wasm32 a 128-bit division is a slow software routine, while a 64-bit one is a
-/// single instruction, natively as in Wasm. Panics when `d` is 0 or the quotient does
-/// not fit.
-pub fn mul_div_rem(a: u64, b: u64, d: u64) -> (u64, u64) {
-    match a.checked_mul(b) {
-        Some(product) => (product / d, product % d),
-        None => {
-            let product = u128::from(a) * u128::from(b);
-            let d = u128::from(d);
-            let quotient =
-                u64::try_from(product / d).expect("mul_div_rem: the quotient fits a u64");
-            (quotient, (product % d) as u64)
+/// A 128-bit division is a slow software routine on every target, and on wasm32 a
+/// 64 x 64 -> 128-bit multiply is one instruction only with the `wide-arithmetic`
+/// feature (the default plugins are built with it; see [`mul_wide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Divisor {
+    /// The divisor shifted left until its top bit is set.
+    normalized: u64,
+    shift: u32,
+    /// `floor((2^128 - 1) / normalized) - 2^64`.
+    reciprocal: u64,
+}
+
+impl Divisor {
+    /// Panics when `divisor` is 0.
+    pub fn new(divisor: u64) -> Divisor {
+        assert!(divisor != 0, "Divisor: division by zero");
+        let shift = divisor.leading_zeros();
+        let normalized = divisor << shift;
+        // normalized >= 2^63, so the quotient is below 2^65 and at least 2^64.
+        let reciprocal = (u128::MAX / u128::from(normalized) - (1 << 64)) as u64;
+        Divisor {
+            normalized,
+            shift,
+            reciprocal,
         }
     }
+
+    /// The divisor.
+    pub fn get(self) -> u64 {
+        self.normalized >> self.shift
+    }
+
+    /// `(high * 2^64 + low) / d` and its remainder, for `high < d` (so the quotient
+    /// fits a `u64`). Panics otherwise.
+    #[inline]
+    pub fn div_rem_wide(self, high: u64, low: u64) -> (u64, u64) {
+        assert!(high < self.get(), "Divisor: the quotient fits a u64");
+        // Shift the dividend with the divisor; high < d keeps it within 128 bits.
+        let (high, low) = if self.shift == 0 {
+            (high, low)
+        } else {
+            (
+                (high << self.shift) | (low >> (64 - self.shift)),
+                low << self.shift,
+            )
+        };
+        let (product_high, product_low) = mul_wide(self.reciprocal, high);
+        let estimate = ((u128::from(product_high) << 64) | u128::from(product_low))
+            .wrapping_add((u128::from(high) << 64) | u128::from(low));
+        let mut quotient = ((estimate >> 64) as u64).wrapping_add(1);
+        let mut remainder = low.wrapping_sub(quotient.wrapping_mul(self.normalized));
+        if remainder > estimate as u64 {
+            quotient = quotient.wrapping_sub(1);
+            remainder = remainder.wrapping_add(self.normalized);
+        }
+        if remainder >= self.normalized {
+            quotient += 1;
+            remainder -= self.normalized;
+        }
+        (quotient, remainder >> self.shift)
+    }
+
+    /// `(a * b / d, a * b % d)` for a quotient known to fit a `u64`
+    /// (`a * b < d * 2^64`). Panics otherwise.
+    #[inline]
+    pub fn mul_div_rem(self, a: u64, b: u64) -> (u64, u64) {
+        let (high, low) = mul_wide(a, b);
+        self.div_rem_wide(high, low)
+    }
+}
+
+/// `a * b` exactly, as its (high, low) 64-bit halves.
+///
+/// A `u128` multiply where the `wide-arithmetic` feature provides it (natively, and
+/// on wasm32 built with `-C target-feature=+wide-arithmetic`, which the host
+/// enables); otherwise, on wasm32, four 32 x 32 -> 64-bit products, as a `u128`
+/// multiply would be a call into a software routine.
+#[inline]
+pub fn mul_wide(a: u64, b: u64) -> (u64, u64) {
+    if cfg!(all(
+        target_arch = "wasm32",
+        not(target_feature = "wide-arithmetic")
+    )) {
+        mul_wide_halves(a, b)
+    } else {
+        let product = u128::from(a) * u128::from(b);
+        ((product >> 64) as u64, product as u64)
+    }
+}
+
+/// [`mul_wide`] from four 32 x 32 -> 64-bit products.
+#[doc(hidden)]
+#[inline]
+pub fn mul_wide_halves(a: u64, b: u64) -> (u64, u64) {
+    const LOW: u64 = 0xffff_ffff;
+    let (a_low, a_high) = (a & LOW, a >> 32);
+    let (b_low, b_high) = (b & LOW, b >> 32);
+    let low_low = a_low * b_low;
+    let low_high = a_low * b_high;
+    let high_low = a_high * b_low;
+    let high_high = a_high * b_high;
+    // At most 3 * (2^32 - 1): no overflow.
+    let middle = (low_low >> 32) + (low_high & LOW) + (high_low & LOW);
+    let low = (low_low & LOW) | (middle << 32);
+    let high = high_high + (low_high >> 32) + (high_low >> 32) + (middle >> 32);
+    (high, low)
+}
+
+/// `a * b`, or `None` when it overflows a `u128`; on wasm32 without a 128-bit
+/// multiply (see [`mul_wide`]).
+#[inline]
+pub fn checked_mul_u128_u64(a: u128, b: u64) -> Option<u128> {
+    let (low_high, low_low) = mul_wide(a as u64, b);
+    let (high_high, high_low) = mul_wide((a >> 64) as u64, b);
+    if high_high != 0 {
+        return None;
+    }
+    let high = high_low.checked_add(low_high)?;
+    Some((u128::from(high) << 64) | u128::from(low_low))
 }
 
 /// Exports a sharding policy, a `fn(&pb::ShardingInput) -> pb::ShardingOutput`.
@@ -327,23 +509,100 @@ macro_rules! __export_policy {
 mod tests {
     use super::*;
 
+    fn wide(a: u64, b: u64) -> (u64, u64) {
+        let product = u128::from(a) * u128::from(b);
+        ((product >> 64) as u64, product as u64)
+    }
+
+    fn divided(high: u64, low: u64, d: u64) -> (u64, u64) {
+        let dividend = (u128::from(high) << 64) | u128::from(low);
+        let d = u128::from(d);
+        ((dividend / d) as u64, (dividend % d) as u64)
+    }
+
     #[test]
-    fn mul_div_rem_is_exact_on_both_paths() {
-        let cases = [
-            (0, 5, 3),
-            (7, 9, 4),
-            (u64::MAX, 1, 1),
-            (u64::MAX, u64::MAX - 1, u64::MAX),
-            (1 << 40, 1 << 40, (1 << 30) + 7),
-            (123_456_789_012, 987_654_321, 4_500_000_000_000),
+    fn wide_arithmetic_is_exact_at_the_edges() {
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            (1 << 32) - 1,
+            1 << 32,
+            (1 << 32) + 1,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
         ];
-        for (a, b, d) in cases {
-            let product = u128::from(a) * u128::from(b);
-            let expected = (
-                (product / u128::from(d)) as u64,
-                (product % u128::from(d)) as u64,
+        for a in edges {
+            for b in edges {
+                assert_eq!(mul_wide_halves(a, b), wide(a, b), "{a} * {b}");
+                assert_eq!(mul_wide(a, b), wide(a, b), "{a} * {b}");
+                let Some(d) = (b != 0).then_some(b) else {
+                    continue;
+                };
+                let divisor = Divisor::new(d);
+                assert_eq!(divisor.get(), d);
+                for high in [0, d / 2, d - 1] {
+                    assert_eq!(
+                        divisor.div_rem_wide(high, a),
+                        divided(high, a, d),
+                        "({high}, {a}) / {d}"
+                    );
+                }
+                assert_eq!(divisor.mul_div_rem(a, b), (a, 0), "{a} * {d} / {d}");
+                assert_eq!(divisor.mul_div_rem(a, 1), (a / d, a % d), "{a} / {d}");
+            }
+        }
+        assert_eq!(checked_mul_u128_u64(u128::MAX, 1), Some(u128::MAX));
+        assert_eq!(checked_mul_u128_u64(u128::MAX, 2), None);
+        assert_eq!(
+            checked_mul_u128_u64(1 << 64, u64::MAX),
+            Some(u128::from(u64::MAX) << 64)
+        );
+        assert_eq!(
+            checked_mul_u128_u64((1 << 64) + u128::from(u64::MAX), u64::MAX),
+            None
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "fits a u64")]
+    fn a_quotient_past_a_u64_panics() {
+        Divisor::new(10).div_rem_wide(10, 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn wide_arithmetic_matches_u128(
+            a: u64,
+            b: u64,
+            d in 1u64..,
+            fraction: u64,
+            wide_a: u128,
+        ) {
+            proptest::prop_assert_eq!(mul_wide_halves(a, b), wide(a, b));
+            // Any high < d: a fraction of d, for this d and a smaller one (where the
+            // normalising shift is larger).
+            for d in [d, d >> (d % 64)] {
+                if d == 0 {
+                    continue;
+                }
+                let high = ((u128::from(fraction) * u128::from(d)) >> 64) as u64;
+                proptest::prop_assert_eq!(
+                    Divisor::new(d).div_rem_wide(high, a),
+                    divided(high, a, d)
+                );
+            }
+            let (high, low) = wide(a, b);
+            if high < d {
+                proptest::prop_assert_eq!(Divisor::new(d).mul_div_rem(a, b), divided(high, low, d));
+            }
+            proptest::prop_assert_eq!(
+                checked_mul_u128_u64(wide_a, b),
+                wide_a.checked_mul(u128::from(b))
             );
-            assert_eq!(mul_div_rem(a, b, d), expected, "{a} * {b} / {d}");
         }
     }
 
@@ -352,21 +611,45 @@ mod tests {
             round: 3,
             quorum: 1,
             max_score: 10,
-            deltas: vec![pb::DeltaMeasurements {
-                delta_id: vec![1, 2],
-                measurements: vec![4, -2],
-            }],
+            measurement_counts: vec![2],
+            measurements: vec![4, -2],
         }
     }
 
     fn count_measurements(input: &pb::ScoringInput) -> pb::ScoringOutput {
         pb::ScoringOutput {
-            scores: input
-                .deltas
-                .iter()
-                .map(|delta| delta.measurements.len() as u64)
+            scores: delta_measurements(input)
+                .map(|measurements| measurements.len() as u64)
                 .collect(),
         }
+    }
+
+    #[test]
+    fn columns_are_cut_into_keys_deltas_and_amounts() {
+        let keys: Vec<u8> = (0..64).collect();
+        let cut: Vec<&[u8; KEY_LEN]> = node_keys(&keys).collect();
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[1][0], 32);
+        assert!(std::panic::catch_unwind(|| node_keys(&keys[..40]).count()).is_err());
+
+        let input = pb::ScoringInput {
+            measurement_counts: vec![2, 0, 3],
+            measurements: vec![1, 2, 3, 4, 5],
+            ..Default::default()
+        };
+        let deltas: Vec<&[i64]> = delta_measurements(&input).collect();
+        assert_eq!(deltas, [&[1, 2][..], &[], &[3, 4, 5]]);
+        let short = pb::ScoringInput {
+            measurement_counts: vec![2, 4],
+            ..input.clone()
+        };
+        assert!(std::panic::catch_unwind(|| delta_measurements(&short).count()).is_err());
+
+        let amounts = [0, 7, u128::MAX, 1 << 64];
+        let output = reward_output(amounts.into_iter());
+        assert_eq!(output.amounts_hi, [0, 0, u64::MAX, 1]);
+        assert_eq!(output.amounts_lo, [0, 7, u64::MAX, 0]);
+        assert_eq!(reward_amounts(&output), amounts);
     }
 
     #[test]

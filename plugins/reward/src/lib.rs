@@ -7,12 +7,12 @@
 //!
 //! # Specification
 //!
-//! Input: `pool` (`P`, a 128-bit amount; absent means 0) and `nodes`, each with a
-//! `node` key and a `score`. `round` is not read. The output holds exactly one amount
-//! per node, in input order:
+//! Input: `pool` (`P`, a 128-bit amount; absent means 0) and, per node, its key (in
+//! `node_keys`) and its `score`. `round` is not read. The output holds exactly one
+//! amount per node, in input order:
 //!
 //! 1. **Total.** `S` is the sum of the scores; the policy traps if it overflows a
-//!    `u64`.
+//!    `u64`, or if `node_keys` does not hold exactly one 32-byte key per score.
 //! 2. **Nothing earned.** If `S = 0` (no nodes, or all scores 0), every amount is 0 and
 //!    the pool carries over.
 //! 3. **Base amounts.** Otherwise, with `q = P / S` and `r = P mod S`, node `i` with
@@ -28,70 +28,96 @@
 //! So the amounts sum to exactly `P`, each is `floor` or `ceil` of its exact share
 //! `P * s_i / S`, and a node with score 0 gets 0 (its base and remainder are both 0).
 
-use std::cmp::Reverse;
-
-use blyan_plugin_pdk::{mul_div_rem, pb, u128_from_pb, u128_to_pb};
+use blyan_plugin_pdk::{Divisor, KEY_LEN, checked_mul_u128_u64, node_keys, pb, u128_from_pb};
 
 blyan_plugin_pdk::export_reward!(reward);
 
-/// Splits `input.pool` among `input.nodes`, as the crate documentation specifies.
-/// Panics (traps, in the plugin) if the scores overflow a `u64`.
+/// Splits `input.pool` among the nodes, as the crate documentation specifies.
+/// Panics (traps, in the plugin) if the scores overflow a `u64` or the keys don't
+/// match the scores.
 pub fn reward(input: &pb::RewardInput) -> pb::RewardOutput {
-    let score_total = input.nodes.iter().fold(0u64, |total, node| {
+    let scores = &input.scores;
+    assert_eq!(
+        node_keys(&input.node_keys).len(),
+        scores.len(),
+        "reward: one key per score"
+    );
+    let score_total = scores.iter().fold(0u64, |total, &score| {
         total
-            .checked_add(node.score)
+            .checked_add(score)
             .expect("reward: the scores overflow a u64")
     });
     let pool = input.pool.as_ref().map_or(0, u128_from_pb);
-    let amounts = split(pool, score_total, &input.nodes);
-    pb::RewardOutput {
-        amounts: amounts.into_iter().map(u128_to_pb).collect(),
-    }
+    split(pool, score_total, &input.node_keys, scores)
 }
 
-/// Steps 2 to 4: `pool` split among `nodes`, whose scores sum to `score_total`.
-fn split(pool: u128, score_total: u64, nodes: &[pb::NodeScore]) -> Vec<u128> {
+/// Steps 2 to 4: `pool` split among the nodes with `keys` (one per score) and
+/// `scores`, which sum to `score_total`. One pass computes every base amount; only
+/// the leftover units need a second look, at the nodes they go to.
+fn split(pool: u128, score_total: u64, keys: &[u8], scores: &[u64]) -> pb::RewardOutput {
+    let nodes = scores.len();
     if score_total == 0 {
-        return vec![0; nodes.len()];
+        return pb::RewardOutput {
+            amounts_hi: vec![0; nodes],
+            amounts_lo: vec![0; nodes],
+        };
     }
     let total = u128::from(score_total);
     // r < S < 2^64, so r and every r * s_i / S (< s_i) fit a u64.
     let (quotient, remainder) = (pool / total, (pool % total) as u64);
+    let divisor = Divisor::new(score_total);
 
-    let mut amounts = Vec::with_capacity(nodes.len());
-    let mut fractions = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        let score = u128::from(node.score);
-        let whole = quotient
-            .checked_mul(score)
-            .expect("reward: q * s_i is at most the pool");
-        let (partial, fraction) = mul_div_rem(remainder, node.score, score_total);
-        amounts.push(whole + u128::from(partial));
-        fractions.push(fraction);
+    let mut output = pb::RewardOutput {
+        amounts_hi: Vec::with_capacity(nodes),
+        amounts_lo: Vec::with_capacity(nodes),
+    };
+    // (frac_i, i) of every node with a nonzero remainder: the candidates for a
+    // leftover unit.
+    let mut inexact: Vec<(u64, u32)> = Vec::with_capacity(nodes);
+    let mut assigned = 0u128;
+    for (index, &score) in (0u32..).zip(scores) {
+        let whole =
+            checked_mul_u128_u64(quotient, score).expect("reward: q * s_i is at most the pool");
+        let (partial, fraction) = divisor.mul_div_rem(remainder, score);
+        let amount = whole + u128::from(partial);
+        assigned = assigned
+            .checked_add(amount)
+            .expect("reward: the base amounts sum to at most the pool");
+        output.amounts_hi.push((amount >> 64) as u64);
+        output.amounts_lo.push(amount as u64);
+        if fraction > 0 {
+            inexact.push((fraction, index));
+        }
     }
-    let assigned = amounts
-        .iter()
-        .try_fold(0u128, |sum, &amount| sum.checked_add(amount))
-        .expect("reward: the base amounts sum to at most the pool");
     let leftover = pool - assigned;
-    let fractional = fractions.iter().filter(|&&fraction| fraction > 0).count();
     assert!(
-        leftover <= fractional as u128,
+        leftover <= inexact.len() as u128,
         "reward: more leftover units than nonzero remainders"
     );
 
-    let mut order: Vec<usize> = (0..nodes.len()).collect();
-    order.sort_unstable_by(|&a, &b| {
-        (Reverse(fractions[a]), &nodes[a].node, a).cmp(&(Reverse(fractions[b]), &nodes[b].node, b))
-    });
-    for &index in &order[..leftover as usize] {
-        amounts[index] += 1;
+    // The `leftover` first nodes in the tie-break order, as a set: selecting them is
+    // linear where sorting every node is not. Keys are compared only between equal
+    // remainders.
+    let leftover = leftover as usize;
+    if leftover > 0 {
+        let key = |i: u32| &keys[i as usize * KEY_LEN..(i as usize + 1) * KEY_LEN];
+        inexact.select_nth_unstable_by(leftover - 1, |&(fraction_a, a), &(fraction_b, b)| {
+            fraction_b
+                .cmp(&fraction_a)
+                .then_with(|| key(a).cmp(key(b)))
+                .then(a.cmp(&b))
+        });
+        for &(_, index) in &inexact[..leftover] {
+            let index = index as usize;
+            // The base amount plus one unit, carried into the high half.
+            let (low, carry) = output.amounts_lo[index].overflowing_add(1);
+            output.amounts_lo[index] = low;
+            output.amounts_hi[index] += u64::from(carry);
+        }
     }
-    let spent = amounts
-        .iter()
-        .try_fold(0u128, |sum, &amount| sum.checked_add(amount));
-    assert_eq!(spent, Some(pool), "reward: the amounts sum to the pool");
-    amounts
+    // The amounts sum to assigned + leftover = pool by construction; the host checks
+    // it again.
+    output
 }
 
 #[cfg(test)]
@@ -99,25 +125,41 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    fn node(key: u8, score: u64) -> pb::NodeScore {
-        pb::NodeScore {
-            node: vec![key; 32],
+    use blyan_plugin_pdk::{reward_amounts, u128_to_pb};
+
+    #[derive(Clone, Copy)]
+    struct Node {
+        key: [u8; KEY_LEN],
+        score: u64,
+    }
+
+    fn node(key: u8, score: u64) -> Node {
+        Node {
+            key: [key; KEY_LEN],
             score,
         }
     }
 
-    fn amounts(pool: u128, nodes: &[pb::NodeScore]) -> Vec<u128> {
-        let input = pb::RewardInput {
+    fn input(pool: Option<u128>, nodes: &[Node]) -> pb::RewardInput {
+        pb::RewardInput {
             round: 1,
-            pool: Some(u128_to_pb(pool)),
-            nodes: nodes.to_vec(),
-        };
-        let output = reward(&input);
-        assert_eq!(output.amounts.len(), nodes.len());
-        output.amounts.iter().map(u128_from_pb).collect()
+            pool: pool.map(u128_to_pb),
+            node_keys: nodes
+                .iter()
+                .flat_map(|node| node.key)
+                .collect::<Vec<u8>>()
+                .into(),
+            scores: nodes.iter().map(|node| node.score).collect(),
+        }
     }
 
-    fn scored(scores: &[u64]) -> Vec<pb::NodeScore> {
+    fn amounts(pool: u128, nodes: &[Node]) -> Vec<u128> {
+        let amounts = reward_amounts(&reward(&input(Some(pool), nodes)));
+        assert_eq!(amounts.len(), nodes.len());
+        amounts
+    }
+
+    fn scored(scores: &[u64]) -> Vec<Node> {
         (0u8..)
             .zip(scores)
             .map(|(key, &score)| node(key, score))
@@ -175,17 +217,11 @@ mod tests {
         assert_eq!(amounts(1, &nodes), [0, 1, 0]);
         assert_eq!(amounts(2, &nodes), [0, 1, 1]);
         assert_eq!(amounts(4, &nodes), [1, 2, 1]);
-        // Keys compare byte by byte: [1, 9] is below [2, 0].
-        let nodes = [
-            pb::NodeScore {
-                node: vec![2, 0],
-                score: 1,
-            },
-            pb::NodeScore {
-                node: vec![1, 9],
-                score: 1,
-            },
-        ];
+        // Keys compare byte by byte: [1, 9, ..] is below [2, 0, ..].
+        let (mut high, mut low) = (node(0, 1), node(0, 1));
+        (high.key[0], high.key[1]) = (2, 0);
+        (low.key[0], low.key[1]) = (1, 9);
+        let nodes = [high, low];
         assert_eq!(amounts(1, &nodes), [0, 1]);
         // Equal keys: input order.
         assert_eq!(amounts(1, &[node(5, 1), node(5, 1)]), [1, 0]);
@@ -206,12 +242,8 @@ mod tests {
     fn all_zero_scores_leave_the_pool_unspent() {
         assert_eq!(amounts(1000, &scored(&[0, 0, 0])), [0, 0, 0]);
         assert!(amounts(1000, &[]).is_empty());
-        let input = pb::RewardInput {
-            round: 1,
-            pool: None,
-            nodes: scored(&[2, 3]),
-        };
-        assert_eq!(reward(&input).amounts, [u128_to_pb(0), u128_to_pb(0)]);
+        let output = reward(&input(None, &scored(&[2, 3])));
+        assert_eq!(reward_amounts(&output), [0, 0]);
     }
 
     #[test]
@@ -287,6 +319,14 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "one key per score")]
+    fn a_missing_key_traps() {
+        let mut input = input(Some(10), &scored(&[1, 2]));
+        input.node_keys.truncate(KEY_LEN);
+        reward(&input);
+    }
+
+    #[test]
     #[should_panic(expected = "overflow a u64")]
     fn a_score_total_overflow_traps() {
         amounts(10, &scored(&[u64::MAX, 1]));
@@ -294,23 +334,17 @@ mod tests {
 
     #[test]
     fn run_round_trips_encoded_bytes() {
-        let input = pb::RewardInput {
-            round: 2,
-            pool: Some(u128_to_pb((5 << 64) | 7)),
-            nodes: scored(&[1, 0, 1]),
-        };
+        let input = input(Some((5 << 64) | 7), &scored(&[1, 0, 1]));
         let encoded = pb::PolicyInput {
             kind: Some(pb::policy_input::Kind::Reward(input)),
         }
         .encode_to_vec();
         let output = pb::PolicyOutput::decode(&run(&encoded).unwrap()[..]).unwrap();
         let half = ((5u128 << 64) | 7) / 2;
-        assert_eq!(
-            output.kind,
-            Some(pb::policy_output::Kind::Reward(pb::RewardOutput {
-                amounts: vec![u128_to_pb(half + 1), u128_to_pb(0), u128_to_pb(half)],
-            }))
-        );
+        let Some(pb::policy_output::Kind::Reward(output)) = output.kind else {
+            panic!("not a reward output: {output:?}");
+        };
+        assert_eq!(reward_amounts(&output), [half + 1, 0, half]);
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //!
 //! # Specification
 //!
-//! Input: `quorum`, `max_score`, and `deltas`, each with its validators' signed
-//! `measurements`. `round` and `delta_id` are not read. The output holds exactly one
-//! score per delta, in input order:
+//! Input: `quorum`, `max_score`, and for each delta its validators' signed
+//! measurements (`measurement_counts` cuts `measurements` into deltas). `round` is not
+//! read. The output holds exactly one score per delta, in input order:
 //!
 //! 1. **Quorum.** A delta with fewer than `max(quorum, 1)` measurements scores 0.
 //! 2. **Median.** Otherwise, with the `m` measurements sorted ascending as
@@ -24,37 +24,41 @@
 //! highest honest measurement. The policy cannot overflow and never traps on a
 //! well-formed input.
 
-use blyan_plugin_pdk::pb;
+use blyan_plugin_pdk::{delta_measurements, pb};
 
 blyan_plugin_pdk::export_scoring!(score);
 
 /// Scores every delta of `input`, as the crate documentation specifies.
 pub fn score(input: &pb::ScoringInput) -> pb::ScoringOutput {
-    let quorum = u64::from(input.quorum.max(1));
-    let scores = input
-        .deltas
-        .iter()
-        .map(|delta| {
-            if (delta.measurements.len() as u64) < quorum {
+    let quorum = input.quorum.max(1) as usize;
+    // One scratch buffer for every delta's measurements, reordered in place.
+    let mut scratch = Vec::new();
+    let scores = delta_measurements(input)
+        .map(|measurements| {
+            if measurements.len() < quorum {
                 return 0;
             }
-            let median = median(&delta.measurements);
-            clamp(median, input.max_score)
+            scratch.clear();
+            scratch.extend_from_slice(measurements);
+            clamp(median(&mut scratch), input.max_score)
         })
         .collect();
     pb::ScoringOutput { scores }
 }
 
-/// The median of step 2. `measurements` is not empty.
-fn median(measurements: &[i64]) -> i128 {
+/// The median of step 2, reordering `measurements`, which is not empty. Selects the
+/// middle value rather than sorting: the values before it are then the lower half,
+/// whose largest is the other middle value when the count is even.
+fn median(measurements: &mut [i64]) -> i128 {
     assert!(!measurements.is_empty(), "scoring: the median of nothing");
-    let mut sorted = measurements.to_vec();
-    sorted.sort_unstable();
-    let middle = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        i128::from(sorted[middle])
-    } else {
-        (i128::from(sorted[middle - 1]) + i128::from(sorted[middle])).div_euclid(2)
+    let even = measurements.len().is_multiple_of(2);
+    let middle = measurements.len() / 2;
+    let (lower, &mut upper_middle, _) = measurements.select_nth_unstable(middle);
+    match lower.iter().max() {
+        Some(&lower_middle) if even => {
+            (i128::from(lower_middle) + i128::from(upper_middle)).div_euclid(2)
+        }
+        _ => i128::from(upper_middle),
     }
 }
 
@@ -73,25 +77,19 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    fn delta(measurements: &[i64]) -> pb::DeltaMeasurements {
-        pb::DeltaMeasurements {
-            delta_id: vec![0xd0; 32],
-            measurements: measurements.to_vec(),
+    fn input(quorum: u32, max_score: u64, deltas: &[&[i64]]) -> pb::ScoringInput {
+        pb::ScoringInput {
+            round: 1,
+            quorum,
+            max_score,
+            measurement_counts: deltas.iter().map(|delta| delta.len() as u32).collect(),
+            measurements: deltas.concat(),
         }
     }
 
     fn scores(quorum: u32, max_score: u64, deltas: &[&[i64]]) -> Vec<u64> {
-        let input = pb::ScoringInput {
-            round: 1,
-            quorum,
-            max_score,
-            deltas: deltas
-                .iter()
-                .map(|measurements| delta(measurements))
-                .collect(),
-        };
-        let output = score(&input);
-        assert_eq!(output.scores.len(), input.deltas.len());
+        let output = score(&input(quorum, max_score, deltas));
+        assert_eq!(output.scores.len(), deltas.len());
         output.scores
     }
 
@@ -106,10 +104,10 @@ mod tests {
     fn the_median_of_an_even_count_is_the_floor_of_the_middle_mean() {
         assert_eq!(scores(1, 1000, &[&[10, 40, 20, 30]]), [25]);
         assert_eq!(scores(1, 1000, &[&[10, 21]]), [15]);
-        assert_eq!(median(&[10, 21]), 15);
+        assert_eq!(median(&mut [10, 21]), 15);
         // Floor, not truncation toward zero.
-        assert_eq!(median(&[-3, 0]), -2);
-        assert_eq!(median(&[-4, 1]), -2);
+        assert_eq!(median(&mut [-3, 0]), -2);
+        assert_eq!(median(&mut [-4, 1]), -2);
     }
 
     #[test]
@@ -148,8 +146,11 @@ mod tests {
             [i64::MAX as u64]
         );
         assert_eq!(scores(1, u64::MAX, &[&[i64::MIN, i64::MIN]]), [0]);
-        assert_eq!(median(&[i64::MIN, i64::MAX]), -1);
-        assert_eq!(median(&[i64::MAX, i64::MAX - 1]), i128::from(i64::MAX - 1));
+        assert_eq!(median(&mut [i64::MIN, i64::MAX]), -1);
+        assert_eq!(
+            median(&mut [i64::MAX, i64::MAX - 1]),
+            i128::from(i64::MAX - 1)
+        );
     }
 
     #[test]
@@ -188,12 +189,7 @@ mod tests {
 
     #[test]
     fn run_round_trips_encoded_bytes() {
-        let input = pb::ScoringInput {
-            round: 4,
-            quorum: 2,
-            max_score: 50,
-            deltas: vec![delta(&[1, 2, 3]), delta(&[100, 90])],
-        };
+        let input = input(2, 50, &[&[1, 2, 3], &[100, 90]]);
         let encoded = pb::PolicyInput {
             kind: Some(pb::policy_input::Kind::Scoring(input)),
         }

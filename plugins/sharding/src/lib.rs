@@ -8,8 +8,9 @@
 //!
 //! # Specification
 //!
-//! Input: `seed` (exactly 32 bytes), `item_count`, and `nodes`, each with a
-//! `capability` of at least 1. `round` is not read: the seed is already the round's.
+//! Input: `seed` (exactly 32 bytes), `item_count`, and one `capability` of at least 1
+//! per node. Nodes are known by their index; `node_keys` and `round` are not read
+//! (the seed is already the round's).
 //!
 //! 1. **Checks.** The policy traps if the seed is not 32 bytes long, if a capability
 //!    is 0, if the capabilities' sum `T` overflows a `u64`, or if there are more than
@@ -32,16 +33,18 @@
 //!    lower rank goes first. So each node gets `floor` or `floor + 1` of its exact share
 //!    `N * capability_i / T`.
 //! 6. **Layout.** Walking `order` from rank 0, every node with a nonzero quota gets one
-//!    shard `{node_index, start, count = quota}`, where `start` is the sum of the counts
-//!    before it, from 0. The shards thus cover `[0, N)` exactly once, in rank order.
+//!    shard (`node_index`, `start`, `count = quota`), where `start` is the sum of the
+//!    counts before it, from 0. The shards thus cover `[0, N)` exactly once, in rank
+//!    order.
 //!
 //! Every step is integer arithmetic on explicitly sized types, so the result is the
-//! same natively and on `wasm32`. The cost is `O(n log n)` in the number of nodes, and
+//! same natively and on `wasm32`. The cost is linear in the number of nodes (on
+//! average: step 5 selects the `L` largest remainders rather than sorting), and
 //! independent of `item_count`.
 
 use std::cmp::Reverse;
 
-use blyan_plugin_pdk::{mul_div_rem, pb};
+use blyan_plugin_pdk::{Divisor, pb};
 
 blyan_plugin_pdk::export_sharding!(shard);
 
@@ -56,11 +59,12 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
         .as_slice()
         .try_into()
         .expect("sharding: the seed must be 32 bytes");
-    let node_count = u32::try_from(input.nodes.len()).expect("sharding: at most 2^32 - 1 nodes");
-    let capability_total = input.nodes.iter().fold(0u64, |total, node| {
-        assert!(node.capability > 0, "sharding: a node with capability 0");
+    let capabilities = &input.capabilities;
+    let node_count = u32::try_from(capabilities.len()).expect("sharding: at most 2^32 - 1 nodes");
+    let capability_total = capabilities.iter().fold(0u64, |total, &capability| {
+        assert!(capability > 0, "sharding: a node with capability 0");
         total
-            .checked_add(node.capability)
+            .checked_add(capability)
             .expect("sharding: the total capability overflows a u64")
     });
     if node_count == 0 || input.item_count == 0 {
@@ -76,9 +80,10 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
 
     let mut quotas = Vec::with_capacity(order.len());
     let mut remainders = Vec::with_capacity(order.len());
-    for node in &input.nodes {
+    let total = Divisor::new(capability_total);
+    for &capability in capabilities {
         // quota <= item_count and remainder < total, so both fit a u64.
-        let (quota, remainder) = mul_div_rem(input.item_count, node.capability, capability_total);
+        let (quota, remainder) = total.mul_div_rem(input.item_count, capability);
         quotas.push(quota);
         remainders.push(remainder);
     }
@@ -94,28 +99,41 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
 
     // The remainders sum to leftover * total and each is below total, so more than
     // `leftover` of them are nonzero (unless leftover is 0): no node whose share is
-    // already exact gets a leftover item.
-    let mut by_remainder: Vec<u32> = (0..node_count).collect();
-    by_remainder
-        .sort_unstable_by_key(|&node| (Reverse(remainders[node as usize]), rank[node as usize]));
-    for &node in &by_remainder[..leftover as usize] {
+    // already exact gets a leftover item. The `leftover` first in (remainder
+    // descending, rank) order are selected as a set, without sorting the rest.
+    let leftover = leftover as usize;
+    if leftover > 0 {
+        let mut by_remainder: Vec<u32> = (0..node_count)
+            .filter(|&node| remainders[node as usize] > 0)
+            .collect();
         assert!(
-            remainders[node as usize] > 0,
-            "sharding: a leftover to an exact share"
+            by_remainder.len() >= leftover,
+            "sharding: more leftover items than inexact shares"
         );
-        quotas[node as usize] += 1;
+        by_remainder.select_nth_unstable_by_key(leftover - 1, |&node| {
+            (Reverse(remainders[node as usize]), rank[node as usize])
+        });
+        for &node in &by_remainder[..leftover] {
+            quotas[node as usize] += 1;
+        }
     }
 
-    let mut shards = Vec::with_capacity(order.len());
+    let shards = order
+        .iter()
+        .filter(|&&node| quotas[node as usize] > 0)
+        .count();
+    let mut output = pb::ShardingOutput {
+        node_indexes: Vec::with_capacity(shards),
+        starts: Vec::with_capacity(shards),
+        counts: Vec::with_capacity(shards),
+    };
     let mut start = 0u64;
     for &node in &order {
         let count = quotas[node as usize];
         if count > 0 {
-            shards.push(pb::Shard {
-                node_index: node,
-                start,
-                count,
-            });
+            output.node_indexes.push(node);
+            output.starts.push(start);
+            output.counts.push(count);
             start += count;
         }
     }
@@ -123,7 +141,7 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
         start, input.item_count,
         "sharding: the shards cover every item"
     );
-    pb::ShardingOutput { shards }
+    output
 }
 
 /// `[0, count)` in the seeded Fisher–Yates order of step 4.
@@ -183,43 +201,55 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    fn node(key: u8, capability: u64) -> pb::ShardingNode {
-        pb::ShardingNode {
-            node: vec![key; 32],
-            capability,
-        }
-    }
-
     fn input(seed: [u8; 32], item_count: u64, capabilities: &[u64]) -> pb::ShardingInput {
         pb::ShardingInput {
             round: 1,
             seed: seed.to_vec(),
             item_count,
-            nodes: (0u8..)
-                .zip(capabilities)
-                .map(|(key, &capability)| node(key, capability))
-                .collect(),
+            // Ascending keys: the index, big-endian, then zeros.
+            node_keys: (0u32..)
+                .take(capabilities.len())
+                .flat_map(|key| {
+                    let mut bytes = [0u8; 32];
+                    bytes[..4].copy_from_slice(&key.to_be_bytes());
+                    bytes
+                })
+                .collect::<Vec<u8>>()
+                .into(),
+            capabilities: capabilities.to_vec(),
         }
+    }
+
+    /// The output's shards as (node_index, start, count), after checking its columns
+    /// have the same length.
+    fn shards(output: &pb::ShardingOutput) -> Vec<(u32, u64, u64)> {
+        assert_eq!(output.node_indexes.len(), output.starts.len());
+        assert_eq!(output.node_indexes.len(), output.counts.len());
+        output
+            .node_indexes
+            .iter()
+            .zip(&output.starts)
+            .zip(&output.counts)
+            .map(|((&node_index, &start), &count)| (node_index, start, count))
+            .collect()
     }
 
     /// Checks the output covers `[0, item_count)` exactly once, in order, with one
     /// nonempty shard per node at most, and returns each node's count.
     fn counts_checked(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Vec<u64> {
-        let mut counts = vec![0u64; input.nodes.len()];
-        let mut seen = vec![false; input.nodes.len()];
+        let nodes = input.capabilities.len();
+        let mut counts = vec![0u64; nodes];
+        let mut seen = vec![false; nodes];
         let mut next = 0u64;
-        for shard in &output.shards {
-            let index = shard.node_index as usize;
-            assert!(
-                index < input.nodes.len(),
-                "node_index out of range: {shard:?}"
-            );
+        for shard @ (node_index, start, count) in shards(output) {
+            let index = node_index as usize;
+            assert!(index < nodes, "node_index out of range: {shard:?}");
             assert!(!seen[index], "two shards for node {index}");
             seen[index] = true;
-            assert!(shard.count > 0, "an empty shard: {shard:?}");
-            assert_eq!(shard.start, next, "a gap or an overlap at {shard:?}");
-            next += shard.count;
-            counts[index] = shard.count;
+            assert!(count > 0, "an empty shard: {shard:?}");
+            assert_eq!(start, next, "a gap or an overlap at {shard:?}");
+            next += count;
+            counts[index] = count;
         }
         assert_eq!(next, input.item_count, "the shards do not reach item_count");
         counts
@@ -227,13 +257,9 @@ mod tests {
 
     /// Checks each node's count is the floor or the ceiling of its exact share.
     fn assert_balanced(input: &pb::ShardingInput, counts: &[u64]) {
-        let total: u128 = input
-            .nodes
-            .iter()
-            .map(|node| u128::from(node.capability))
-            .sum();
-        for (node, &count) in input.nodes.iter().zip(counts) {
-            let product = u128::from(input.item_count) * u128::from(node.capability);
+        let total: u128 = input.capabilities.iter().map(|&c| u128::from(c)).sum();
+        for (&capability, &count) in input.capabilities.iter().zip(counts) {
+            let product = u128::from(input.item_count) * u128::from(capability);
             let floor = product / total;
             let ceiling = floor + u128::from(product % total != 0);
             assert!(
@@ -276,11 +302,7 @@ mod tests {
     }
 
     fn layout(input: &pb::ShardingInput) -> Vec<(u32, u64, u64)> {
-        shard(input)
-            .shards
-            .iter()
-            .map(|shard| (shard.node_index, shard.start, shard.count))
-            .collect()
+        shards(&shard(input))
     }
 
     #[test]
@@ -323,8 +345,7 @@ mod tests {
             let input = input([seed; 32], 4, &[5, 5, 5]);
             let output = shard(&input);
             counts_checked(&input, &output);
-            let counts: Vec<u64> = output.shards.iter().map(|shard| shard.count).collect();
-            assert_eq!(counts, [2, 1, 1], "seed {seed}");
+            assert_eq!(output.counts, [2, 1, 1], "seed {seed}");
         }
     }
 
@@ -357,18 +378,11 @@ mod tests {
     #[test]
     fn a_million_items_over_ten_thousand_nodes() {
         let capabilities: Vec<u64> = (0..10_000u64).map(|i| 1 + i % 97).collect();
-        let mut input = input([9; 32], 1_000_000, &[]);
-        input.nodes = (0u32..10_000)
-            .zip(&capabilities)
-            .map(|(key, &capability)| pb::ShardingNode {
-                node: key.to_be_bytes().to_vec(),
-                capability,
-            })
-            .collect();
+        let input = input([9; 32], 1_000_000, &capabilities);
         let output = shard(&input);
         let counts = counts_checked(&input, &output);
         assert_balanced(&input, &counts);
-        assert_eq!(output.shards.len(), 10_000);
+        assert_eq!(output.counts.len(), 10_000);
     }
 
     #[test]
@@ -389,8 +403,8 @@ mod tests {
 
     #[test]
     fn nothing_to_split_gives_no_shards() {
-        assert!(shard(&input([1; 32], 0, &[1, 2, 3])).shards.is_empty());
-        assert!(shard(&input([1; 32], 1000, &[])).shards.is_empty());
+        assert_eq!(shard(&input([1; 32], 0, &[1, 2, 3])), Default::default());
+        assert_eq!(shard(&input([1; 32], 1000, &[])), Default::default());
     }
 
     #[test]

@@ -152,7 +152,9 @@ enum GovernanceCommand {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Build a plugin crate for wasm32-unknown-unknown and print the module's path, size
-    /// and blake3 hash (the name governance will know it by).
+    /// and blake3 hash (the name governance will know it by). Unless RUSTFLAGS is set,
+    /// it builds with the default plugins' code generation flags (wide arithmetic, a
+    /// 256 KiB stack).
     Build {
         /// The plugin crate's Cargo.toml.
         #[arg(long, default_value = "Cargo.toml")]
@@ -315,21 +317,32 @@ fn plugin(cli: &Cli, command: &PluginCommand) -> anyhow::Result<()> {
             manifest_path,
             profile,
         } => {
-            let output =
-                std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-                    .args([
-                        "build",
-                        "--target",
-                        "wasm32-unknown-unknown",
-                        "--message-format=json-render-diagnostics",
-                        "--profile",
-                    ])
-                    .arg(profile)
-                    .arg("--manifest-path")
-                    .arg(manifest_path)
-                    .stderr(std::process::Stdio::inherit())
-                    .output()
-                    .context("running cargo")?;
+            let mut cargo =
+                std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+            cargo
+                .args([
+                    "build",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--message-format=json-render-diagnostics",
+                    "--profile",
+                ])
+                .arg(profile)
+                .arg("--manifest-path")
+                .arg(manifest_path)
+                .stderr(std::process::Stdio::inherit());
+            // The default plugins' code generation flags, unless the author set their
+            // own.
+            if ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"]
+                .iter()
+                .all(|name| std::env::var_os(name).is_none())
+            {
+                cargo.env(
+                    "CARGO_ENCODED_RUSTFLAGS",
+                    blyan_plugin_host::PLUGIN_RUSTFLAGS.join("\x1f"),
+                );
+            }
+            let output = cargo.output().context("running cargo")?;
             if !output.status.success() {
                 bail!("cargo build failed ({})", output.status);
             }
