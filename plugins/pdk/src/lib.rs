@@ -307,9 +307,9 @@ pub fn u128_to_pb(value: u128) -> pb::U128 {
 /// multiplications by a precomputed reciprocal instead of a division (Möller and
 /// Granlund, "Improved division by invariant integers", 2011, algorithm 4).
 ///
-/// A 128-bit division is a slow software routine on every target, and on wasm32 a
-/// 64 x 64 -> 128-bit multiply is one instruction only with the `wide-arithmetic`
-/// feature (the default plugins are built with it; see [`mul_wide`]).
+/// A 128-bit division is a slow software routine on every target, while a
+/// 64 x 64 -> 128-bit multiply is one instruction (on wasm32, with the
+/// `wide-arithmetic` feature; see [`mul_wide`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Divisor {
     /// The divisor shifted left until its top bit is set.
@@ -380,43 +380,18 @@ impl Divisor {
 
 /// `a * b` exactly, as its (high, low) 64-bit halves.
 ///
-/// A `u128` multiply where the `wide-arithmetic` feature provides it (natively, and
-/// on wasm32 built with `-C target-feature=+wide-arithmetic`, which the host
-/// enables); otherwise, on wasm32, four 32 x 32 -> 64-bit products, as a `u128`
-/// multiply would be a call into a software routine.
+/// On wasm32 this is one `i64.mul_wide_u` instruction when built with
+/// `-C target-feature=+wide-arithmetic` (as the default plugins and `blyan plugin
+/// build` are; the host enables the proposal), and a call into a software routine
+/// otherwise.
 #[inline]
 pub fn mul_wide(a: u64, b: u64) -> (u64, u64) {
-    if cfg!(all(
-        target_arch = "wasm32",
-        not(target_feature = "wide-arithmetic")
-    )) {
-        mul_wide_halves(a, b)
-    } else {
-        let product = u128::from(a) * u128::from(b);
-        ((product >> 64) as u64, product as u64)
-    }
+    let product = u128::from(a) * u128::from(b);
+    ((product >> 64) as u64, product as u64)
 }
 
-/// [`mul_wide`] from four 32 x 32 -> 64-bit products.
-#[doc(hidden)]
-#[inline]
-pub fn mul_wide_halves(a: u64, b: u64) -> (u64, u64) {
-    const LOW: u64 = 0xffff_ffff;
-    let (a_low, a_high) = (a & LOW, a >> 32);
-    let (b_low, b_high) = (b & LOW, b >> 32);
-    let low_low = a_low * b_low;
-    let low_high = a_low * b_high;
-    let high_low = a_high * b_low;
-    let high_high = a_high * b_high;
-    // At most 3 * (2^32 - 1): no overflow.
-    let middle = (low_low >> 32) + (low_high & LOW) + (high_low & LOW);
-    let low = (low_low & LOW) | (middle << 32);
-    let high = high_high + (low_high >> 32) + (high_low >> 32) + (middle >> 32);
-    (high, low)
-}
-
-/// `a * b`, or `None` when it overflows a `u128`; on wasm32 without a 128-bit
-/// multiply (see [`mul_wide`]).
+/// `a * b`, or `None` when it overflows a `u128`: two [`mul_wide`]s rather than a
+/// full 128 x 128-bit multiply.
 #[inline]
 pub fn checked_mul_u128_u64(a: u128, b: u64) -> Option<u128> {
     let (low_high, low_low) = mul_wide(a as u64, b);
@@ -537,7 +512,6 @@ mod tests {
         ];
         for a in edges {
             for b in edges {
-                assert_eq!(mul_wide_halves(a, b), wide(a, b), "{a} * {b}");
                 assert_eq!(mul_wide(a, b), wide(a, b), "{a} * {b}");
                 let Some(d) = (b != 0).then_some(b) else {
                     continue;
@@ -582,7 +556,7 @@ mod tests {
             fraction: u64,
             wide_a: u128,
         ) {
-            proptest::prop_assert_eq!(mul_wide_halves(a, b), wide(a, b));
+            proptest::prop_assert_eq!(mul_wide(a, b), wide(a, b));
             // Any high < d: a fraction of d, for this d and a smaller one (where the
             // normalising shift is larger).
             for d in [d, d >> (d % 64)] {
