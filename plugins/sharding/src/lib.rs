@@ -51,7 +51,7 @@ blyan_plugin_pdk::export_sharding!(shard);
 /// The length of a round's seed, in bytes.
 pub const SEED_LEN: usize = 32;
 
-/// Splits `[0, input.item_count)` among `input.nodes`, as the crate documentation
+/// Splits `[0, input.item_count)` among the nodes of `input`, as the crate documentation
 /// specifies. Panics (traps, in the plugin) on an input that breaks its checks.
 pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
     let seed: &[u8; SEED_LEN] = input
