@@ -202,13 +202,14 @@ pub fn run_encoded<K: PolicyKind>(
     input: &[u8],
     policy: impl FnOnce(&K::Input) -> K::Output,
 ) -> Result<Vec<u8>, PolicyError> {
-    run_decoded::<K>(prost::bytes::Bytes::copy_from_slice(input), policy)
+    run_decoded::<K>(input, policy)
 }
 
-/// [`run_encoded`] on an input that outlives the call: its node keys and delta ids
-/// are decoded as slices of it, without a copy.
+/// [`run_encoded`] on any buffer. Decoding from a [`prost::bytes::Bytes`] (in Wasm,
+/// the input buffer itself, which outlives the call) makes its key columns slices of
+/// it; from a `&[u8]`, only they are copied.
 pub(crate) fn run_decoded<K: PolicyKind>(
-    input: prost::bytes::Bytes,
+    input: impl prost::bytes::Buf,
     policy: impl FnOnce(&K::Input) -> K::Output,
 ) -> Result<Vec<u8>, PolicyError> {
     let input = pb::PolicyInput::decode(input).map_err(PolicyError::Decode)?;
