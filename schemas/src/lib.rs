@@ -8,4 +8,8 @@
 pub mod v1 {
     #![allow(missing_docs, clippy::all)]
     include!(concat!(env!("OUT_DIR"), "/blyan.v1.rs"));
+
+    /// The length of one key in a plugin input's `node_keys` column (an ed25519
+    /// public key), for the host that writes the column and the plugins that read it.
+    pub const NODE_KEY_LEN: usize = 32;
 }

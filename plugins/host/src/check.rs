@@ -6,6 +6,7 @@
 //! single base unit of the reward pool.
 
 use crate::pb;
+use crate::pb::NODE_KEY_LEN as KEY_LEN;
 use crate::pb::{policy_input, policy_output};
 
 /// Checks an output against the input it answers.
@@ -22,9 +23,6 @@ pub fn output(input: &pb::PolicyInput, output: &pb::PolicyOutput) -> Result<(), 
         (_, Some(_)) => Err("the output is of another policy kind than the input".into()),
     }
 }
-
-/// The length of a node key in a `node_keys` column.
-pub const KEY_LEN: usize = 32;
 
 /// The shards cover `[0, item_count)` exactly once, and each names an input node.
 pub fn sharding(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Result<(), String> {
@@ -203,8 +201,12 @@ fn keys(column: &[u8], nodes: usize) -> Result<(), String> {
             column.len()
         ));
     }
-    let keys: Vec<&[u8]> = column.chunks_exact(KEY_LEN).collect();
-    if keys.windows(2).any(|pair| pair[0] >= pair[1]) {
+    let keys = column.chunks_exact(KEY_LEN);
+    if keys
+        .clone()
+        .zip(keys.skip(1))
+        .any(|(key, next)| key >= next)
+    {
         return Err("nodes are not in strictly ascending key order".into());
     }
     Ok(())

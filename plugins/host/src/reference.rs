@@ -2,7 +2,8 @@
 //! corners a policy must get right (uneven capabilities, a delta short of the quorum,
 //! a harmful delta, a zero score, a pool that doesn't divide evenly).
 
-use crate::check::{KEY_LEN, u128_pb};
+use crate::check::u128_pb;
+use crate::pb::NODE_KEY_LEN as KEY_LEN;
 use crate::{PluginKind, pb};
 
 /// The keys `[1; 32]`, `[2; 32]`, ..., `[count; 32]`, concatenated.

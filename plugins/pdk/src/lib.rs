@@ -225,7 +225,7 @@ pub(crate) fn run_decoded<K: PolicyKind>(
 }
 
 /// The length of a node key in a `node_keys` column.
-pub const KEY_LEN: usize = 32;
+pub use blyan_schemas::v1::NODE_KEY_LEN as KEY_LEN;
 
 /// The keys of a `node_keys` column, in order. Panics when the column's length is not
 /// a multiple of [`KEY_LEN`].
