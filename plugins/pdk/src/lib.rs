@@ -354,8 +354,7 @@ impl Divisor {
                 low << self.shift,
             )
         };
-        let (product_high, product_low) = mul_wide(self.reciprocal, high);
-        let estimate = ((u128::from(product_high) << 64) | u128::from(product_low))
+        let estimate = (u128::from(self.reciprocal) * u128::from(high))
             .wrapping_add((u128::from(high) << 64) | u128::from(low));
         let mut quotient = ((estimate >> 64) as u64).wrapping_add(1);
         let mut remainder = low.wrapping_sub(quotient.wrapping_mul(self.normalized));
