@@ -14,11 +14,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(files, ["proto"])?;
     prost_build::Config::new()
-        // The node keys of plugin inputs: a plugin decodes them as a slice of its
-        // input buffer, without a copy (see `blyan-plugin-pdk`).
+        // The columns of plugin inputs: a plugin decodes them as slices of its input
+        // buffer, without a copy (see `blyan-plugin-pdk`).
         .bytes([
             ".blyan.v1.ShardingInput.node_keys",
+            ".blyan.v1.ShardingInput.capabilities",
+            ".blyan.v1.ScoringInput.measurement_counts",
+            ".blyan.v1.ScoringInput.measurements",
             ".blyan.v1.RewardInput.node_keys",
+            ".blyan.v1.RewardInput.scores",
         ])
         .compile_fds(descriptors)?;
     Ok(())

@@ -4,6 +4,8 @@
 //! edge) and the server (which stores `EventRecord`s). Each message here is a
 //! compatibility promise: fields are only ever added, and tags are never reused.
 
+pub mod column;
+
 /// Version 1 of the protocol.
 pub mod v1 {
     #![allow(missing_docs, clippy::all)]

@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use blyan_plugin_host::check::u128_pb;
+use blyan_plugin_host::column::to_column;
 use blyan_plugin_host::{Host, Limits, PluginKind, check, defaults, pb, reference};
 use prost::Message;
 
@@ -55,7 +56,7 @@ fn sharding_input() -> pb::PolicyInput {
             seed: (0..32).collect(),
             item_count: 1_000_000,
             node_keys: node_keys(10_000),
-            capabilities: (0..10_000).map(|_| 1 + next() % 1_000).collect(),
+            capabilities: to_column((0..10_000).map(|_| 1 + next() % 1_000)).into(),
         })),
     }
 }
@@ -67,10 +68,11 @@ fn scoring_input() -> pb::PolicyInput {
             round: 7,
             quorum: 3,
             max_score: 1_000_000_000,
-            measurement_counts: vec![16; 10_000],
-            measurements: (0..10_000 * 16)
-                .map(|_| (next() % 2_000_000) as i64 - 500_000)
-                .collect(),
+            measurement_counts: to_column([16u32; 10_000]).into(),
+            measurements: to_column(
+                (0..10_000 * 16).map(|_| (next() % 2_000_000) as i64 - 500_000),
+            )
+            .into(),
         })),
     }
 }
@@ -82,15 +84,14 @@ fn reward_input() -> pb::PolicyInput {
             round: 7,
             pool: Some(u128_pb(123_456_789_000_000_000_000_000)),
             node_keys: node_keys(10_000),
-            scores: (0..10_000)
-                .map(|i| {
-                    if i % 10 == 0 {
-                        0
-                    } else {
-                        next() % 1_000_000_000
-                    }
-                })
-                .collect(),
+            scores: to_column((0..10_000).map(|i| {
+                if i % 10 == 0 {
+                    0
+                } else {
+                    next() % 1_000_000_000
+                }
+            }))
+            .into(),
         })),
     }
 }

@@ -5,6 +5,8 @@
 //! unfair, but it can't assign an item twice, invent a score, or create or lose a
 //! single base unit of the reward pool.
 
+use blyan_schemas::column::{self, Fixed, Values};
+
 use crate::pb;
 use crate::pb::NODE_KEY_LEN as KEY_LEN;
 use crate::pb::{policy_input, policy_output};
@@ -24,24 +26,27 @@ pub fn output(input: &pb::PolicyInput, output: &pb::PolicyOutput) -> Result<(), 
     }
 }
 
+/// The values of the column `name`, or why it does not hold whole values.
+fn values<'a, T: Fixed>(name: &str, column: &'a [u8]) -> Result<Values<'a, T>, String> {
+    column::values(column).map_err(|ragged| format!("the {name} column: {ragged}"))
+}
+
 /// The shards cover `[0, item_count)` exactly once, and each names an input node.
 pub fn sharding(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Result<(), String> {
-    let nodes = input.capabilities.len();
-    let count = output.node_indexes.len();
-    if output.starts.len() != count || output.counts.len() != count {
+    let nodes = values::<u64>("capabilities", &input.capabilities)?.len();
+    let node_indexes = values::<u32>("node_indexes", &output.node_indexes)?;
+    let starts = values::<u64>("starts", &output.starts)?;
+    let counts = values::<u64>("counts", &output.counts)?;
+    let count = node_indexes.len();
+    if starts.len() != count || counts.len() != count {
         return Err(format!(
             "the shard columns differ in length: {count} node indexes, {} starts, {} counts",
-            output.starts.len(),
-            output.counts.len()
+            starts.len(),
+            counts.len()
         ));
     }
     let mut shards: Vec<(u64, u64)> = Vec::with_capacity(count);
-    for ((&node_index, &start), &count) in output
-        .node_indexes
-        .iter()
-        .zip(&output.starts)
-        .zip(&output.counts)
-    {
+    for ((node_index, start), count) in node_indexes.zip(starts).zip(counts) {
         if node_index as usize >= nodes {
             return Err(format!(
                 "a shard goes to node index {node_index}, but only {nodes} nodes are eligible"
@@ -78,20 +83,14 @@ pub fn sharding(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Resul
 
 /// Exactly one score per delta, each in `[0, max_score]`, and 0 below the quorum.
 pub fn scoring(input: &pb::ScoringInput, output: &pb::ScoringOutput) -> Result<(), String> {
-    let deltas = input.measurement_counts.len();
-    if output.scores.len() != deltas {
-        return Err(format!(
-            "{} scores for {deltas} deltas",
-            output.scores.len()
-        ));
+    let measurement_counts = values::<u32>("measurement_counts", &input.measurement_counts)?;
+    let scores = values::<u64>("scores", &output.scores)?;
+    let deltas = measurement_counts.len();
+    if scores.len() != deltas {
+        return Err(format!("{} scores for {deltas} deltas", scores.len()));
     }
     let quorum = input.quorum.max(1);
-    for (index, (&measured, &score)) in input
-        .measurement_counts
-        .iter()
-        .zip(&output.scores)
-        .enumerate()
-    {
+    for (index, (measured, score)) in measurement_counts.zip(scores).enumerate() {
         if score > input.max_score {
             return Err(format!(
                 "delta {index} scored {score}, above the maximum {}",
@@ -110,12 +109,15 @@ pub fn scoring(input: &pb::ScoringInput, output: &pb::ScoringOutput) -> Result<(
 /// One amount per node; a zero score gets 0; the amounts sum exactly to the pool, or
 /// to 0 when every score is 0 (the pool then carries over).
 pub fn reward(input: &pb::RewardInput, output: &pb::RewardOutput) -> Result<(), String> {
-    let nodes = input.scores.len();
-    let amounts = output.amounts_hi.len();
-    if output.amounts_lo.len() != amounts {
+    let scores = values::<u64>("scores", &input.scores)?;
+    let high = values::<u64>("amounts_hi", &output.amounts_hi)?;
+    let low = values::<u64>("amounts_lo", &output.amounts_lo)?;
+    let nodes = scores.len();
+    let amounts = high.len();
+    if low.len() != amounts {
         return Err(format!(
             "the amount columns differ in length: {amounts} high halves, {} low halves",
-            output.amounts_lo.len()
+            low.len()
         ));
     }
     if amounts != nodes {
@@ -124,13 +126,7 @@ pub fn reward(input: &pb::RewardInput, output: &pb::RewardOutput) -> Result<(), 
     let pool = u128_of(input.pool.as_ref());
     let mut total_score = 0u128;
     let mut total = 0u128;
-    for (index, ((&score, &hi), &lo)) in input
-        .scores
-        .iter()
-        .zip(&output.amounts_hi)
-        .zip(&output.amounts_lo)
-        .enumerate()
-    {
+    for (index, ((score, hi), lo)) in scores.zip(high).zip(low).enumerate() {
         let amount = (u128::from(hi) << 64) | u128::from(lo);
         if score == 0 && amount != 0 {
             return Err(format!("node {index} scored 0, yet gets {amount}"));
@@ -157,38 +153,38 @@ pub fn input(input: &pb::PolicyInput) -> Result<(), String> {
             if i.seed.len() != 32 {
                 return Err("the seed is not 32 bytes".into());
             }
-            if i.item_count > 0 && i.capabilities.is_empty() {
+            let capabilities = values::<u64>("capabilities", &i.capabilities)?;
+            if i.item_count > 0 && capabilities.len() == 0 {
                 return Err("items but no eligible node".into());
             }
-            if i.capabilities.contains(&0) {
+            if capabilities.clone().any(|capability| capability == 0) {
                 return Err("a node has capability 0".into());
             }
-            let capabilities = i.capabilities.iter().map(|&c| u128::from(c)).sum::<u128>();
-            if capabilities > u128::from(u64::MAX) {
+            let total = capabilities.clone().map(u128::from).sum::<u128>();
+            if total > u128::from(u64::MAX) {
                 return Err("capabilities sum past 2^64".into());
             }
-            keys(&i.node_keys, i.capabilities.len())
+            keys(&i.node_keys, capabilities.len())
         }
         Some(policy_input::Kind::Scoring(i)) => {
-            let measured = i
-                .measurement_counts
-                .iter()
-                .map(|&count| u64::from(count))
+            let measured = values::<u32>("measurement_counts", &i.measurement_counts)?
+                .map(u64::from)
                 .sum::<u64>();
-            if measured != i.measurements.len() as u64 {
+            let measurements = values::<i64>("measurements", &i.measurements)?.len();
+            if measured != measurements as u64 {
                 return Err(format!(
-                    "the measurement counts sum to {measured}, but there are {} measurements",
-                    i.measurements.len()
+                    "the measurement counts sum to {measured}, but there are {measurements} measurements"
                 ));
             }
             Ok(())
         }
         Some(policy_input::Kind::Reward(i)) => {
-            let scores = i.scores.iter().map(|&s| u128::from(s)).sum::<u128>();
-            if scores > u128::from(u64::MAX) {
+            let scores = values::<u64>("scores", &i.scores)?;
+            let total = scores.clone().map(u128::from).sum::<u128>();
+            if total > u128::from(u64::MAX) {
                 return Err("scores sum past 2^64".into());
             }
-            keys(&i.node_keys, i.scores.len())
+            keys(&i.node_keys, scores.len())
         }
     }
 }
@@ -226,12 +222,13 @@ pub fn u128_pb(value: u128) -> pb::U128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blyan_schemas::column::to_column;
 
     fn shards(parts: &[(u32, u64, u64)]) -> pb::ShardingOutput {
         pb::ShardingOutput {
-            node_indexes: parts.iter().map(|part| part.0).collect(),
-            starts: parts.iter().map(|part| part.1).collect(),
-            counts: parts.iter().map(|part| part.2).collect(),
+            node_indexes: to_column(parts.iter().map(|part| part.0)),
+            starts: to_column(parts.iter().map(|part| part.1)),
+            counts: to_column(parts.iter().map(|part| part.2)),
         }
     }
 
@@ -248,7 +245,7 @@ mod tests {
             seed: vec![0; 32],
             item_count,
             node_keys: node_keys(nodes),
-            capabilities: vec![1; usize::from(nodes)],
+            capabilities: to_column(std::iter::repeat_n(1u64, nodes.into())).into(),
         }
     }
 
@@ -275,12 +272,21 @@ mod tests {
         assert!(empty.unwrap_err().contains("empty"));
         let overflow = sharding(&input, &shards(&[(0, 0, 10), (1, 10, u64::MAX)]));
         assert!(overflow.is_err());
-        let mut ragged = shards(&[(0, 0, 4), (1, 4, 6)]);
-        ragged.counts.pop();
+        let mut short = shards(&[(0, 0, 4), (1, 4, 6)]);
+        short.counts.truncate(8);
         assert!(
-            sharding(&input, &ragged)
+            sharding(&input, &short)
                 .unwrap_err()
                 .contains("differ in length")
+        );
+        let mut ragged = shards(&[(0, 0, 4), (1, 4, 6)]);
+        ragged.node_indexes.pop();
+        assert_eq!(
+            sharding(&input, &ragged),
+            Err(
+                "the node_indexes column: 7 bytes is not a whole number of 4-byte u32 values"
+                    .into()
+            )
         );
     }
 
@@ -290,11 +296,11 @@ mod tests {
             round: 1,
             quorum: 2,
             max_score: 100,
-            measurement_counts: vec![2, 1],
-            measurements: vec![5, 7, 5],
+            measurement_counts: to_column([2u32, 1]).into(),
+            measurements: to_column([5i64, 7, 5]).into(),
         };
         let out = |scores: &[u64]| pb::ScoringOutput {
-            scores: scores.to_vec(),
+            scores: to_column(scores.iter().copied()),
         };
         assert_eq!(scoring(&input, &out(&[6, 0])), Ok(()));
         assert!(scoring(&input, &out(&[6])).is_err());
@@ -308,6 +314,13 @@ mod tests {
                 .unwrap_err()
                 .contains("quorum")
         );
+        let mut ragged = out(&[6, 0]);
+        ragged.scores.push(0);
+        assert!(
+            scoring(&input, &ragged)
+                .unwrap_err()
+                .contains("the scores column: 17 bytes")
+        );
     }
 
     #[test]
@@ -316,11 +329,11 @@ mod tests {
             round: 1,
             pool: Some(u128_pb(10)),
             node_keys: node_keys(2),
-            scores: vec![1, 0],
+            scores: to_column([1u64, 0]).into(),
         };
         let out = |amounts: &[u128]| pb::RewardOutput {
-            amounts_hi: amounts.iter().map(|&a| (a >> 64) as u64).collect(),
-            amounts_lo: amounts.iter().map(|&a| a as u64).collect(),
+            amounts_hi: to_column(amounts.iter().map(|&a| (a >> 64) as u64)),
+            amounts_lo: to_column(amounts.iter().map(|&a| a as u64)),
         };
         assert_eq!(reward(&input, &out(&[10, 0])), Ok(()));
         assert!(
@@ -335,9 +348,16 @@ mod tests {
                 .contains("scored 0")
         );
         assert!(reward(&input, &out(&[10])).is_err());
+        let mut short = out(&[10, 0]);
+        short.amounts_hi.truncate(8);
+        assert!(reward(&input, &short).unwrap_err().contains("halves"));
         let mut ragged = out(&[10, 0]);
-        ragged.amounts_hi.pop();
-        assert!(reward(&input, &ragged).unwrap_err().contains("halves"));
+        ragged.amounts_lo.pop();
+        assert!(
+            reward(&input, &ragged)
+                .unwrap_err()
+                .contains("the amounts_lo column")
+        );
         // The high halves count: 2^64 + 10 is not 10.
         let mut high = out(&[10, 0]);
         high.amounts_hi[0] = 1;
@@ -347,11 +367,11 @@ mod tests {
                 .contains("must sum to 10")
         );
         let mut big = input.clone();
-        big.scores[1] = 1;
+        big.scores = to_column([1u64, 1]).into();
         assert!(reward(&big, &out(&[u128::MAX, u128::MAX])).is_err());
         assert!(reward(&input, &out(&[u128::MAX, 0])).is_err());
         let mut nobody = input.clone();
-        nobody.scores[0] = 0;
+        nobody.scores = to_column([0u64, 0]).into();
         assert_eq!(reward(&nobody, &out(&[0, 0])), Ok(()));
         assert!(reward(&nobody, &out(&[10, 0])).is_err());
     }
@@ -380,14 +400,21 @@ mod tests {
         keys.swap(0, KEY_LEN);
         swapped.node_keys = keys.into();
         assert!(input(&wrap(swapped)).unwrap_err().contains("ascending"));
-        let mut short = sharding;
-        short.capabilities.push(1);
+        let mut short = sharding.clone();
+        short.capabilities = to_column([1u64; 4]).into();
         assert!(input(&wrap(short)).unwrap_err().contains("key bytes"));
+        let mut ragged = sharding;
+        ragged.capabilities.truncate(20);
+        assert!(
+            input(&wrap(ragged))
+                .unwrap_err()
+                .contains("the capabilities column")
+        );
 
         let scoring = pb::PolicyInput {
             kind: Some(policy_input::Kind::Scoring(pb::ScoringInput {
-                measurement_counts: vec![2, 2],
-                measurements: vec![1, 2, 3],
+                measurement_counts: to_column([2u32, 2]).into(),
+                measurements: to_column([1i64, 2, 3]).into(),
                 ..Default::default()
             })),
         };

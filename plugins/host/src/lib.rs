@@ -25,6 +25,7 @@ pub mod sandbox;
 
 include!("codegen.rs");
 
+pub use blyan_schemas::column;
 pub use blyan_schemas::v1 as pb;
 pub use sandbox::{Compiled, Conformance, Host, Limits, PluginError, RunOutcome};
 

@@ -3,6 +3,7 @@
 //! a harmful delta, a zero score, a pool that doesn't divide evenly).
 
 use crate::check::u128_pb;
+use crate::column::to_column;
 use crate::pb::NODE_KEY_LEN as KEY_LEN;
 use crate::{PluginKind, pb};
 
@@ -21,7 +22,7 @@ pub fn input(kind: PluginKind) -> pb::PolicyInput {
             seed: (0..32).collect(),
             item_count: 1_000,
             node_keys: node_keys(5),
-            capabilities: (1..=5).collect(),
+            capabilities: to_column(1..=5u64).into(),
         }),
         PluginKind::Scoring => {
             let deltas: [&[i64]; 4] = [
@@ -34,15 +35,15 @@ pub fn input(kind: PluginKind) -> pb::PolicyInput {
                 round: 1,
                 quorum: 3,
                 max_score: 1_000_000_000,
-                measurement_counts: deltas.iter().map(|delta| delta.len() as u32).collect(),
-                measurements: deltas.concat(),
+                measurement_counts: to_column(deltas.iter().map(|delta| delta.len() as u32)).into(),
+                measurements: to_column(deltas.concat()).into(),
             })
         }
         PluginKind::Reward => pb::policy_input::Kind::Reward(pb::RewardInput {
             round: 1,
             pool: Some(u128_pb(1_000_003)),
             node_keys: node_keys(4),
-            scores: vec![0, 5, 7, 11],
+            scores: to_column([0u64, 5, 7, 11]).into(),
         }),
     };
     pb::PolicyInput { kind: Some(kind) }

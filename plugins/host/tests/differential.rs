@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use blyan_plugin_host::check::u128_pb;
+use blyan_plugin_host::column::to_column;
 use blyan_plugin_host::{Compiled, Host, Limits, PluginKind, check, defaults, pb};
 use proptest::collection::{btree_set, vec};
 use proptest::prelude::*;
@@ -79,7 +80,7 @@ fn sharding() -> impl Strategy<Value = pb::PolicyInput> {
                     seed: seed.to_vec(),
                     item_count,
                     node_keys: node_keys.into(),
-                    capabilities,
+                    capabilities: to_column(capabilities).into(),
                 })),
             },
         )
@@ -103,8 +104,8 @@ fn scoring() -> impl Strategy<Value = pb::PolicyInput> {
                 round,
                 quorum,
                 max_score,
-                measurement_counts: deltas.iter().map(|delta| delta.len() as u32).collect(),
-                measurements: deltas.concat(),
+                measurement_counts: to_column(deltas.iter().map(|delta| delta.len() as u32)).into(),
+                measurements: to_column(deltas.concat()).into(),
             })),
         })
 }
@@ -125,7 +126,7 @@ fn reward() -> impl Strategy<Value = pb::PolicyInput> {
                 round,
                 pool: Some(u128_pb(pool)),
                 node_keys: keys.into(),
-                scores,
+                scores: to_column(scores).into(),
             })),
         })
 }

@@ -28,12 +28,13 @@
 //! `src/lib.rs` is:
 //!
 //! ```
-//! use blyan_plugin_pdk::pb;
+//! use blyan_plugin_pdk::{pb, to_column, values};
 //!
 //! /// Gives every delta the highest score, quorum or not.
 //! pub fn score(input: &pb::ScoringInput) -> pb::ScoringOutput {
+//!     let deltas = values::<u32>(&input.measurement_counts);
 //!     pb::ScoringOutput {
-//!         scores: input.measurement_counts.iter().map(|_| input.max_score).collect(),
+//!         scores: to_column(deltas.map(|_| input.max_score)),
 //!     }
 //! }
 //!
@@ -43,13 +44,13 @@
 //! #     let input = pb::PolicyInput {
 //! #         kind: Some(pb::policy_input::Kind::Scoring(pb::ScoringInput {
 //! #             max_score: 7,
-//! #             measurement_counts: vec![0, 0],
+//! #             measurement_counts: to_column([0u32, 0]).into(),
 //! #             ..Default::default()
 //! #         })),
 //! #     };
 //! #     let output = pb::PolicyOutput::decode(&run(&input.encode_to_vec()).unwrap()[..]).unwrap();
 //! #     let Some(pb::policy_output::Kind::Scoring(scoring)) = output.kind else { panic!() };
-//! #     assert_eq!(scoring.scores, [7, 7]);
+//! #     assert_eq!(values::<u64>(&scoring.scores).collect::<Vec<_>>(), [7, 7]);
 //! # }
 //! ```
 //!
@@ -224,6 +225,8 @@ pub(crate) fn run_decoded<K: PolicyKind>(
     Ok(output.encode_to_vec())
 }
 
+pub use blyan_schemas::column::{self, Fixed, Values, to_column};
+
 /// The length of a node key in a `node_keys` column.
 pub use blyan_schemas::v1::NODE_KEY_LEN as KEY_LEN;
 
@@ -240,54 +243,59 @@ pub fn node_keys(column: &[u8]) -> impl ExactSizeIterator<Item = &[u8; KEY_LEN]>
         .map(|key| key.try_into().expect("chunks of KEY_LEN bytes"))
 }
 
+/// The values of a numeric column of the input, in order: `T` is the column's type,
+/// as `plugin.proto` names it (`u32`, `u64` or `i64`). Panics (traps) when the
+/// column's length is not a whole number of values, which the host never sends.
+pub fn values<T: Fixed>(column: &[u8]) -> Values<'_, T> {
+    column::values(column).unwrap_or_else(|ragged| panic!("values: {ragged}"))
+}
+
 /// Each delta's measurements, in delta order: `input.measurements` cut by
 /// `input.measurement_counts`. Panics when the counts don't add up to the
 /// measurements.
-pub fn delta_measurements(input: &pb::ScoringInput) -> impl ExactSizeIterator<Item = &[i64]> {
-    let total = input
-        .measurement_counts
-        .iter()
-        .map(|&count| count as usize)
+pub fn delta_measurements(
+    input: &pb::ScoringInput,
+) -> impl ExactSizeIterator<Item = Values<'_, i64>> {
+    let counts = values::<u32>(&input.measurement_counts);
+    let total = counts
+        .clone()
+        .map(|count| count as usize)
         .try_fold(0usize, usize::checked_add);
     assert_eq!(
         total,
-        Some(input.measurements.len()),
+        column::len::<i64>(&input.measurements).ok(),
         "delta_measurements: the counts do not add up to the measurements"
     );
-    let mut rest = input.measurements.as_slice();
-    input.measurement_counts.iter().map(move |&count| {
-        let (measurements, after) = rest.split_at(count as usize);
+    let mut rest: &[u8] = &input.measurements;
+    counts.map(move |count| {
+        let (measurements, after) = rest.split_at(count as usize * i64::WIDTH);
         rest = after;
-        measurements
+        values(measurements)
     })
 }
 
 /// A reward output from one amount per node.
-pub fn reward_output(amounts: impl ExactSizeIterator<Item = u128>) -> pb::RewardOutput {
-    let mut output = pb::RewardOutput {
-        amounts_hi: Vec::with_capacity(amounts.len()),
-        amounts_lo: Vec::with_capacity(amounts.len()),
-    };
-    for amount in amounts {
-        output.amounts_hi.push((amount >> 64) as u64);
-        output.amounts_lo.push(amount as u64);
+pub fn reward_output(amounts: impl ExactSizeIterator<Item = u128> + Clone) -> pb::RewardOutput {
+    pb::RewardOutput {
+        amounts_hi: to_column(amounts.clone().map(|amount| (amount >> 64) as u64)),
+        amounts_lo: to_column(amounts.map(|amount| amount as u64)),
     }
-    output
 }
 
-/// The amounts of a reward output, one per node. Panics when its columns differ in
-/// length.
+/// The amounts of a reward output, one per node. Panics when its columns are ragged or
+/// differ in length.
 pub fn reward_amounts(output: &pb::RewardOutput) -> Vec<u128> {
+    let (high, low) = (
+        values::<u64>(&output.amounts_hi),
+        values::<u64>(&output.amounts_lo),
+    );
     assert_eq!(
-        output.amounts_hi.len(),
-        output.amounts_lo.len(),
+        high.len(),
+        low.len(),
         "reward_amounts: the columns differ in length"
     );
-    output
-        .amounts_hi
-        .iter()
-        .zip(&output.amounts_lo)
-        .map(|(&hi, &lo)| (u128::from(hi) << 64) | u128::from(lo))
+    high.zip(low)
+        .map(|(hi, lo)| (u128::from(hi) << 64) | u128::from(lo))
         .collect()
 }
 
@@ -585,16 +593,16 @@ mod tests {
             round: 3,
             quorum: 1,
             max_score: 10,
-            measurement_counts: vec![2],
-            measurements: vec![4, -2],
+            measurement_counts: to_column([2u32]).into(),
+            measurements: to_column([4i64, -2]).into(),
         }
     }
 
     fn count_measurements(input: &pb::ScoringInput) -> pb::ScoringOutput {
         pb::ScoringOutput {
-            scores: delta_measurements(input)
-                .map(|measurements| measurements.len() as u64)
-                .collect(),
+            scores: to_column(
+                delta_measurements(input).map(|measurements| measurements.len() as u64),
+            ),
         }
     }
 
@@ -607,23 +615,31 @@ mod tests {
         assert!(std::panic::catch_unwind(|| node_keys(&keys[..40]).count()).is_err());
 
         let input = pb::ScoringInput {
-            measurement_counts: vec![2, 0, 3],
-            measurements: vec![1, 2, 3, 4, 5],
+            measurement_counts: to_column([2u32, 0, 3]).into(),
+            measurements: to_column([1i64, 2, 3, 4, -5]).into(),
             ..Default::default()
         };
-        let deltas: Vec<&[i64]> = delta_measurements(&input).collect();
-        assert_eq!(deltas, [&[1, 2][..], &[], &[3, 4, 5]]);
+        let deltas: Vec<Vec<i64>> = delta_measurements(&input).map(Iterator::collect).collect();
+        assert_eq!(deltas, [vec![1, 2], vec![], vec![3, 4, -5]]);
         let short = pb::ScoringInput {
-            measurement_counts: vec![2, 4],
+            measurement_counts: to_column([2u32, 4]).into(),
             ..input.clone()
         };
         assert!(std::panic::catch_unwind(|| delta_measurements(&short).count()).is_err());
+        let ragged = pb::ScoringInput {
+            measurements: input.measurements.slice(..39),
+            ..input.clone()
+        };
+        assert!(std::panic::catch_unwind(|| delta_measurements(&ragged).count()).is_err());
 
         let amounts = [0, 7, u128::MAX, 1 << 64];
         let output = reward_output(amounts.into_iter());
-        assert_eq!(output.amounts_hi, [0, 0, u64::MAX, 1]);
-        assert_eq!(output.amounts_lo, [0, 7, u64::MAX, 0]);
+        assert_eq!(output.amounts_hi, to_column([0u64, 0, u64::MAX, 1]));
+        assert_eq!(output.amounts_lo, to_column([0u64, 7, u64::MAX, 0]));
         assert_eq!(reward_amounts(&output), amounts);
+        let mut ragged = output.clone();
+        ragged.amounts_hi.truncate(24);
+        assert!(std::panic::catch_unwind(|| reward_amounts(&ragged)).is_err());
     }
 
     #[test]
@@ -640,7 +656,7 @@ mod tests {
         assert_eq!(seen.into_inner(), Some(scoring_input()));
         let expected = pb::PolicyOutput {
             kind: Some(pb::policy_output::Kind::Scoring(pb::ScoringOutput {
-                scores: vec![2],
+                scores: to_column([2u64]),
             })),
         };
         assert_eq!(encoded, expected.encode_to_vec());

@@ -28,7 +28,10 @@
 //! So the amounts sum to exactly `P`, each is `floor` or `ceil` of its exact share
 //! `P * s_i / S`, and a node with score 0 gets 0 (its base and remainder are both 0).
 
-use blyan_plugin_pdk::{Divisor, KEY_LEN, checked_mul_u128_u64, node_keys, pb, u128_from_pb};
+use blyan_plugin_pdk::{
+    Divisor, KEY_LEN, Values, checked_mul_u128_u64, node_keys, pb, reward_output, u128_from_pb,
+    values,
+};
 
 blyan_plugin_pdk::export_reward!(reward);
 
@@ -36,13 +39,13 @@ blyan_plugin_pdk::export_reward!(reward);
 /// Panics (traps, in the plugin) if the scores overflow a `u64` or the keys don't
 /// match the scores.
 pub fn reward(input: &pb::RewardInput) -> pb::RewardOutput {
-    let scores = &input.scores;
+    let scores = values::<u64>(&input.scores);
     assert_eq!(
         node_keys(&input.node_keys).len(),
         scores.len(),
         "reward: one key per score"
     );
-    let score_total = scores.iter().fold(0u64, |total, &score| {
+    let score_total = scores.clone().fold(0u64, |total, score| {
         total
             .checked_add(score)
             .expect("reward: the scores overflow a u64")
@@ -54,28 +57,23 @@ pub fn reward(input: &pb::RewardInput) -> pb::RewardOutput {
 /// Steps 2 to 4: `pool` split among the nodes with `keys` (one per score) and
 /// `scores`, which sum to `score_total`. One pass computes every base amount; only
 /// the leftover units need a second look, at the nodes they go to.
-fn split(pool: u128, score_total: u64, keys: &[u8], scores: &[u64]) -> pb::RewardOutput {
+fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> pb::RewardOutput {
     let nodes = scores.len();
     if score_total == 0 {
-        return pb::RewardOutput {
-            amounts_hi: vec![0; nodes],
-            amounts_lo: vec![0; nodes],
-        };
+        return reward_output(std::iter::repeat_n(0, nodes));
     }
     let total = u128::from(score_total);
     // r < S < 2^64, so r and every r * s_i / S (< s_i) fit a u64.
     let (quotient, remainder) = (pool / total, (pool % total) as u64);
     let divisor = Divisor::new(score_total);
 
-    let mut output = pb::RewardOutput {
-        amounts_hi: Vec::with_capacity(nodes),
-        amounts_lo: Vec::with_capacity(nodes),
-    };
-    // (frac_i, i) of every node with a nonzero remainder: the candidates for a
-    // leftover unit.
-    let mut inexact: Vec<(u64, u32)> = Vec::with_capacity(nodes);
+    let mut amounts: Vec<u128> = Vec::with_capacity(nodes);
+    // Every node with a nonzero remainder, a candidate for a leftover unit, as one
+    // integer that sorts by remainder descending, then by index: the remainder's
+    // complement above the index.
+    let mut inexact: Vec<u128> = Vec::with_capacity(nodes);
     let mut assigned = 0u128;
-    for (index, &score) in (0u32..).zip(scores) {
+    for (index, score) in (0u32..).zip(scores) {
         let whole =
             checked_mul_u128_u64(quotient, score).expect("reward: q * s_i is at most the pool");
         let (partial, fraction) = divisor.mul_div_rem(remainder, score);
@@ -83,10 +81,9 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: &[u64]) -> pb::Rewar
         assigned = assigned
             .checked_add(amount)
             .expect("reward: the base amounts sum to at most the pool");
-        output.amounts_hi.push((amount >> 64) as u64);
-        output.amounts_lo.push(amount as u64);
+        amounts.push(amount);
         if fraction > 0 {
-            inexact.push((fraction, index));
+            inexact.push((u128::from(!fraction) << 64) | u128::from(index));
         }
     }
     let leftover = pool - assigned;
@@ -96,28 +93,38 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: &[u64]) -> pb::Rewar
     );
 
     // The `leftover` first nodes in the tie-break order, as a set: selecting them is
-    // linear where sorting every node is not. Keys are compared only between equal
-    // remainders.
+    // linear where sorting every node is not. The selection orders equal remainders
+    // by index, not by key, so the nodes whose remainder equals the last selected one
+    // are ordered again, by key: every node with a larger remainder gets a unit
+    // whatever the keys, and the rest of the units go to the first of those tied.
     let leftover = leftover as usize;
     if leftover > 0 {
-        let key = |i: u32| &keys[i as usize * KEY_LEN..(i as usize + 1) * KEY_LEN];
-        inexact.select_nth_unstable_by(leftover - 1, |&(fraction_a, a), &(fraction_b, b)| {
-            fraction_b
-                .cmp(&fraction_a)
-                .then_with(|| key(a).cmp(key(b)))
-                .then(a.cmp(&b))
-        });
-        for &(_, index) in &inexact[..leftover] {
-            let index = index as usize;
-            // The base amount plus one unit, carried into the high half.
-            let (low, carry) = output.amounts_lo[index].overflowing_add(1);
-            output.amounts_lo[index] = low;
-            output.amounts_hi[index] += u64::from(carry);
+        let (_, &mut last, _) = inexact.select_nth_unstable(leftover - 1);
+        let last = (last >> 64) as u64;
+        let complement = |candidate: u128| (candidate >> 64) as u64;
+        let index = |candidate: u128| candidate as u32 as usize;
+        let mut given = 0;
+        for &candidate in inexact[..leftover]
+            .iter()
+            .filter(|&&candidate| complement(candidate) < last)
+        {
+            amounts[index(candidate)] += 1;
+            given += 1;
+        }
+        let mut tied: Vec<usize> = inexact
+            .iter()
+            .filter(|&&candidate| complement(candidate) == last)
+            .map(|&candidate| index(candidate))
+            .collect();
+        let key = |i: usize| &keys[i * KEY_LEN..(i + 1) * KEY_LEN];
+        tied.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
+        for &index in &tied[..leftover - given] {
+            amounts[index] += 1;
         }
     }
     // The amounts sum to assigned + leftover = pool by construction; the host checks
     // it again.
-    output
+    reward_output(amounts.into_iter())
 }
 
 #[cfg(test)]
@@ -125,7 +132,7 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    use blyan_plugin_pdk::{reward_amounts, u128_to_pb};
+    use blyan_plugin_pdk::{reward_amounts, to_column, u128_to_pb};
 
     #[derive(Clone, Copy)]
     struct Node {
@@ -149,7 +156,7 @@ mod tests {
                 .flat_map(|node| node.key)
                 .collect::<Vec<u8>>()
                 .into(),
-            scores: nodes.iter().map(|node| node.score).collect(),
+            scores: to_column(nodes.iter().map(|node| node.score)).into(),
         }
     }
 
@@ -228,6 +235,11 @@ mod tests {
         let nodes = [node(5, 1), node(5, 1), node(4, 2)];
         assert_eq!(amounts(1, &nodes), [0, 0, 1]);
         assert_eq!(amounts(3, &nodes), [1, 1, 1]);
+        // Pool 4 over scores summing to 10: remainders 8, 4, 4, 4 and 0, two units
+        // left. The larger remainder gets one; of the three tied, the lowest key (3)
+        // gets the other, though it is neither the first nor the last of them.
+        let nodes = [node(1, 2), node(9, 1), node(3, 1), node(5, 1), node(2, 5)];
+        assert_eq!(amounts(4, &nodes), [1, 0, 1, 0, 2]);
     }
 
     #[test]

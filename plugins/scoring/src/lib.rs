@@ -24,7 +24,7 @@
 //! highest honest measurement. The policy cannot overflow and never traps on a
 //! well-formed input.
 
-use blyan_plugin_pdk::{delta_measurements, pb};
+use blyan_plugin_pdk::{delta_measurements, pb, to_column};
 
 blyan_plugin_pdk::export_scoring!(score);
 
@@ -33,17 +33,17 @@ pub fn score(input: &pb::ScoringInput) -> pb::ScoringOutput {
     let quorum = input.quorum.max(1) as usize;
     // One scratch buffer for every delta's measurements, reordered in place.
     let mut scratch = Vec::new();
-    let scores = delta_measurements(input)
-        .map(|measurements| {
-            if measurements.len() < quorum {
-                return 0;
-            }
-            scratch.clear();
-            scratch.extend_from_slice(measurements);
-            clamp(median(&mut scratch), input.max_score)
-        })
-        .collect();
-    pb::ScoringOutput { scores }
+    let scores = delta_measurements(input).map(|measurements| {
+        if measurements.len() < quorum {
+            return 0;
+        }
+        scratch.clear();
+        scratch.extend(measurements);
+        clamp(median(&mut scratch), input.max_score)
+    });
+    pb::ScoringOutput {
+        scores: to_column(scores),
+    }
 }
 
 /// The median of step 2, reordering `measurements`, which is not empty. Selects the
@@ -75,6 +75,7 @@ fn clamp(median: i128, max_score: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blyan_plugin_pdk::values;
     use prost::Message;
 
     fn input(quorum: u32, max_score: u64, deltas: &[&[i64]]) -> pb::ScoringInput {
@@ -82,15 +83,16 @@ mod tests {
             round: 1,
             quorum,
             max_score,
-            measurement_counts: deltas.iter().map(|delta| delta.len() as u32).collect(),
-            measurements: deltas.concat(),
+            measurement_counts: to_column(deltas.iter().map(|delta| delta.len() as u32)).into(),
+            measurements: to_column(deltas.concat()).into(),
         }
     }
 
     fn scores(quorum: u32, max_score: u64, deltas: &[&[i64]]) -> Vec<u64> {
         let output = score(&input(quorum, max_score, deltas));
-        assert_eq!(output.scores.len(), deltas.len());
-        output.scores
+        let scores: Vec<u64> = values(&output.scores).collect();
+        assert_eq!(scores.len(), deltas.len());
+        scores
     }
 
     #[test]
@@ -198,7 +200,7 @@ mod tests {
         assert_eq!(
             output.kind,
             Some(pb::policy_output::Kind::Scoring(pb::ScoringOutput {
-                scores: vec![2, 50]
+                scores: to_column([2u64, 50])
             }))
         );
     }

@@ -42,9 +42,7 @@
 //! average: step 5 selects the `L` largest remainders rather than sorting), and
 //! independent of `item_count`.
 
-use std::cmp::Reverse;
-
-use blyan_plugin_pdk::{Divisor, pb};
+use blyan_plugin_pdk::{Divisor, pb, to_column, values};
 
 blyan_plugin_pdk::export_sharding!(shard);
 
@@ -59,9 +57,9 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
         .as_slice()
         .try_into()
         .expect("sharding: the seed must be 32 bytes");
-    let capabilities = &input.capabilities;
+    let capabilities = values::<u64>(&input.capabilities);
     let node_count = u32::try_from(capabilities.len()).expect("sharding: at most 2^32 - 1 nodes");
-    let capability_total = capabilities.iter().fold(0u64, |total, &capability| {
+    let capability_total = capabilities.clone().fold(0u64, |total, capability| {
         assert!(capability > 0, "sharding: a node with capability 0");
         total
             .checked_add(capability)
@@ -73,15 +71,11 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
 
     let mut generator = SplitMix64::from_seed(seed);
     let order = shuffled(node_count, &mut generator);
-    let mut rank = vec![0u32; order.len()];
-    for (position, &node) in (0u32..).zip(&order) {
-        rank[node as usize] = position;
-    }
 
     let mut quotas = Vec::with_capacity(order.len());
     let mut remainders = Vec::with_capacity(order.len());
     let total = Divisor::new(capability_total);
-    for &capability in capabilities {
+    for capability in capabilities {
         // quota <= item_count and remainder < total, so both fit a u64.
         let (quota, remainder) = total.mul_div_rem(input.item_count, capability);
         quotas.push(quota);
@@ -100,21 +94,26 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
     // The remainders sum to leftover * total and each is below total, so more than
     // `leftover` of them are nonzero (unless leftover is 0): no node whose share is
     // already exact gets a leftover item. The `leftover` first in (remainder
-    // descending, rank) order are selected as a set, without sorting the rest.
+    // descending, rank) order are selected as a set, without sorting the rest. Each
+    // candidate is one integer that sorts in that order: the remainder's complement
+    // above the rank, from which `order` gives the node back.
     let leftover = leftover as usize;
     if leftover > 0 {
-        let mut by_remainder: Vec<u32> = (0..node_count)
-            .filter(|&node| remainders[node as usize] > 0)
+        let mut by_remainder: Vec<u128> = (0u32..)
+            .zip(&order)
+            .filter_map(|(rank, &node)| {
+                let remainder = remainders[node as usize];
+                (remainder > 0).then(|| (u128::from(!remainder) << 32) | u128::from(rank))
+            })
             .collect();
         assert!(
             by_remainder.len() >= leftover,
             "sharding: more leftover items than inexact shares"
         );
-        by_remainder.select_nth_unstable_by_key(leftover - 1, |&node| {
-            (Reverse(remainders[node as usize]), rank[node as usize])
-        });
-        for &node in &by_remainder[..leftover] {
-            quotas[node as usize] += 1;
+        by_remainder.select_nth_unstable(leftover - 1);
+        for &candidate in &by_remainder[..leftover] {
+            let rank = candidate as u32;
+            quotas[order[rank as usize] as usize] += 1;
         }
     }
 
@@ -122,18 +121,16 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
         .iter()
         .filter(|&&node| quotas[node as usize] > 0)
         .count();
-    let mut output = pb::ShardingOutput {
-        node_indexes: Vec::with_capacity(shards),
-        starts: Vec::with_capacity(shards),
-        counts: Vec::with_capacity(shards),
-    };
+    let mut node_indexes = Vec::with_capacity(shards);
+    let mut starts = Vec::with_capacity(shards);
+    let mut counts = Vec::with_capacity(shards);
     let mut start = 0u64;
     for &node in &order {
         let count = quotas[node as usize];
         if count > 0 {
-            output.node_indexes.push(node);
-            output.starts.push(start);
-            output.counts.push(count);
+            node_indexes.push(node);
+            starts.push(start);
+            counts.push(count);
             start += count;
         }
     }
@@ -141,7 +138,11 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
         start, input.item_count,
         "sharding: the shards cover every item"
     );
-    output
+    pb::ShardingOutput {
+        node_indexes: to_column(node_indexes),
+        starts: to_column(starts),
+        counts: to_column(counts),
+    }
 }
 
 /// `[0, count)` in the seeded Fisher–Yates order of step 4.
@@ -216,28 +217,29 @@ mod tests {
                 })
                 .collect::<Vec<u8>>()
                 .into(),
-            capabilities: capabilities.to_vec(),
+            capabilities: to_column(capabilities.iter().copied()).into(),
         }
     }
 
     /// The output's shards as (node_index, start, count), after checking its columns
     /// have the same length.
     fn shards(output: &pb::ShardingOutput) -> Vec<(u32, u64, u64)> {
-        assert_eq!(output.node_indexes.len(), output.starts.len());
-        assert_eq!(output.node_indexes.len(), output.counts.len());
-        output
-            .node_indexes
-            .iter()
-            .zip(&output.starts)
-            .zip(&output.counts)
-            .map(|((&node_index, &start), &count)| (node_index, start, count))
+        let node_indexes = values::<u32>(&output.node_indexes);
+        let starts = values::<u64>(&output.starts);
+        let counts = values::<u64>(&output.counts);
+        assert_eq!(node_indexes.len(), starts.len());
+        assert_eq!(node_indexes.len(), counts.len());
+        node_indexes
+            .zip(starts)
+            .zip(counts)
+            .map(|((node_index, start), count)| (node_index, start, count))
             .collect()
     }
 
     /// Checks the output covers `[0, item_count)` exactly once, in order, with one
     /// nonempty shard per node at most, and returns each node's count.
     fn counts_checked(input: &pb::ShardingInput, output: &pb::ShardingOutput) -> Vec<u64> {
-        let nodes = input.capabilities.len();
+        let nodes = values::<u64>(&input.capabilities).len();
         let mut counts = vec![0u64; nodes];
         let mut seen = vec![false; nodes];
         let mut next = 0u64;
@@ -257,8 +259,9 @@ mod tests {
 
     /// Checks each node's count is the floor or the ceiling of its exact share.
     fn assert_balanced(input: &pb::ShardingInput, counts: &[u64]) {
-        let total: u128 = input.capabilities.iter().map(|&c| u128::from(c)).sum();
-        for (&capability, &count) in input.capabilities.iter().zip(counts) {
+        let capabilities = values::<u64>(&input.capabilities);
+        let total: u128 = capabilities.clone().map(u128::from).sum();
+        for (capability, &count) in capabilities.zip(counts) {
             let product = u128::from(input.item_count) * u128::from(capability);
             let floor = product / total;
             let ceiling = floor + u128::from(product % total != 0);
@@ -345,7 +348,11 @@ mod tests {
             let input = input([seed; 32], 4, &[5, 5, 5]);
             let output = shard(&input);
             counts_checked(&input, &output);
-            assert_eq!(output.counts, [2, 1, 1], "seed {seed}");
+            assert_eq!(
+                values::<u64>(&output.counts).collect::<Vec<_>>(),
+                [2, 1, 1],
+                "seed {seed}"
+            );
         }
     }
 
@@ -382,7 +389,7 @@ mod tests {
         let output = shard(&input);
         let counts = counts_checked(&input, &output);
         assert_balanced(&input, &counts);
-        assert_eq!(output.counts.len(), 10_000);
+        assert_eq!(shards(&output).len(), 10_000);
     }
 
     #[test]
