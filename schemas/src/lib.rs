@@ -5,6 +5,9 @@
 //! compatibility promise: fields are only ever added, and tags are never reused.
 
 pub mod column;
+mod plugin_kind;
+
+pub use plugin_kind::PluginKind;
 
 /// Version 1 of the protocol.
 pub mod v1 {

@@ -50,23 +50,15 @@ pub fn u128_from_pb(value: &pb::U128) -> u128 {
     (u128::from(value.hi) << 64) | u128::from(value.lo)
 }
 
-pub fn plugin_kind_to_pb(kind: PluginKind) -> pb::PluginKind {
-    match kind {
-        PluginKind::Sharding => pb::PluginKind::Sharding,
-        PluginKind::Scoring => pb::PluginKind::Scoring,
-        PluginKind::Reward => pb::PluginKind::Reward,
-    }
-}
-
 pub fn plugin_kind_from_pb(value: i32) -> Result<PluginKind, DecodeError> {
-    match pb::PluginKind::try_from(value) {
-        Ok(pb::PluginKind::Sharding) => Ok(PluginKind::Sharding),
-        Ok(pb::PluginKind::Scoring) => Ok(PluginKind::Scoring),
-        Ok(pb::PluginKind::Reward) => Ok(PluginKind::Reward),
-        Ok(pb::PluginKind::Unspecified) | Err(_) => Err(DecodeError(format!(
-            "plugin kind must be sharding (1), scoring (2) or reward (3), got {value}"
-        ))),
-    }
+    pb::PluginKind::try_from(value)
+        .ok()
+        .and_then(PluginKind::from_pb)
+        .ok_or_else(|| {
+            DecodeError(format!(
+                "plugin kind must be sharding (1), scoring (2) or reward (3), got {value}"
+            ))
+        })
 }
 
 fn pinned_from_pb(kind: i32, hash: &[u8]) -> Result<PinnedPlugin, DecodeError> {
@@ -154,7 +146,7 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
             amount: Some(u128_to_pb(burn.amount)),
         }),
         Action::ProposePlugin(proposal) => pb::command::Action::ProposePlugin(pb::ProposePlugin {
-            kind: plugin_kind_to_pb(proposal.kind).into(),
+            kind: proposal.kind.to_pb().into(),
             wasm: proposal.wasm.to_vec(),
             activation_round: proposal.activation_round,
         }),
@@ -364,7 +356,7 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 .plugins
                 .iter()
                 .map(|module| pb::PluginModule {
-                    kind: plugin_kind_to_pb(module.kind).into(),
+                    kind: module.kind.to_pb().into(),
                     wasm: module.wasm.to_vec(),
                 })
                 .collect(),
@@ -403,7 +395,7 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
         } => Kind::PluginProposed(pb::PluginProposedV1 {
             proposal_id: *proposal_id,
             proposer: proposer.0.to_vec(),
-            kind: plugin_kind_to_pb(module.kind).into(),
+            kind: module.kind.to_pb().into(),
             wasm_hash: module.hash.to_vec(),
             activation_round: *activation_round,
         }),
@@ -434,7 +426,7 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             activation_round,
         } => Kind::PluginActivated(pb::PluginActivatedV1 {
             proposal_id: *proposal_id,
-            kind: plugin_kind_to_pb(*kind).into(),
+            kind: kind.to_pb().into(),
             wasm_hash: hash.to_vec(),
             activation_round: *activation_round,
         }),
@@ -453,7 +445,7 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 .plugins
                 .iter()
                 .map(|pinned| pb::PinnedPlugin {
-                    kind: plugin_kind_to_pb(pinned.kind).into(),
+                    kind: pinned.kind.to_pb().into(),
                     wasm_hash: pinned.hash.to_vec(),
                 })
                 .collect(),
@@ -461,7 +453,7 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
         }),
         Event::PluginFallback(fallback) => Kind::PluginFallback(pb::PluginFallbackV1 {
             round: fallback.round,
-            kind: plugin_kind_to_pb(fallback.kind).into(),
+            kind: fallback.kind.to_pb().into(),
             failed_hash: fallback.failed_hash.to_vec(),
             reason_code: fallback.reason_code.clone(),
             reason: fallback.reason.clone(),

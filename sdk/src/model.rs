@@ -61,40 +61,7 @@ pub enum Action {
     },
 }
 
-/// The three policies governance can replace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginKind {
-    Sharding,
-    Scoring,
-    Reward,
-}
-
-impl PluginKind {
-    pub const ALL: [PluginKind; 3] = [
-        PluginKind::Sharding,
-        PluginKind::Scoring,
-        PluginKind::Reward,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PluginKind::Sharding => "sharding",
-            PluginKind::Scoring => "scoring",
-            PluginKind::Reward => "reward",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<PluginKind> {
-        PluginKind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use blyan_schemas::PluginKind;
 
 /// A plugin module, named by the blake3 hash of its bytes.
 #[derive(Clone, PartialEq, Eq, Serialize)]

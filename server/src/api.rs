@@ -35,7 +35,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::engine::{Engine, Submission, SubmitError};
-use crate::policy;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -231,7 +230,7 @@ async fn conformance(
     }
     let host = app.host.clone();
     let wasm = proposal.wasm.clone();
-    let kind = policy::host_kind(proposal.kind);
+    let kind = proposal.kind;
     let verdict = tokio::task::spawn_blocking(move || host.conformance(kind, &wasm))
         .await
         .map_err(|error| {

@@ -20,14 +20,6 @@ pub fn host() -> Host {
     })
 }
 
-pub fn host_kind(kind: PluginKind) -> host::PluginKind {
-    match kind {
-        PluginKind::Sharding => host::PluginKind::Sharding,
-        PluginKind::Scoring => host::PluginKind::Scoring,
-        PluginKind::Reward => host::PluginKind::Reward,
-    }
-}
-
 /// A policy output and the events that say how it was obtained.
 #[derive(Debug)]
 pub struct PolicyRun {
@@ -53,7 +45,7 @@ pub fn run_policy(
     kind: PluginKind,
     input: &pb::PolicyInput,
 ) -> Result<PolicyRun, AllFailed> {
-    let embedded = defaults::wasm(host_kind(kind));
+    let embedded = defaults::wasm(kind);
     let mut chain: Vec<&[u8]> = governance
         .fallback_chain(kind)
         .iter()
@@ -125,7 +117,7 @@ mod tests {
         genesis.governance_threshold = 1;
         genesis.plugins = PluginKind::ALL
             .into_iter()
-            .map(|kind| PluginModule::new(kind, defaults::wasm(host_kind(kind))))
+            .map(|kind| PluginModule::new(kind, defaults::wasm(kind)))
             .collect();
         let mut state = State::default();
         state.apply(&Event::GenesisCreated(Box::new(genesis)));
@@ -157,7 +149,7 @@ mod tests {
     fn a_working_pinned_plugin_runs_without_fallback() {
         let good = variant(defaults::SCORING, 1);
         let state = state_with(std::slice::from_ref(&good));
-        let input = reference::input(host::PluginKind::Scoring);
+        let input = reference::input(PluginKind::Scoring);
         let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
         assert_eq!(run.used, hash(&good));
         assert!(run.events.is_empty());
@@ -169,7 +161,7 @@ mod tests {
         let good = variant(defaults::SCORING, 1);
         let broken = b"\0asm\x01\0\0\0broken".to_vec();
         let mut state = state_with(&[good.clone(), broken.clone()]);
-        let input = reference::input(host::PluginKind::Scoring);
+        let input = reference::input(PluginKind::Scoring);
         let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
         assert_eq!(run.used, hash(&good), "the plugin pinned before");
         let [Event::PluginFallback(fallback)] = run.events.as_slice() else {
@@ -215,7 +207,7 @@ mod tests {
         let opened = open_round(state.governance());
         apply(&mut state, &[opened]);
 
-        let input = reference::input(host::PluginKind::Scoring);
+        let input = reference::input(PluginKind::Scoring);
         let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
         assert_eq!(run.used, hash(defaults::SCORING));
         let failed: Vec<Hash> = run

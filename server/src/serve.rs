@@ -64,7 +64,7 @@ fn write_dev_keys(data_dir: &Path, keys: &DevKeys) -> anyhow::Result<()> {
 fn with_default_plugins(mut genesis: Genesis) -> Genesis {
     genesis.plugins = PluginKind::ALL
         .into_iter()
-        .map(|kind| PluginModule::new(kind, defaults::wasm(crate::policy::host_kind(kind))))
+        .map(|kind| PluginModule::new(kind, defaults::wasm(kind)))
         .collect();
     genesis
 }

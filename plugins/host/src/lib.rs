@@ -25,6 +25,7 @@ pub mod sandbox;
 
 include!("codegen.rs");
 
+pub use blyan_schemas::PluginKind;
 pub use blyan_schemas::column;
 pub use blyan_schemas::v1 as pb;
 pub use sandbox::{Compiled, Conformance, Host, Limits, PluginError, RunOutcome};
@@ -32,66 +33,6 @@ pub use sandbox::{Compiled, Conformance, Host, Limits, PluginError, RunOutcome};
 /// The plugin ABI version this host speaks; a plugin's `blyan_abi_version` must return
 /// it.
 pub const ABI_VERSION: i32 = 1;
-
-/// The three replaceable policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PluginKind {
-    Sharding,
-    Scoring,
-    Reward,
-}
-
-impl PluginKind {
-    pub const ALL: [PluginKind; 3] = [
-        PluginKind::Sharding,
-        PluginKind::Scoring,
-        PluginKind::Reward,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PluginKind::Sharding => "sharding",
-            PluginKind::Scoring => "scoring",
-            PluginKind::Reward => "reward",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<PluginKind> {
-        PluginKind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-
-    pub fn to_pb(self) -> pb::PluginKind {
-        match self {
-            PluginKind::Sharding => pb::PluginKind::Sharding,
-            PluginKind::Scoring => pb::PluginKind::Scoring,
-            PluginKind::Reward => pb::PluginKind::Reward,
-        }
-    }
-
-    pub fn from_pb(kind: pb::PluginKind) -> Option<PluginKind> {
-        match kind {
-            pb::PluginKind::Unspecified => None,
-            pb::PluginKind::Sharding => Some(PluginKind::Sharding),
-            pb::PluginKind::Scoring => Some(PluginKind::Scoring),
-            pb::PluginKind::Reward => Some(PluginKind::Reward),
-        }
-    }
-
-    /// The kind of a policy input.
-    pub fn of_input(input: &pb::PolicyInput) -> Option<PluginKind> {
-        match input.kind.as_ref()? {
-            pb::policy_input::Kind::Sharding(_) => Some(PluginKind::Sharding),
-            pb::policy_input::Kind::Scoring(_) => Some(PluginKind::Scoring),
-            pb::policy_input::Kind::Reward(_) => Some(PluginKind::Reward),
-        }
-    }
-}
-
-impl std::fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The blake3 hash that names a plugin module everywhere: in the log, in the cache
 /// and in the API.

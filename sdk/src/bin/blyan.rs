@@ -179,14 +179,6 @@ fn parse_kind(text: &str) -> Result<PluginKind, String> {
         .ok_or_else(|| format!("`{text}` is not a plugin kind: use sharding, scoring or reward"))
 }
 
-fn host_kind(kind: PluginKind) -> blyan_plugin_host::PluginKind {
-    match kind {
-        PluginKind::Sharding => blyan_plugin_host::PluginKind::Sharding,
-        PluginKind::Scoring => blyan_plugin_host::PluginKind::Scoring,
-        PluginKind::Reward => blyan_plugin_host::PluginKind::Reward,
-    }
-}
-
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -385,7 +377,7 @@ fn plugin(cli: &Cli, command: &PluginCommand) -> anyhow::Result<()> {
                 module_bytes_max: limits::PLUGIN_BYTES_MAX,
                 ..blyan_plugin_host::Limits::default()
             });
-            match host.conformance(host_kind(*kind), &bytes) {
+            match host.conformance(*kind, &bytes) {
                 Ok(conformance) => {
                     let hash = hex::encode(conformance.hash);
                     if cli.json {
