@@ -37,9 +37,14 @@ pub fn score(input: &pb::ScoringInput) -> pb::ScoringOutput {
         if measurements.len() < quorum {
             return 0;
         }
-        scratch.clear();
-        scratch.extend(measurements);
-        clamp(median(&mut scratch), input.max_score)
+        let median = if measurements.len() <= NETWORK_INPUTS {
+            small_median(measurements)
+        } else {
+            scratch.clear();
+            scratch.extend(measurements);
+            median(&mut scratch)
+        };
+        clamp(median, input.max_score)
     });
     pb::ScoringOutput {
         scores: to_column(scores),
@@ -59,6 +64,69 @@ fn median(measurements: &mut [i64]) -> i128 {
             (i128::from(lower_middle) + i128::from(upper_middle)).div_euclid(2)
         }
         _ => i128::from(upper_middle),
+    }
+}
+
+/// Measurement counts up to this are sorted by [`sort_network`].
+const NETWORK_INPUTS: usize = 16;
+
+/// The median of step 2 of at most [`NETWORK_INPUTS`] measurements, which are not
+/// none, by a fixed sorting network: the same compare-exchanges whatever the values,
+/// with no branch on them and no loop. Selecting instead spends its time in short
+/// loops, and in Wasm each of their iterations also pays for the sandbox's fuel and
+/// deadline checks.
+///
+/// The `n` measurements are padded to 16 values with `(16 - n) / 2` copies of
+/// `i64::MIN` (which sort before them) and the rest `i64::MAX` (after them). The
+/// lower middle measurement then always sorts to position 7 and the upper one to 8
+/// (the one middle, when `n` is odd, to 7), so every index is a constant and the
+/// values can stay in registers.
+fn small_median(mut measurements: impl ExactSizeIterator<Item = i64>) -> i128 {
+    let count = measurements.len();
+    assert!(
+        (1..=NETWORK_INPUTS).contains(&count),
+        "scoring: {count} measurements for the sorting network"
+    );
+    let low_pads = (NETWORK_INPUTS - count) / 2;
+    let mut values: [i64; NETWORK_INPUTS] = std::array::from_fn(|i| {
+        if i < count {
+            measurements.next().unwrap_or(i64::MAX)
+        } else if i < count + low_pads {
+            i64::MIN
+        } else {
+            i64::MAX
+        }
+    });
+    sort_network(&mut values);
+    if count.is_multiple_of(2) {
+        (i128::from(values[7]) + i128::from(values[8])).div_euclid(2)
+    } else {
+        i128::from(values[7])
+    }
+}
+
+/// Sorts 16 values with Batcher's odd-even merge sort network: 63 compare-exchanges
+/// in 10 layers (`tests::the_network_sorts_every_input` checks every 0-1 input,
+/// which by the 0-1 principle shows it sorts any input).
+fn sort_network(values: &mut [i64; NETWORK_INPUTS]) {
+    macro_rules! network {
+        ($(($a:literal, $b:literal))*) => {$(
+            let (low, high) = (values[$a], values[$b]);
+            values[$a] = low.min(high);
+            values[$b] = low.max(high);
+        )*};
+    }
+    network! {
+        (0, 1) (2, 3) (4, 5) (6, 7) (8, 9) (10, 11) (12, 13) (14, 15)
+        (0, 2) (1, 3) (4, 6) (5, 7) (8, 10) (9, 11) (12, 14) (13, 15)
+        (1, 2) (5, 6) (9, 10) (13, 14)
+        (0, 4) (1, 5) (2, 6) (3, 7) (8, 12) (9, 13) (10, 14) (11, 15)
+        (2, 4) (3, 5) (10, 12) (11, 13)
+        (1, 2) (3, 4) (5, 6) (9, 10) (11, 12) (13, 14)
+        (0, 8) (1, 9) (2, 10) (3, 11) (4, 12) (5, 13) (6, 14) (7, 15)
+        (4, 8) (5, 9) (6, 10) (7, 11)
+        (2, 4) (3, 5) (6, 8) (7, 9) (10, 12) (11, 13)
+        (1, 2) (3, 4) (5, 6) (7, 8) (9, 10) (11, 12) (13, 14)
     }
 }
 
@@ -93,6 +161,45 @@ mod tests {
         let scores: Vec<u64> = values(&output.scores).collect();
         assert_eq!(scores.len(), deltas.len());
         scores
+    }
+
+    #[test]
+    fn the_network_sorts_every_input() {
+        // The 0-1 principle: a network that sorts every sequence of zeros and ones
+        // sorts every sequence.
+        for bits in 0u32..1 << NETWORK_INPUTS {
+            let mut values: [i64; NETWORK_INPUTS] =
+                std::array::from_fn(|i| i64::from((bits >> i) & 1));
+            sort_network(&mut values);
+            assert!(values.is_sorted(), "{bits:016b} gave {values:?}");
+        }
+    }
+
+    #[test]
+    fn the_network_and_the_selection_agree() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2_000 {
+            let count = round % NETWORK_INPUTS + 1;
+            let values: Vec<i64> = (0..count)
+                .map(|_| match next() % 4 {
+                    0 => i64::MIN + (next() % 3) as i64,
+                    1 => i64::MAX - (next() % 3) as i64,
+                    2 => (next() % 7) as i64 - 3,
+                    _ => next() as i64,
+                })
+                .collect();
+            assert_eq!(
+                small_median(values.iter().copied()),
+                median(&mut values.clone()),
+                "{values:?}"
+            );
+        }
     }
 
     #[test]
