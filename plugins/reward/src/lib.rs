@@ -67,25 +67,26 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
     let (quotient, remainder) = (pool / total, (pool % total) as u64);
     let divisor = Divisor::new(score_total);
 
-    let mut amounts: Vec<u128> = Vec::with_capacity(nodes);
+    let mut amounts = vec![0u128; nodes];
     // Every node with a nonzero remainder, a candidate for a leftover unit, as one
     // integer that sorts by remainder descending, then by index: the remainder's
-    // complement above the index.
-    let mut inexact: Vec<u128> = Vec::with_capacity(nodes);
+    // complement above the index. Every slot is written and the count of candidates
+    // advances only past nonzero remainders, so the pass has no branch on the data.
+    let mut inexact = vec![0u128; nodes];
+    let mut candidates = 0;
     let mut assigned = 0u128;
-    for (index, score) in (0u32..).zip(scores) {
+    for ((index, score), amount) in (0u32..).zip(scores).zip(&mut amounts) {
         let whole =
             checked_mul_u128_u64(quotient, score).expect("reward: q * s_i is at most the pool");
         let (partial, fraction) = divisor.mul_div_rem(remainder, score);
-        let amount = whole + u128::from(partial);
+        *amount = whole + u128::from(partial);
         assigned = assigned
-            .checked_add(amount)
+            .checked_add(*amount)
             .expect("reward: the base amounts sum to at most the pool");
-        amounts.push(amount);
-        if fraction > 0 {
-            inexact.push((u128::from(!fraction) << 64) | u128::from(index));
-        }
+        inexact[candidates] = (u128::from(!fraction) << 64) | u128::from(index);
+        candidates += usize::from(fraction > 0);
     }
+    inexact.truncate(candidates);
     let leftover = pool - assigned;
     assert!(
         leftover <= inexact.len() as u128,

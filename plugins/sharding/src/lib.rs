@@ -42,7 +42,7 @@
 //! average: step 5 selects the `L` largest remainders rather than sorting), and
 //! independent of `item_count`.
 
-use blyan_plugin_pdk::{Divisor, pb, to_column, values};
+use blyan_plugin_pdk::{Divisor, Fixed, pb, values};
 
 blyan_plugin_pdk::export_sharding!(shard);
 
@@ -72,19 +72,35 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
     let mut generator = SplitMix64::from_seed(seed);
     let order = shuffled(node_count, &mut generator);
 
-    let mut quotas = Vec::with_capacity(order.len());
-    let mut remainders = Vec::with_capacity(order.len());
+    // Step 5 in one pass in rank order: each quota (indexed by rank), their sum, and
+    // every node with a nonzero remainder as a candidate for a leftover item. A
+    // candidate is one integer that sorts in (remainder descending, rank) order: the
+    // remainder's complement above the rank. Every slot is written and the count of
+    // candidates advances only past nonzero remainders, so the pass has no branch on
+    // the data.
     let total = Divisor::new(capability_total);
-    for capability in capabilities {
+    let capabilities: &[u8] = &input.capabilities;
+    let mut quotas = vec![0u64; order.len()];
+    let mut by_remainder = vec![0u128; order.len()];
+    let mut candidates = 0;
+    let mut assigned = 0u64;
+    for ((rank, &node), quota) in (0u32..).zip(&order).zip(&mut quotas) {
+        let at = node as usize * u64::WIDTH;
+        let capability = u64::from_le_bytes(
+            capabilities[at..at + u64::WIDTH]
+                .try_into()
+                .expect("one 8-byte capability"),
+        );
         // quota <= item_count and remainder < total, so both fit a u64.
-        let (quota, remainder) = total.mul_div_rem(input.item_count, capability);
-        quotas.push(quota);
-        remainders.push(remainder);
+        let remainder;
+        (*quota, remainder) = total.mul_div_rem(input.item_count, capability);
+        assigned = assigned
+            .checked_add(*quota)
+            .expect("sharding: the quotas sum to at most item_count");
+        by_remainder[candidates] = (u128::from(!remainder) << 32) | u128::from(rank);
+        candidates += usize::from(remainder > 0);
     }
-    let assigned = quotas
-        .iter()
-        .try_fold(0u64, |sum, &quota| sum.checked_add(quota))
-        .expect("sharding: the quotas sum to at most item_count");
+    by_remainder.truncate(candidates);
     let leftover = input.item_count - assigned;
     assert!(
         leftover < u64::from(node_count),
@@ -93,55 +109,46 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
 
     // The remainders sum to leftover * total and each is below total, so more than
     // `leftover` of them are nonzero (unless leftover is 0): no node whose share is
-    // already exact gets a leftover item. The `leftover` first in (remainder
-    // descending, rank) order are selected as a set, without sorting the rest. Each
-    // candidate is one integer that sorts in that order: the remainder's complement
-    // above the rank, from which `order` gives the node back.
+    // already exact gets a leftover item. The `leftover` first candidates are
+    // selected as a set, without sorting the rest.
     let leftover = leftover as usize;
     if leftover > 0 {
-        let mut by_remainder: Vec<u128> = (0u32..)
-            .zip(&order)
-            .filter_map(|(rank, &node)| {
-                let remainder = remainders[node as usize];
-                (remainder > 0).then(|| (u128::from(!remainder) << 32) | u128::from(rank))
-            })
-            .collect();
         assert!(
             by_remainder.len() >= leftover,
             "sharding: more leftover items than inexact shares"
         );
         by_remainder.select_nth_unstable(leftover - 1);
         for &candidate in &by_remainder[..leftover] {
-            let rank = candidate as u32;
-            quotas[order[rank as usize] as usize] += 1;
+            quotas[candidate as u32 as usize] += 1;
         }
     }
 
-    let shards = order
-        .iter()
-        .filter(|&&node| quotas[node as usize] > 0)
-        .count();
-    let mut node_indexes = Vec::with_capacity(shards);
-    let mut starts = Vec::with_capacity(shards);
-    let mut counts = Vec::with_capacity(shards);
+    // Step 6, each column written as the ranks are walked: every slot is written, and
+    // the shard count advances only past nonzero quotas.
+    let mut node_indexes = vec![0; order.len() * u32::WIDTH];
+    let mut starts = vec![0; order.len() * u64::WIDTH];
+    let mut counts = vec![0; order.len() * u64::WIDTH];
+    let mut shards = 0;
     let mut start = 0u64;
-    for &node in &order {
-        let count = quotas[node as usize];
-        if count > 0 {
-            node_indexes.push(node);
-            starts.push(start);
-            counts.push(count);
-            start += count;
-        }
+    for (&node, &count) in order.iter().zip(&quotas) {
+        let (at, wide_at) = (shards * u32::WIDTH, shards * u64::WIDTH);
+        node_indexes[at..at + u32::WIDTH].copy_from_slice(&node.to_le_bytes());
+        starts[wide_at..wide_at + u64::WIDTH].copy_from_slice(&start.to_le_bytes());
+        counts[wide_at..wide_at + u64::WIDTH].copy_from_slice(&count.to_le_bytes());
+        start += count;
+        shards += usize::from(count > 0);
     }
+    node_indexes.truncate(shards * u32::WIDTH);
+    starts.truncate(shards * u64::WIDTH);
+    counts.truncate(shards * u64::WIDTH);
     assert_eq!(
         start, input.item_count,
         "sharding: the shards cover every item"
     );
     pb::ShardingOutput {
-        node_indexes: to_column(node_indexes),
-        starts: to_column(starts),
-        counts: to_column(counts),
+        node_indexes,
+        starts,
+        counts,
     }
 }
 
@@ -200,6 +207,7 @@ fn mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blyan_plugin_pdk::to_column;
     use prost::Message;
 
     fn input(seed: [u8; 32], item_count: u64, capabilities: &[u64]) -> pb::ShardingInput {
