@@ -29,8 +29,8 @@
 //! `P * s_i / S`, and a node with score 0 gets 0 (its base and remainder are both 0).
 
 use blyan_plugin_pdk::{
-    Divisor, KEY_LEN, Values, checked_mul_u128_u64, node_keys, pb, reward_output, u128_from_pb,
-    values,
+    Divisor, Fixed, KEY_LEN, Values, checked_mul_u128_u64, node_keys, pb, reward_output,
+    u128_from_pb, values,
 };
 
 blyan_plugin_pdk::export_reward!(reward);
@@ -67,22 +67,30 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
     let (quotient, remainder) = (pool / total, (pool % total) as u64);
     let divisor = Divisor::new(score_total);
 
-    let mut amounts = vec![0u128; nodes];
+    // The amounts go straight into the output's two columns (high and low halves).
+    let mut amounts_hi = vec![0; nodes * u64::WIDTH];
+    let mut amounts_lo = vec![0; nodes * u64::WIDTH];
     // Every node with a nonzero remainder, a candidate for a leftover unit, as one
-    // integer that sorts by remainder descending, then by index: the remainder's
-    // complement above the index. Every slot is written and the count of candidates
-    // advances only past nonzero remainders, so the pass has no branch on the data.
+    // integer: the remainder's complement above the index. Every slot is written and
+    // the count of candidates advances only past nonzero remainders, so the pass has
+    // no branch on the data.
     let mut inexact = vec![0u128; nodes];
     let mut candidates = 0;
     let mut assigned = 0u128;
-    for ((index, score), amount) in (0u32..).zip(scores).zip(&mut amounts) {
+    for (((index, score), hi), lo) in (0u32..)
+        .zip(scores)
+        .zip(amounts_hi.chunks_exact_mut(u64::WIDTH))
+        .zip(amounts_lo.chunks_exact_mut(u64::WIDTH))
+    {
         let whole =
             checked_mul_u128_u64(quotient, score).expect("reward: q * s_i is at most the pool");
         let (partial, fraction) = divisor.mul_div_rem(remainder, score);
-        *amount = whole + u128::from(partial);
+        let amount = whole + u128::from(partial);
         assigned = assigned
-            .checked_add(*amount)
+            .checked_add(amount)
             .expect("reward: the base amounts sum to at most the pool");
+        hi.copy_from_slice(&((amount >> 64) as u64).to_le_bytes());
+        lo.copy_from_slice(&(amount as u64).to_le_bytes());
         inexact[candidates] = (u128::from(!fraction) << 64) | u128::from(index);
         candidates += usize::from(fraction > 0);
     }
@@ -93,39 +101,89 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
         "reward: more leftover units than nonzero remainders"
     );
 
-    // The `leftover` first nodes in the tie-break order, as a set: selecting them is
-    // linear where sorting every node is not. The selection orders equal remainders
-    // by index, not by key, so the nodes whose remainder equals the last selected one
-    // are ordered again, by key: every node with a larger remainder gets a unit
-    // whatever the keys, and the rest of the units go to the first of those tied.
+    // The `leftover` first nodes in the tie-break order: every node whose remainder
+    // is above the `leftover`-th largest gets a unit, and the rest of the units go to
+    // the first, by key then index, of the nodes whose remainder equals it.
     let leftover = leftover as usize;
     if leftover > 0 {
-        let (_, &mut last, _) = inexact.select_nth_unstable(leftover - 1);
-        let last = (last >> 64) as u64;
-        let complement = |candidate: u128| (candidate >> 64) as u64;
-        let index = |candidate: u128| candidate as u32 as usize;
+        let fraction = |candidate: u128| !((candidate >> 64) as u64);
+        let last = nth_largest(&inexact, leftover, score_total, fraction);
         let mut given = 0;
-        for &candidate in inexact[..leftover]
-            .iter()
-            .filter(|&&candidate| complement(candidate) < last)
-        {
-            amounts[index(candidate)] += 1;
-            given += 1;
+        let mut tied = Vec::new();
+        for &candidate in &inexact {
+            let above = fraction(candidate) > last;
+            let index = candidate as u32 as usize;
+            add_units(&mut amounts_hi, &mut amounts_lo, index, u64::from(above));
+            given += usize::from(above);
+            if fraction(candidate) == last {
+                tied.push(index);
+            }
         }
-        let mut tied: Vec<usize> = inexact
-            .iter()
-            .filter(|&&candidate| complement(candidate) == last)
-            .map(|&candidate| index(candidate))
-            .collect();
         let key = |i: usize| &keys[i * KEY_LEN..(i + 1) * KEY_LEN];
         tied.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
         for &index in &tied[..leftover - given] {
-            amounts[index] += 1;
+            add_units(&mut amounts_hi, &mut amounts_lo, index, 1);
         }
     }
     // The amounts sum to assigned + leftover = pool by construction; the host checks
     // it again.
-    reward_output(amounts.into_iter())
+    pb::RewardOutput {
+        amounts_hi,
+        amounts_lo,
+    }
+}
+
+/// Adds `units` (0 or 1) to the amount of node `index` in the two amount columns,
+/// carrying into the high half, without a branch on `units`.
+fn add_units(high: &mut [u8], low: &mut [u8], index: usize, units: u64) {
+    let at = index * u64::WIDTH..(index + 1) * u64::WIDTH;
+    let read =
+        |column: &[u8]| u64::from_le_bytes(column.try_into().expect("an 8-byte amount half"));
+    let (sum, carry) = read(&low[at.clone()]).overflowing_add(units);
+    low[at.clone()].copy_from_slice(&sum.to_le_bytes());
+    let carried = read(&high[at.clone()]) + u64::from(carry);
+    high[at].copy_from_slice(&carried.to_le_bytes());
+}
+
+/// The `rank`-th largest (from 1) of the candidates' fractions, each below `bound`,
+/// by a radix selection: one pass counts the fractions by their top 11 bits, the
+/// counts find the bucket that holds the one sought, and only that bucket's fractions
+/// are selected among. Counting is a plain pass, where selecting among all of them
+/// moves every candidate a few times.
+fn nth_largest(
+    candidates: &[u128],
+    rank: usize,
+    bound: u64,
+    fraction: impl Fn(u128) -> u64,
+) -> u64 {
+    const BUCKET_BITS: u32 = 11;
+    assert!(
+        (1..=candidates.len()).contains(&rank),
+        "reward: rank {rank} of {} candidates",
+        candidates.len()
+    );
+    // Every fraction is below bound < 2^(64 - leading zeros), so shifting it right by
+    // `shift` leaves at most BUCKET_BITS bits.
+    let shift = (u64::BITS - bound.leading_zeros()).saturating_sub(BUCKET_BITS);
+    let bucket = |candidate: u128| (fraction(candidate) >> shift) as usize;
+    let mut counts = [0usize; 1 << BUCKET_BITS];
+    for &candidate in candidates {
+        counts[bucket(candidate)] += 1;
+    }
+    // From the top bucket down, until the buckets passed and this one hold `rank`.
+    let mut above = 0;
+    let mut sought = counts.len() - 1;
+    while above + counts[sought] < rank {
+        above += counts[sought];
+        sought -= 1;
+    }
+    let mut in_bucket: Vec<u64> = candidates
+        .iter()
+        .filter(|&&candidate| bucket(candidate) == sought)
+        .map(|&candidate| fraction(candidate))
+        .collect();
+    let (_, &mut nth, _) = in_bucket.select_nth_unstable_by(rank - above - 1, |a, b| b.cmp(a));
+    nth
 }
 
 #[cfg(test)]
@@ -241,6 +299,50 @@ mod tests {
         // gets the other, though it is neither the first nor the last of them.
         let nodes = [node(1, 2), node(9, 1), node(3, 1), node(5, 1), node(2, 5)];
         assert_eq!(amounts(4, &nodes), [1, 0, 1, 0, 2]);
+    }
+
+    #[test]
+    fn the_radix_selection_finds_the_nth_largest() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..300 {
+            // Fractions lie in [1, bound), as a node's remainder does.
+            let bound = match case % 4 {
+                0 => 2 + next() % 5,
+                1 => 2 + next() % 5_000,
+                2 => u64::MAX,
+                _ => 2 << (next() % 63),
+            };
+            let count = 1 + (next() % 300) as usize;
+            let fractions: Vec<u64> = (0..count)
+                .map(|_| {
+                    if case % 7 == 0 {
+                        bound - 1
+                    } else {
+                        1 + next() % (bound - 1)
+                    }
+                })
+                .collect();
+            let candidates: Vec<u128> = fractions
+                .iter()
+                .zip(0u32..)
+                .map(|(&fraction, index)| (u128::from(!fraction) << 64) | u128::from(index))
+                .collect();
+            let mut sorted = fractions.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            let rank = 1 + (next() as usize) % count;
+            let fraction = |candidate: u128| !((candidate >> 64) as u64);
+            assert_eq!(
+                nth_largest(&candidates, rank, bound, fraction),
+                sorted[rank - 1],
+                "case {case}: rank {rank} of {fractions:?}"
+            );
+        }
     }
 
     #[test]
