@@ -29,8 +29,7 @@
 //! `P * s_i / S`, and a node with score 0 gets 0 (its base and remainder are both 0).
 
 use blyan_plugin_pdk::{
-    Divisor, Fixed, KEY_LEN, Values, checked_mul_u128_u64, node_keys, pb, reward_output,
-    u128_from_pb, values,
+    Divisor, Fixed, KEY_LEN, Values, node_keys, pb, reward_output, u128_from_pb, values,
 };
 
 blyan_plugin_pdk::export_reward!(reward);
@@ -76,28 +75,33 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
     // no branch on the data.
     let mut inexact = vec![0u128; nodes];
     let mut candidates = 0;
-    let mut assigned = 0u128;
+    // The sum of the partial amounts: sum(floor(r * s_i / S)) <= r, a u64.
+    let mut partials = 0u64;
     for (((index, score), hi), lo) in (0u32..)
         .zip(scores)
         .zip(amounts_hi.chunks_exact_mut(u64::WIDTH))
         .zip(amounts_lo.chunks_exact_mut(u64::WIDTH))
     {
-        let whole =
-            checked_mul_u128_u64(quotient, score).expect("reward: q * s_i is at most the pool");
+        // q * s_i <= q * S <= P, so the product fits a u128.
+        let whole = quotient * u128::from(score);
         let (partial, fraction) = divisor.mul_div_rem(remainder, score);
         let amount = whole + u128::from(partial);
-        assigned = assigned
-            .checked_add(amount)
-            .expect("reward: the base amounts sum to at most the pool");
+        partials = partials
+            .checked_add(partial)
+            .expect("reward: the partial amounts sum to at most r");
         hi.copy_from_slice(&((amount >> 64) as u64).to_le_bytes());
         lo.copy_from_slice(&(amount as u64).to_le_bytes());
         inexact[candidates] = (u128::from(!fraction) << 64) | u128::from(index);
         candidates += usize::from(fraction > 0);
     }
     inexact.truncate(candidates);
-    let leftover = pool - assigned;
+    // The base amounts sum to q * S + partials = P - r + partials, so r - partials
+    // units are left.
+    let leftover = remainder
+        .checked_sub(partials)
+        .expect("reward: the partial amounts sum to at most r");
     assert!(
-        leftover <= inexact.len() as u128,
+        leftover <= inexact.len() as u64,
         "reward: more leftover units than nonzero remainders"
     );
 
@@ -125,7 +129,7 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
             add_units(&mut amounts_hi, &mut amounts_lo, index, 1);
         }
     }
-    // The amounts sum to assigned + leftover = pool by construction; the host checks
+    // The amounts sum to P - leftover + leftover = P by construction; the host checks
     // it again.
     pb::RewardOutput {
         amounts_hi,
