@@ -1,7 +1,9 @@
 //! Domain types of the core: commands, events, genesis and parameters.
 //!
 //! These are the types the state machine works on. The protobuf messages of
-//! `blyan-schemas` are converted to and from them by hand in [`crate::codec`].
+//! `blyan-schemas` are converted to and from them by hand in [`crate::codec`]; the
+//! one exception is [`PluginKind`], defined in `blyan-schemas` (so that the plugin
+//! host shares it) and re-exported here.
 
 use std::sync::Arc;
 

@@ -38,8 +38,8 @@ pub fn policy<K: PolicyKind>(
         // least `len` bytes (a leaked, never freed, initialised buffer whose provenance
         // `alloc` exposed) after writing the input there. Nothing in this instance
         // ever writes to that buffer again, so it may be borrowed for the instance's
-        // whole life: the decoded input refers to it (its key columns are slices of
-        // it) and is only read, and every allocation made meanwhile is a fresh one.
+        // whole life: the decoded input refers to it (its columns are slices of it)
+        // and is only read, and every allocation made meanwhile is a fresh one.
         unsafe { std::slice::from_raw_parts(data, len) }
     };
     let output = match run_decoded::<K>(prost::bytes::Bytes::from_static(input), policy) {

@@ -207,8 +207,8 @@ pub fn run_encoded<K: PolicyKind>(
 }
 
 /// [`run_encoded`] on any buffer. Decoding from a [`prost::bytes::Bytes`] (in Wasm,
-/// the input buffer itself, which outlives the call) makes its key columns slices of
-/// it; from a `&[u8]`, only they are copied.
+/// the input buffer itself, which outlives the call) makes its columns slices of it;
+/// from a `&[u8]`, only they are copied.
 pub(crate) fn run_decoded<K: PolicyKind>(
     input: impl prost::bytes::Buf,
     policy: impl FnOnce(&K::Input) -> K::Output,
@@ -261,11 +261,13 @@ pub fn delta_measurements(
         .clone()
         .map(|count| count as usize)
         .try_fold(0usize, usize::checked_add);
+    let measurements = values::<i64>(&input.measurements).len();
     assert_eq!(
         total,
-        column::len::<i64>(&input.measurements).ok(),
+        Some(measurements),
         "delta_measurements: the counts do not add up to the measurements"
     );
+    // Every count is now at most `measurements`, so its byte length fits a usize.
     let mut rest: &[u8] = &input.measurements;
     counts.map(move |count| {
         let (measurements, after) = rest.split_at(count as usize * i64::WIDTH);
@@ -637,8 +639,11 @@ mod tests {
         assert_eq!(output.amounts_hi, to_column([0u64, 0, u64::MAX, 1]));
         assert_eq!(output.amounts_lo, to_column([0u64, 7, u64::MAX, 0]));
         assert_eq!(reward_amounts(&output), amounts);
+        let mut short = output.clone();
+        short.amounts_hi.truncate(24);
+        assert!(std::panic::catch_unwind(|| reward_amounts(&short)).is_err());
         let mut ragged = output.clone();
-        ragged.amounts_hi.truncate(24);
+        ragged.amounts_lo.truncate(31);
         assert!(std::panic::catch_unwind(|| reward_amounts(&ragged)).is_err());
     }
 

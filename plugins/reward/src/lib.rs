@@ -70,7 +70,7 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
     let mut amounts_hi = vec![0; nodes * u64::WIDTH];
     let mut amounts_lo = vec![0; nodes * u64::WIDTH];
     // Every node with a nonzero remainder, a candidate for a leftover unit, as one
-    // integer: the remainder's complement above the index. Every slot is written and
+    // integer: the remainder above the index (see `pack`). Every slot is written and
     // the count of candidates advances only past nonzero remainders, so the pass has
     // no branch on the data.
     let mut inexact = vec![0u128; nodes];
@@ -82,7 +82,8 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
         .zip(amounts_hi.chunks_exact_mut(u64::WIDTH))
         .zip(amounts_lo.chunks_exact_mut(u64::WIDTH))
     {
-        // q * s_i <= q * S <= P, so the product fits a u128.
+        // q * s_i <= q * S <= P, so the product fits a u128 (the plugin is built
+        // without overflow checks; tests are not).
         let whole = quotient * u128::from(score);
         let (partial, fraction) = divisor.mul_div_rem(remainder, score);
         let amount = whole + u128::from(partial);
@@ -91,7 +92,7 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
             .expect("reward: the partial amounts sum to at most r");
         hi.copy_from_slice(&((amount >> 64) as u64).to_le_bytes());
         lo.copy_from_slice(&(amount as u64).to_le_bytes());
-        inexact[candidates] = (u128::from(!fraction) << 64) | u128::from(index);
+        inexact[candidates] = pack(fraction, index);
         candidates += usize::from(fraction > 0);
     }
     inexact.truncate(candidates);
@@ -110,17 +111,20 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
     // the first, by key then index, of the nodes whose remainder equals it.
     let leftover = leftover as usize;
     if leftover > 0 {
-        let fraction = |candidate: u128| !((candidate >> 64) as u64);
-        let last = nth_largest(&inexact, leftover, score_total, fraction);
+        let last = nth_largest(&inexact, leftover, score_total);
         let mut given = 0;
         let mut tied = Vec::new();
         for &candidate in &inexact {
             let above = fraction(candidate) > last;
-            let index = candidate as u32 as usize;
-            add_units(&mut amounts_hi, &mut amounts_lo, index, u64::from(above));
+            add_units(
+                &mut amounts_hi,
+                &mut amounts_lo,
+                node(candidate),
+                u64::from(above),
+            );
             given += usize::from(above);
             if fraction(candidate) == last {
-                tied.push(index);
+                tied.push(node(candidate));
             }
         }
         let key = |i: usize| &keys[i * KEY_LEN..(i + 1) * KEY_LEN];
@@ -135,6 +139,22 @@ fn split(pool: u128, score_total: u64, keys: &[u8], scores: Values<'_, u64>) -> 
         amounts_hi,
         amounts_lo,
     }
+}
+
+/// A candidate for a leftover unit, node `index` with remainder `fraction`, as one
+/// integer.
+fn pack(fraction: u64, index: u32) -> u128 {
+    (u128::from(fraction) << 64) | u128::from(index)
+}
+
+/// The remainder of a candidate [`pack`]ed.
+fn fraction(candidate: u128) -> u64 {
+    (candidate >> 64) as u64
+}
+
+/// The node index of a candidate [`pack`]ed.
+fn node(candidate: u128) -> usize {
+    candidate as u32 as usize
 }
 
 /// Adds `units` (0 or 1) to the amount of node `index` in the two amount columns,
@@ -154,12 +174,7 @@ fn add_units(high: &mut [u8], low: &mut [u8], index: usize, units: u64) {
 /// counts find the bucket that holds the one sought, and only that bucket's fractions
 /// are selected among. Counting is a plain pass, where selecting among all of them
 /// moves every candidate a few times.
-fn nth_largest(
-    candidates: &[u128],
-    rank: usize,
-    bound: u64,
-    fraction: impl Fn(u128) -> u64,
-) -> u64 {
+fn nth_largest(candidates: &[u128], rank: usize, bound: u64) -> u64 {
     const BUCKET_BITS: u32 = 11;
     assert!(
         (1..=candidates.len()).contains(&rank),
@@ -335,14 +350,13 @@ mod tests {
             let candidates: Vec<u128> = fractions
                 .iter()
                 .zip(0u32..)
-                .map(|(&fraction, index)| (u128::from(!fraction) << 64) | u128::from(index))
+                .map(|(&fraction, index)| pack(fraction, index))
                 .collect();
             let mut sorted = fractions.clone();
             sorted.sort_unstable_by(|a, b| b.cmp(a));
             let rank = 1 + (next() as usize) % count;
-            let fraction = |candidate: u128| !((candidate >> 64) as u64);
             assert_eq!(
-                nth_largest(&candidates, rank, bound, fraction),
+                nth_largest(&candidates, rank, bound),
                 sorted[rank - 1],
                 "case {case}: rank {rank} of {fractions:?}"
             );

@@ -67,11 +67,13 @@ fn median(measurements: &mut [i64]) -> i128 {
     }
 }
 
-/// Measurement counts up to this are sorted by [`sort_network`].
+/// Measurement counts up to this are sorted by [`sort_network`]. Larger ones are
+/// selected by [`median`], which gives the same median but in Wasm costs several
+/// times as much per measurement (see BENCHMARKS.md, "Policy plugins").
 const NETWORK_INPUTS: usize = 16;
 
 /// The median of step 2 of at most [`NETWORK_INPUTS`] measurements, which are not
-/// none, by a fixed sorting network: the same compare-exchanges whatever the values,
+/// empty, by a fixed sorting network: the same compare-exchanges whatever the values,
 /// with no branch on them and no loop. Selecting instead spends its time in short
 /// loops, and in Wasm each of their iterations also pays for the sandbox's fuel and
 /// deadline checks.
@@ -90,7 +92,9 @@ fn small_median(mut measurements: impl ExactSizeIterator<Item = i64>) -> i128 {
     let low_pads = (NETWORK_INPUTS - count) / 2;
     let mut values: [i64; NETWORK_INPUTS] = std::array::from_fn(|i| {
         if i < count {
-            measurements.next().unwrap_or(i64::MAX)
+            measurements
+                .next()
+                .expect("an exact-size iterator yields its length")
         } else if i < count + low_pads {
             i64::MIN
         } else {
