@@ -61,20 +61,32 @@ fn sharding_input() -> pb::PolicyInput {
     }
 }
 
-fn scoring_input() -> pb::PolicyInput {
+/// 10,000 deltas, each measured by `validators` validators.
+fn scoring_input(validators: u32) -> pb::PolicyInput {
     let mut next = numbers(2);
+    let measurements = 10_000 * validators;
     pb::PolicyInput {
         kind: Some(pb::policy_input::Kind::Scoring(pb::ScoringInput {
             round: 7,
             quorum: 3,
             max_score: 1_000_000_000,
-            measurement_counts: to_column([16u32; 10_000]).into(),
+            measurement_counts: to_column(std::iter::repeat_n(validators, 10_000)).into(),
             measurements: to_column(
-                (0..10_000 * 16).map(|_| (next() % 2_000_000) as i64 - 500_000),
+                (0..measurements).map(|_| (next() % 2_000_000) as i64 - 500_000),
             )
             .into(),
         })),
     }
+}
+
+/// 16 validators per delta: the most the scoring policy's sorting network covers.
+fn scoring_16() -> pb::PolicyInput {
+    scoring_input(16)
+}
+
+/// 17 validators per delta: one more, so every median takes the selection instead.
+fn scoring_17() -> pb::PolicyInput {
+    scoring_input(17)
 }
 
 fn reward_input() -> pb::PolicyInput {
@@ -144,7 +156,7 @@ fn main() {
         .compile(&wat::parse_str(FLOOR).expect("the floor module is valid WAT"))
         .unwrap();
     type Workload = (&'static str, PluginKind, fn() -> pb::PolicyInput, Native);
-    let workloads: [Workload; 3] = [
+    let workloads: [Workload; 4] = [
         (
             "sharding 1,000,000 items / 10,000 nodes",
             PluginKind::Sharding,
@@ -154,7 +166,13 @@ fn main() {
         (
             "scoring 10,000 deltas x 16 validators",
             PluginKind::Scoring,
-            scoring_input,
+            scoring_16,
+            blyan_plugin_scoring::run,
+        ),
+        (
+            "scoring 10,000 deltas x 17 validators",
+            PluginKind::Scoring,
+            scoring_17,
             blyan_plugin_scoring::run,
         ),
         (
