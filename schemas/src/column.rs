@@ -119,11 +119,6 @@ pub fn values<T: Fixed>(column: &[u8]) -> Result<Values<'_, T>, RaggedColumn> {
     })
 }
 
-/// How many values of type `T` `column` holds, or why it holds no whole number.
-pub fn len<T: Fixed>(column: &[u8]) -> Result<usize, RaggedColumn> {
-    values::<T>(column).map(|values| values.len())
-}
-
 /// The column of `values`, in order.
 pub fn to_column<T: Fixed>(values: impl IntoIterator<Item = T>) -> Vec<u8> {
     let mut values = values.into_iter();
@@ -159,8 +154,8 @@ mod tests {
         let written = to_column(signed);
         assert_eq!(&written[8..16], &[0xff; 8]);
         assert_eq!(values::<i64>(&written).unwrap().collect::<Vec<_>>(), signed);
-        assert_eq!(len::<u64>(&written), Ok(4));
-        assert_eq!(len::<u32>(&written), Ok(8));
+        assert_eq!(values::<u64>(&written).map(|values| values.len()), Ok(4));
+        assert_eq!(values::<u32>(&written).map(|values| values.len()), Ok(8));
         assert!(to_column::<u64>([]).is_empty());
         // Iterators that don't know their length, or understate it.
         let odd = (0..10u64).filter(|n| n % 2 == 1);
@@ -183,7 +178,7 @@ mod tests {
             error.to_string(),
             "12 bytes is not a whole number of 8-byte u64 values"
         );
-        assert!(len::<u32>(&[0; 6]).is_err());
+        assert!(values::<u32>(&[0; 6]).is_err());
     }
 
     #[test]
