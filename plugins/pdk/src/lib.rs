@@ -364,6 +364,30 @@ impl Divisor {
                 low << self.shift,
             )
         };
+        self.div_rem_normalized(high, low)
+    }
+
+    /// `(a * b / d, a * b % d)` for a share `a <= d` of `b`: the quotient is at most
+    /// `b`. Panics when `a > d`.
+    ///
+    /// The normalising shift applies to `a` alone, which still fits a `u64` after
+    /// it as `a <= d`, rather than to the 128-bit product: in a loop over many `b`s
+    /// with one `a`, the shift and the check leave the loop.
+    #[inline]
+    pub fn mul_div_rem(self, a: u64, b: u64) -> (u64, u64) {
+        assert!(
+            a <= self.get(),
+            "Divisor: a share {a} of more than the whole"
+        );
+        // a * 2^shift <= normalized, so the product is below normalized * 2^64.
+        let (high, low) = mul_wide(a << self.shift, b);
+        self.div_rem_normalized(high, low)
+    }
+
+    /// The division of a dividend already shifted with the divisor, for
+    /// `high < normalized`; the remainder is shifted back.
+    #[inline]
+    fn div_rem_normalized(self, high: u64, low: u64) -> (u64, u64) {
         let estimate = (u128::from(self.reciprocal) * u128::from(high))
             .wrapping_add((u128::from(high) << 64) | u128::from(low));
         let mut quotient = ((estimate >> 64) as u64).wrapping_add(1);
@@ -377,14 +401,6 @@ impl Divisor {
             remainder -= self.normalized;
         }
         (quotient, remainder >> self.shift)
-    }
-
-    /// `(a * b / d, a * b % d)` for a quotient known to fit a `u64`
-    /// (`a * b < d * 2^64`). Panics otherwise.
-    #[inline]
-    pub fn mul_div_rem(self, a: u64, b: u64) -> (u64, u64) {
-        let (high, low) = mul_wide(a, b);
-        self.div_rem_wide(high, low)
     }
 }
 
@@ -505,6 +521,11 @@ mod tests {
         ((dividend / d) as u64, (dividend % d) as u64)
     }
 
+    fn divided_product(a: u64, b: u64, d: u64) -> (u64, u64) {
+        let (high, low) = wide(a, b);
+        divided(high, low, d)
+    }
+
     #[test]
     fn wide_arithmetic_is_exact_at_the_edges() {
         let edges = [
@@ -535,8 +556,10 @@ mod tests {
                         "({high}, {a}) / {d}"
                     );
                 }
-                assert_eq!(divisor.mul_div_rem(a, b), (a, 0), "{a} * {d} / {d}");
-                assert_eq!(divisor.mul_div_rem(a, 1), (a / d, a % d), "{a} / {d}");
+                assert_eq!(divisor.mul_div_rem(d, a), (a, 0), "{d} * {a} / {d}");
+                assert_eq!(divisor.mul_div_rem(1, a), (a / d, a % d), "{a} / {d}");
+                assert_eq!(divisor.mul_div_rem(d - 1, a), divided_product(d - 1, a, d));
+                assert_eq!(divisor.mul_div_rem(d / 2, a), divided_product(d / 2, a, d));
             }
         }
         assert_eq!(checked_mul_u128_u64(u128::MAX, 1), Some(u128::MAX));
@@ -555,6 +578,12 @@ mod tests {
     #[should_panic(expected = "fits a u64")]
     fn a_quotient_past_a_u64_panics() {
         Divisor::new(10).div_rem_wide(10, 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "more than the whole")]
+    fn a_share_above_the_whole_panics() {
+        Divisor::new(10).mul_div_rem(11, 1);
     }
 
     proptest::proptest! {
@@ -579,9 +608,13 @@ mod tests {
                     divided(high, a, d)
                 );
             }
-            let (high, low) = wide(a, b);
-            if high < d {
-                proptest::prop_assert_eq!(Divisor::new(d).mul_div_rem(a, b), divided(high, low, d));
+            for share in [a, a % d, d] {
+                if share <= d {
+                    proptest::prop_assert_eq!(
+                        Divisor::new(d).mul_div_rem(share, b),
+                        divided_product(share, b, d)
+                    );
+                }
             }
             proptest::prop_assert_eq!(
                 checked_mul_u128_u64(wide_a, b),

@@ -91,9 +91,9 @@ pub fn shard(input: &pb::ShardingInput) -> pb::ShardingOutput {
                 .try_into()
                 .expect("one 8-byte capability"),
         );
-        // quota <= item_count and remainder < total, so both fit a u64.
+        // capability <= total: the quota is at most item_count.
         let remainder;
-        (*quota, remainder) = total.mul_div_rem(input.item_count, capability);
+        (*quota, remainder) = total.mul_div_rem(capability, input.item_count);
         assigned = assigned
             .checked_add(*quota)
             .expect("sharding: the quotas sum to at most item_count");
