@@ -17,4 +17,8 @@ pub mod v1 {
     /// The length of one key in a plugin input's `node_keys` column (an ed25519
     /// public key), for the host that writes the column and the plugins that read it.
     pub const NODE_KEY_LEN: usize = 32;
+
+    /// The version of the plugin ABI that `plugin.proto` belongs to: a plugin's
+    /// `blyan_abi_version` export returns it, and the host refuses any other.
+    pub const ABI_VERSION: i32 = 1;
 }

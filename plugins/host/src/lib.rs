@@ -32,7 +32,7 @@ pub use sandbox::{Compiled, Conformance, Host, Limits, PluginError, RunOutcome};
 
 /// The plugin ABI version this host speaks; a plugin's `blyan_abi_version` must return
 /// it.
-pub const ABI_VERSION: i32 = 1;
+pub use blyan_schemas::v1::ABI_VERSION;
 
 /// The blake3 hash that names a plugin module everywhere: in the log, in the cache
 /// and in the API.

@@ -56,7 +56,7 @@
 //!
 //! The macro adds `pub fn run(input: &[u8]) -> Result<Vec<u8>, PolicyError>`, the
 //! policy on encoded bytes natively (the `.wasm` must return the same bytes), and, on
-//! `wasm32` only, the three exports above. `cargo build --target
+//! `wasm32` only, the ABI's exports above. `cargo build --target
 //! wasm32-unknown-unknown --profile plugin` then builds the plugin.
 
 use std::fmt;
@@ -71,7 +71,7 @@ pub use blyan_schemas::v1 as pb;
 pub mod abi;
 
 /// The ABI version this crate implements, returned by `blyan_abi_version`.
-pub const ABI_VERSION: i32 = 1;
+pub use blyan_schemas::v1::ABI_VERSION;
 
 mod sealed {
     pub trait Sealed {}
