@@ -326,14 +326,29 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                 .collect::<Result<_, _>>()?,
             parameters: parameters_from_pb(required(opened.parameters, "parameters")?)?,
         }),
-        Kind::PluginFallback(fallback) => Event::PluginFallback(PluginFallback {
-            round: fallback.round,
-            kind: plugin_kind_from_pb(fallback.kind)?,
-            failed_hash: array(&fallback.failed_hash, "failed_hash")?,
-            reason_code: fallback.reason_code,
-            reason: fallback.reason,
-            used_hash: array(&fallback.used_hash, "used_hash")?,
-        }),
+        Kind::PluginFallback(fallback) => {
+            let kind = plugin_kind_from_pb(fallback.kind)?;
+            let used_hash = array(&fallback.used_hash, "used_hash")?;
+            let used_module = (!fallback.used_wasm.is_empty())
+                .then(|| PluginModule::new(kind, fallback.used_wasm))
+                .map(|module| {
+                    if module.hash == used_hash {
+                        Ok(module)
+                    } else {
+                        Err(DecodeError("used_wasm does not hash to used_hash".into()))
+                    }
+                })
+                .transpose()?;
+            Event::PluginFallback(PluginFallback {
+                round: fallback.round,
+                kind,
+                failed_hash: array(&fallback.failed_hash, "failed_hash")?,
+                reason_code: fallback.reason_code,
+                reason: fallback.reason,
+                used_hash,
+                used_module,
+            })
+        }
     };
     Ok(LoggedEvent { cause, event })
 }
@@ -458,6 +473,10 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             reason_code: fallback.reason_code.clone(),
             reason: fallback.reason.clone(),
             used_hash: fallback.used_hash.to_vec(),
+            used_wasm: fallback
+                .used_module
+                .as_ref()
+                .map_or_else(Vec::new, |module| module.wasm.to_vec()),
         }),
     };
     pb::Event {
@@ -505,6 +524,46 @@ mod tests {
             decode_logged_event(&encode_logged_event(&logged)),
             Ok(logged)
         );
+    }
+
+    #[test]
+    fn a_fallback_carries_the_module_it_stores_and_only_one_that_matches_its_hash() {
+        let module = PluginModule::new(PluginKind::Reward, &b"\0asm\x01\0\0\0"[..]);
+        let fallback = PluginFallback {
+            round: 3,
+            kind: PluginKind::Reward,
+            failed_hash: [1; 32],
+            reason_code: "plugin_trap".into(),
+            reason: "unreachable".into(),
+            used_hash: module.hash,
+            used_module: Some(module),
+        };
+        for used_module in [fallback.used_module.clone(), None] {
+            let logged = LoggedEvent {
+                cause: None,
+                event: Event::PluginFallback(PluginFallback {
+                    used_module,
+                    ..fallback.clone()
+                }),
+            };
+            assert_eq!(
+                decode_logged_event(&encode_logged_event(&logged)),
+                Ok(logged)
+            );
+        }
+        let mut message = pb::Event::decode(
+            &encode_logged_event(&LoggedEvent {
+                cause: None,
+                event: Event::PluginFallback(fallback),
+            })[..],
+        )
+        .unwrap();
+        let Some(pb::event::Kind::PluginFallback(encoded)) = &mut message.kind else {
+            panic!("{message:?}")
+        };
+        encoded.used_wasm.push(0);
+        let error = decode_logged_event(&message.encode_to_vec()).unwrap_err();
+        assert!(error.0.contains("does not hash to used_hash"), "{error}");
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub struct StoredPlugin {
     #[serde(skip)]
     pub wasm: Arc<[u8]>,
     pub bytes: usize,
-    /// Seq of the genesis or of the `PluginProposed` event.
+    /// Seq of the genesis, of the `PluginProposed` event, or of the `PluginFallback`
+    /// event whose round an embedded default answered.
     pub stored_seq: u64,
 }
 
@@ -291,7 +292,12 @@ impl Governance {
                 self.parameters = pins.parameters.clone();
                 self.round = Some(pins.clone());
             }
-            Event::PluginFallback(fallback) => self.fallbacks.push((seq, fallback.clone())),
+            Event::PluginFallback(fallback) => {
+                if let Some(module) = &fallback.used_module {
+                    self.store(module, seq);
+                }
+                self.fallbacks.push((seq, fallback.clone()));
+            }
             _ => return false,
         }
         true

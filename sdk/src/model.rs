@@ -286,6 +286,10 @@ pub struct PluginFallback {
     pub reason: String,
     #[serde(with = "hex_array")]
     pub used_hash: Hash,
+    /// The module that answered, when the log did not hold it yet (an embedded
+    /// default newer than the genesis's), so that the log holds every module it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used_module: Option<PluginModule>,
 }
 
 /// A signed commitment to the first `tree_size` event hashes.

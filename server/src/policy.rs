@@ -10,7 +10,7 @@
 
 use blyan_plugin_host::{self as host, Host, Limits, defaults, pb};
 use blyan_sdk::governance::Governance;
-use blyan_sdk::model::{Event, Hash, PluginFallback, PluginKind, limits};
+use blyan_sdk::model::{Event, Hash, PluginFallback, PluginKind, PluginModule, limits};
 
 /// The host with the server's limits: modules as large as the ledger stores.
 pub fn host() -> Host {
@@ -56,24 +56,31 @@ pub fn run_policy(
         chain.push(embedded);
     }
     match host::run_with_fallback(host, &chain, input) {
-        Ok(run) => Ok(PolicyRun {
-            events: run
-                .failures
-                .iter()
-                .map(|failure| {
-                    Event::PluginFallback(PluginFallback {
-                        round: governance.round_number(),
-                        kind,
-                        failed_hash: failure.hash,
-                        reason_code: failure.error.code().to_string(),
-                        reason: failure.error.to_string(),
-                        used_hash: run.used,
+        Ok(run) => {
+            // Only the embedded default can answer without being in the log (a binary
+            // newer than the genesis); the first fallback event stores it then.
+            let mut unstored =
+                (governance.plugin(&run.used).is_none()).then(|| PluginModule::new(kind, embedded));
+            Ok(PolicyRun {
+                events: run
+                    .failures
+                    .iter()
+                    .map(|failure| {
+                        Event::PluginFallback(PluginFallback {
+                            round: governance.round_number(),
+                            kind,
+                            failed_hash: failure.hash,
+                            reason_code: failure.error.code().to_string(),
+                            reason: failure.error.to_string(),
+                            used_hash: run.used,
+                            used_module: unstored.take(),
+                        })
                     })
-                })
-                .collect(),
-            output: run.output,
-            used: run.used,
-        }),
+                    .collect(),
+                output: run.output,
+                used: run.used,
+            })
+        }
         Err(failures) => Err(AllFailed {
             kind,
             failures: failures
@@ -91,7 +98,7 @@ mod tests {
     use blyan_sdk::core::{Authenticated, Context, State, decide};
     use blyan_sdk::genesis::DevKeys;
     use blyan_sdk::governance::open_round;
-    use blyan_sdk::model::{Action, Command, PluginModule, PluginProposal};
+    use blyan_sdk::model::{Action, Command, PluginProposal};
 
     use super::*;
 
@@ -219,5 +226,30 @@ mod tests {
             })
             .collect();
         assert_eq!(failed, [hash(&broken_pinned), hash(&broken_genesis)]);
+
+        // The log did not hold this binary's default: the first fallback stores it,
+        // so the log still holds every module it ran.
+        let stored: Vec<Option<Hash>> = run
+            .events
+            .iter()
+            .map(|event| match event {
+                Event::PluginFallback(fallback) => fallback.used_module.as_ref().map(|m| m.hash),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(stored, [Some(hash(defaults::SCORING)), None]);
+        assert!(
+            state
+                .governance()
+                .plugin(&hash(defaults::SCORING))
+                .is_none()
+        );
+        apply(&mut state, &run.events);
+        let plugin = state
+            .governance()
+            .plugin(&hash(defaults::SCORING))
+            .expect("stored by the fallback");
+        assert_eq!(&plugin.wasm[..], defaults::SCORING);
+        assert_eq!(plugin.kind, PluginKind::Scoring);
     }
 }
