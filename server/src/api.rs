@@ -35,6 +35,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::engine::{Engine, Submission, SubmitError};
+use crate::store::idempotency_key;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -198,7 +199,16 @@ async fn submit_command(
     })?;
     let command =
         codec::decode_command(&signed.body).map_err(|error| malformed(error.to_string()))?;
-    if let Action::ProposePlugin(proposal) = &command.action {
+    // A replayed proposal skips the check: the writer answers it from the idempotency
+    // index (with the original receipt, or as a reused key), whatever the limits are
+    // now. An index that can't be read counts as unseen; the writer then fails on it.
+    let seen = || {
+        let key = idempotency_key(&signed.signer, &command.idempotency_key);
+        matches!(app.engine.shared.store.idempotency(&key), Ok(Some(_)))
+    };
+    if let Action::ProposePlugin(proposal) = &command.action
+        && !seen()
+    {
         conformance(&app, &signed.signer, proposal)
             .await
             .map_err(refuse)?;

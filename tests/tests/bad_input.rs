@@ -147,7 +147,7 @@ async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
     )
     .await;
 
-    // An oversized body (the default limit is 64 KiB).
+    // An oversized body (the limit is the largest plugin module plus 64 KiB).
     let too_large = limits::PLUGIN_BYTES_MAX + 64 * 1024 + 1;
     expect_refused(&server, vec![0u8; too_large], 413, "body_too_large").await;
 

@@ -426,3 +426,178 @@ async fn plugin_test_runs_the_conformance_check_locally() {
     assert!(!ok);
     assert!(err.contains("plugin_out_of_fuel"), "{err}");
 }
+
+#[tokio::test]
+async fn bad_governance_inputs_are_refused_with_their_code_and_change_nothing() {
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let network = server.network_id().await;
+    let governor = server.dev_key("governance-1");
+    let (_, default) = genesis_plugin(&server, "reward").await;
+    let sound = hostile::padded_to(default.clone(), default.len() + 16);
+    let propose = |key: &str, wasm: &[u8], activation_round: u64| Command {
+        idempotency_key: key.as_bytes().to_vec(),
+        action: Action::ProposePlugin(PluginProposal {
+            kind: PluginKind::Reward,
+            wasm: wasm.to_vec().into(),
+            activation_round,
+        }),
+    };
+    let approve = |key: &str, proposal_id: u64| Command {
+        idempotency_key: key.as_bytes().to_vec(),
+        action: Action::ApproveProposal { proposal_id },
+    };
+    let post = |body: Vec<u8>| {
+        let url = format!("{}/v1/commands", server.url);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let expect_refused = |name: &'static str, body: Vec<u8>, status: u16, code: &'static str| {
+        let post = &post;
+        let server = &server;
+        async move {
+            let before = head(&server.url).await;
+            let (got, answer) = post(body).await;
+            assert_eq!(
+                (got, answer["code"].as_str().unwrap()),
+                (status, code),
+                "{name}: {answer}"
+            );
+            assert!(!answer["message"].as_str().unwrap().is_empty(), "{name}");
+            assert_eq!(head(&server.url).await, before, "{name} changed the head");
+        }
+    };
+
+    // Accepted once: proposal 1, approved by its proposer.
+    let accepted = codec::sign_command(&governor, &network, &propose("p1", &sound, 1));
+    let (status, receipt) = post(codec::encode_signed_command(&accepted)).await;
+    assert_eq!(status, 200, "{receipt}");
+
+    // Its retry returns the identical answer and adds nothing.
+    let before = head(&server.url).await;
+    assert_eq!(
+        post(codec::encode_signed_command(&accepted)).await,
+        (200, receipt)
+    );
+    assert_eq!(head(&server.url).await, before);
+
+    // The same key for another proposal is a reused key, even for a module that
+    // would fail the conformance check: a replay is answered before any compiling.
+    let trap = wat::parse_str(hostile::trap()).unwrap();
+    for (name, wasm) in [
+        ("reused key", &sound),
+        ("reused key, failing module", &trap),
+    ] {
+        let reused = codec::sign_command(&governor, &network, &propose("p1", wasm, 2));
+        expect_refused(
+            name,
+            codec::encode_signed_command(&reused),
+            409,
+            "idempotency_key_reused",
+        )
+        .await;
+    }
+
+    // Bad signatures, on a proposal and on an approval.
+    for (name, command) in [
+        ("forged proposal", propose("p2", &sound, 1)),
+        ("forged approval", approve("a1", 1)),
+    ] {
+        let mut forged = codec::sign_command(&governor, &network, &command);
+        forged.signature[7] ^= 0x01;
+        expect_refused(
+            name,
+            codec::encode_signed_command(&forged),
+            401,
+            "bad_signature",
+        )
+        .await;
+    }
+
+    // The proposer's own approval counted already; an unknown proposal is not found.
+    for (name, command, status, code) in [
+        ("second approval", approve("a2", 1), 409, "already_approved"),
+        (
+            "unknown proposal",
+            approve("a3", 99),
+            404,
+            "proposal_not_found",
+        ),
+        (
+            "activation in the past",
+            propose("p3", &sound, 0),
+            422,
+            "invalid_field",
+        ),
+        (
+            "empty module",
+            propose("p4", &[], 1),
+            422,
+            "plugin_malformed",
+        ),
+    ] {
+        let signed = codec::sign_command(&governor, &network, &command);
+        expect_refused(name, codec::encode_signed_command(&signed), status, code).await;
+    }
+
+    // A proposal of no kind: a malformed command, however well signed.
+    let body = blyan_schemas::v1::Command {
+        idempotency_key: b"p5".to_vec(),
+        action: Some(blyan_schemas::v1::command::Action::ProposePlugin(
+            blyan_schemas::v1::ProposePlugin {
+                kind: 0,
+                wasm: sound.clone(),
+                activation_round: 1,
+            },
+        )),
+    }
+    .encode_to_vec();
+    let signature = governor.sign(&blyan_sdk::crypto::signing_message(
+        blyan_sdk::crypto::COMMAND_DOMAIN,
+        &network,
+        &body,
+    ));
+    let unspecified = blyan_sdk::model::SignedCommand {
+        body,
+        signer: governor.public(),
+        signature,
+    };
+    expect_refused(
+        "no kind",
+        codec::encode_signed_command(&unspecified),
+        400,
+        "malformed_command",
+    )
+    .await;
+
+    // A stored module is fetched by its hash: one that is not hex, or not stored, is
+    // refused.
+    for (hash, status, code) in [
+        ("not-hex".to_string(), 400, "malformed_request"),
+        (hex::encode([7u8; 32]), 404, "plugin_not_found"),
+    ] {
+        let response = reqwest::get(format!("{}/v1/plugins/{hash}", server.url))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{hash}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["code"], code, "{answer}");
+    }
+
+    let governance = get_json(&format!("{}/v1/governance", server.url)).await;
+    assert_eq!(
+        governance["proposals"].as_array().unwrap().len(),
+        1,
+        "{governance}"
+    );
+}
