@@ -232,3 +232,43 @@ fn a_chain_where_everything_fails_reports_every_failure() {
     let codes: Vec<&str> = failures.iter().map(|f| f.error.code()).collect();
     assert_eq!(codes, ["plugin_trap", "plugin_malformed"]);
 }
+
+/// Counts its calls in a global and in a memory cell, and returns both counts.
+const COUNTER: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $calls (mut i32) (i32.const 0))
+  (func (export "blyan_abi_version") (result i32) (i32.const 1))
+  (func (export "blyan_alloc") (param i32) (result i32) (i32.const 4096))
+  (func (export "blyan_policy") (param i32 i32) (result i64)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.store8 (i32.const 0) (global.get $calls))
+    (i32.store8 (i32.const 1) (i32.add (i32.load8_u (i32.const 1)) (i32.const 1)))
+    ;; The output is the two bytes at address 0.
+    (i64.const 2)))"#;
+
+#[test]
+fn every_call_starts_from_a_fresh_instance() {
+    let host = host();
+    let compiled = host.compile(&wasm(COUNTER)).unwrap();
+    let input = [0u8; 16];
+    for call in 0..3 {
+        let (output, _) = host
+            .call_encoded(&compiled, &input, Limits::default().fuel_per_call)
+            .unwrap();
+        assert_eq!(
+            output,
+            [1, 1],
+            "call {call} saw an earlier call's global or memory"
+        );
+    }
+}
+
+#[test]
+fn a_module_compiles_once_per_hash() {
+    let host = host();
+    let first = host.compile(defaults::wasm(PluginKind::Scoring)).unwrap();
+    let again = host.compile(defaults::wasm(PluginKind::Scoring)).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    let other = host.compile(defaults::wasm(PluginKind::Reward)).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &other));
+}
