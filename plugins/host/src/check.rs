@@ -107,7 +107,7 @@ pub fn scoring(input: &pb::ScoringInput, output: &pb::ScoringOutput) -> Result<(
 }
 
 /// One amount per node; a zero score gets 0; the amounts sum exactly to the pool, or
-/// to 0 when every score is 0 (the pool then carries over).
+/// to 0 when every score is 0 (nothing is paid; the pool stays unspent).
 pub fn reward(input: &pb::RewardInput, output: &pb::RewardOutput) -> Result<(), String> {
     let scores = values::<u64>("scores", &input.scores)?;
     let high = values::<u64>("amounts_hi", &output.amounts_hi)?;

@@ -14,7 +14,7 @@
 //! 1. **Total.** `S` is the sum of the scores; the policy traps if it overflows a
 //!    `u64`, or if `node_keys` does not hold exactly one 32-byte key per score.
 //! 2. **Nothing earned.** If `S = 0` (no nodes, or all scores 0), every amount is 0 and
-//!    the pool carries over.
+//!    nothing of the pool is paid: it stays unspent.
 //! 3. **Base amounts.** Otherwise, with `q = P / S` and `r = P mod S`, node `i` with
 //!    score `s_i` gets `base_i = q * s_i + floor(r * s_i / S)`, which is
 //!    `floor(P * s_i / S)`, and has remainder `frac_i = (r * s_i) mod S`. All of this is
