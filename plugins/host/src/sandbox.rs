@@ -195,7 +195,7 @@ impl ResourceLimiter for Sandbox {
     }
 
     fn tables(&self) -> usize {
-        4
+        1
     }
 
     fn memories(&self) -> usize {
@@ -362,7 +362,15 @@ impl Host {
     pub fn conformance(&self, kind: PluginKind, wasm: &[u8]) -> Result<Conformance, PluginError> {
         let compiled = self.compile(wasm)?;
         let input = reference::input(kind);
-        let outcome = self.run_with_fuel(&compiled, &input, self.limits.conformance_fuel)?;
+        let outcome = self
+            .run_with_fuel(&compiled, &input, self.limits.conformance_fuel)
+            // A module that fails the check is not kept: proposals are refused for it.
+            .inspect_err(|_| {
+                self.cache
+                    .lock()
+                    .expect("cache lock")
+                    .remove(&compiled.hash);
+            })?;
         Ok(Conformance {
             hash: compiled.hash,
             fuel_used: outcome.fuel_used,

@@ -129,13 +129,11 @@ fn relaxed_simd_is_refused_and_wide_arithmetic_is_allowed() {
         "(func (export \"blyan_abi_version\") (result i32)",
         "(func (export \"blyan_abi_version\") (result i32) (local i32)",
     );
-    let compiled = host()
+    // Compiling checks the ABI version, which this module computes with the
+    // instruction.
+    host()
         .compile(&wasm(&wide))
-        .expect("wide arithmetic compiles");
-    assert_eq!(
-        compiled.hash(),
-        blyan_plugin_host::module_hash(&wasm(&wide))
-    );
+        .expect("wide arithmetic compiles and computes version 1");
 
     let relaxed = hostile::with_policy(
         1,
@@ -269,6 +267,49 @@ fn a_module_compiles_once_per_hash() {
     let first = host.compile(defaults::wasm(PluginKind::Scoring)).unwrap();
     let again = host.compile(defaults::wasm(PluginKind::Scoring)).unwrap();
     assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert_eq!(
+        first.hash(),
+        module_hash(defaults::wasm(PluginKind::Scoring))
+    );
     let other = host.compile(defaults::wasm(PluginKind::Reward)).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&first, &other));
+
+    // A module that fails the conformance check is not kept.
+    let trap = wasm(&hostile::trap());
+    let before = host.compile(&trap).unwrap();
+    host.conformance(PluginKind::Reward, &trap).unwrap_err();
+    let after = host.compile(&trap).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&before, &after));
+}
+
+#[test]
+fn every_nan_comes_out_canonical() {
+    // 0/0 (x86's default NaN has the sign bit set) and a NaN with a sign and a
+    // payload through an addition; the output is the bits of both.
+    let module = hostile::with_policy(
+        1,
+        "(i32.store (i32.const 0) \
+           (i32.reinterpret_f32 (f32.div (f32.const 0) (f32.const 0)))) \
+         (i64.store (i32.const 4) \
+           (i64.reinterpret_f64 (f64.add (f64.const -nan:0x4) (f64.const 1)))) \
+         (i64.const 12)",
+        "",
+    );
+    let host = host();
+    let compiled = host.compile(&wasm(&module)).unwrap();
+    let (output, _) = host
+        .call_encoded(&compiled, &[0; 4], Limits::default().fuel_per_call)
+        .unwrap();
+    assert_eq!(output[..4], 0x7fc0_0000u32.to_le_bytes());
+    assert_eq!(output[4..], 0x7ff8_0000_0000_0000u64.to_le_bytes());
+}
+
+#[test]
+fn a_shared_memory_is_refused() {
+    let module = hostile::with_policy(1, "(i64.const 0)", "").replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 1 1 shared)",
+    );
+    let error = refused(PluginKind::Scoring, &wasm(&module));
+    assert_eq!(error.code(), "plugin_malformed", "{error}");
 }
