@@ -320,33 +320,37 @@ mod tests {
         assert_eq!(amounts(4, &nodes), [1, 0, 1, 0, 2]);
     }
 
-    #[test]
-    fn the_radix_selection_finds_the_nth_largest() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for case in 0..300 {
-            // Fractions lie in [1, bound), as a node's remainder does.
-            let bound = match case % 4 {
-                0 => 2 + next() % 5,
-                1 => 2 + next() % 5_000,
-                2 => u64::MAX,
-                _ => 2 << (next() % 63),
-            };
-            let count = 1 + (next() % 300) as usize;
-            let fractions: Vec<u64> = (0..count)
-                .map(|_| {
-                    if case % 7 == 0 {
-                        bound - 1
-                    } else {
-                        1 + next() % (bound - 1)
-                    }
-                })
-                .collect();
+    /// Candidate fractions as a node's remainders lie, in `[1, bound)`, with their
+    /// bound: small, large, full-width and power-of-two bounds, and all fractions
+    /// tied at the top.
+    fn fractions() -> impl proptest::strategy::Strategy<Value = (Vec<u64>, u64)> {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        prop_oneof![
+            2..7u64,
+            2..5_002u64,
+            Just(u64::MAX),
+            (1..64u32).prop_map(|shift| 1u64 << shift),
+        ]
+        .prop_flat_map(|bound| {
+            (
+                prop_oneof![
+                    3 => vec(1..bound, 1..=300),
+                    1 => vec(Just(bound - 1), 1..=300),
+                ],
+                Just(bound),
+            )
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn the_radix_selection_finds_the_nth_largest(
+            (fractions, bound) in fractions(),
+            rank in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
             let candidates: Vec<u128> = fractions
                 .iter()
                 .zip(0u32..)
@@ -354,12 +358,8 @@ mod tests {
                 .collect();
             let mut sorted = fractions.clone();
             sorted.sort_unstable_by(|a, b| b.cmp(a));
-            let rank = 1 + (next() as usize) % count;
-            assert_eq!(
-                nth_largest(&candidates, rank, bound),
-                sorted[rank - 1],
-                "case {case}: rank {rank} of {fractions:?}"
-            );
+            let rank = 1 + rank.index(fractions.len());
+            proptest::prop_assert_eq!(nth_largest(&candidates, rank, bound), sorted[rank - 1]);
         }
     }
 
@@ -379,53 +379,44 @@ mod tests {
         assert_eq!(reward_amounts(&output), [0, 0]);
     }
 
-    #[test]
-    fn many_pools_are_split_exactly_and_proportionally() {
-        // A small deterministic generator (xorshift64*), to vary pools and scores.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
-        for case in 0..500 {
-            let node_count = 1 + (next() % 30) as usize;
-            let score_max = match case % 4 {
-                0 => 10,
-                1 => 1_000_000,
-                2 => u64::MAX / 30,
-                _ => 2,
-            };
-            let scores: Vec<u64> = (0..node_count)
-                .map(|_| {
-                    if next() % 5 == 0 {
-                        0
-                    } else {
-                        next() % (score_max + 1)
-                    }
-                })
-                .collect();
-            let pool = match case % 5 {
-                0 => u128::MAX - u128::from(next() % 1000),
-                1 => u128::from(next() % 100),
-                2 => (u128::from(next()) << 64) | u128::from(next()),
-                3 => u128::from(next()),
-                _ => u128::MAX,
-            };
-            let nodes = scored(&scores);
-            let split = amounts(pool, &nodes);
+    /// Up to 30 scores, a fifth of them 0, under one of a few maxima (the largest
+    /// keeps their sum within a u64).
+    fn scores() -> impl proptest::strategy::Strategy<Value = Vec<u64>> {
+        use proptest::prelude::*;
+        prop_oneof![Just(2u64), Just(10), Just(1_000_000), Just(u64::MAX / 30)].prop_flat_map(
+            |max| proptest::collection::vec(prop_oneof![1 => Just(0u64), 4 => 0..=max], 1..=30),
+        )
+    }
+
+    /// Pools near the top of a u128, tiny ones, and any.
+    fn pool() -> impl proptest::strategy::Strategy<Value = u128> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..1_000u128).prop_map(|k| u128::MAX - k),
+            0..100u128,
+            any::<u64>().prop_map(u128::from),
+            any::<u128>(),
+            Just(u128::MAX),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn many_pools_are_split_exactly_and_proportionally(scores in scores(), pool in pool()) {
+            let split = amounts(pool, &scored(&scores));
             let total: u64 = scores.iter().sum();
             if total == 0 {
-                assert!(split.iter().all(|&amount| amount == 0));
-                continue;
-            }
-            assert_eq!(split.iter().sum::<u128>(), pool, "case {case}: {scores:?}");
-            for (&amount, &score) in split.iter().zip(&scores) {
-                if score == 0 {
-                    assert_eq!(amount, 0, "case {case}");
+                proptest::prop_assert!(split.iter().all(|&amount| amount == 0));
+            } else {
+                proptest::prop_assert_eq!(split.iter().sum::<u128>(), pool);
+                for (&amount, &score) in split.iter().zip(&scores) {
+                    if score == 0 {
+                        proptest::prop_assert_eq!(amount, 0);
+                    }
+                    assert_within_one(amount, pool, score, total);
                 }
-                assert_within_one(amount, pool, score, total);
             }
         }
     }

@@ -179,29 +179,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_network_and_the_selection_agree() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..2_000 {
-            let count = round % NETWORK_INPUTS + 1;
-            let values: Vec<i64> = (0..count)
-                .map(|_| match next() % 4 {
-                    0 => i64::MIN + (next() % 3) as i64,
-                    1 => i64::MAX - (next() % 3) as i64,
-                    2 => (next() % 7) as i64 - 3,
-                    _ => next() as i64,
-                })
-                .collect();
-            assert_eq!(
+    /// Measurements at the extremes of `i64`, near zero, or anywhere.
+    fn measurement() -> impl proptest::strategy::Strategy<Value = i64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..3i64).prop_map(|k| i64::MIN + k),
+            (0..3i64).prop_map(|k| i64::MAX - k),
+            -3..=3i64,
+            any::<i64>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn the_network_and_the_selection_agree(
+            values in proptest::collection::vec(measurement(), 1..=NETWORK_INPUTS),
+        ) {
+            proptest::prop_assert_eq!(
                 small_median(values.iter().copied()),
-                median(&mut values.clone()),
-                "{values:?}"
+                median(&mut values.clone())
             );
         }
     }
