@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::crypto::{Keypair, PublicKey};
-use crate::model::{Genesis, Parameters, limits};
+use crate::model::{Genesis, Parameters, PluginKind, limits};
 
 /// The network id of the built-in dev genesis.
 pub const DEV_NETWORK_ID: &str = "blyan-dev";
@@ -120,12 +120,19 @@ pub fn validate(genesis: &Genesis) -> Result<(), GenesisError> {
     if kinds.len() != genesis.plugins.len() {
         return invalid("plugins must hold at most one module per kind");
     }
+    // A genesis file holds none (the server adds the modules embedded in its binary); a
+    // logged genesis holds every kind, so that each kind's fallback chain starts with a
+    // module the log holds.
+    if !genesis.plugins.is_empty() && kinds.len() != PluginKind::ALL.len() {
+        return invalid("plugins must be empty (in a genesis file) or hold one module per kind");
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PluginModule;
 
     #[test]
     fn dev_genesis_is_valid_and_stable() {
@@ -156,5 +163,33 @@ mod tests {
             validate(&duplicated),
             Err(GenesisError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_genesis_holds_no_plugins_or_one_per_kind() {
+        let genesis = DevKeys::derive().genesis();
+        let with = |kinds: &[PluginKind]| Genesis {
+            plugins: kinds
+                .iter()
+                .map(|&kind| PluginModule::new(kind, &b"\0asm\x01\0\0\0"[..]))
+                .collect(),
+            ..genesis.clone()
+        };
+        assert!(validate(&with(&[])).is_ok());
+        assert!(validate(&with(&PluginKind::ALL)).is_ok());
+        for kinds in [
+            &[PluginKind::Scoring][..],
+            &[PluginKind::Sharding, PluginKind::Reward],
+            &[
+                PluginKind::Sharding,
+                PluginKind::Scoring,
+                PluginKind::Scoring,
+            ],
+        ] {
+            assert!(
+                matches!(validate(&with(kinds)), Err(GenesisError::Invalid(_))),
+                "{kinds:?}"
+            );
+        }
     }
 }

@@ -58,7 +58,9 @@ pub fn run_policy(
     match host::run_with_fallback(host, &chain, input) {
         Ok(run) => {
             // Only the embedded default can answer without being in the log (a binary
-            // newer than the genesis); the first fallback event stores it then.
+            // newer than the genesis); the first fallback event stores it then. A valid
+            // genesis holds a module of every kind, so the default answers only after
+            // a failure, and there is a first event.
             let mut unstored =
                 (governance.plugin(&run.used).is_none()).then(|| PluginModule::new(kind, embedded));
             Ok(PolicyRun {
