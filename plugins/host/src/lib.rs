@@ -8,8 +8,9 @@
 //! caller, lose funds, or make two hosts disagree.
 //!
 //! - [`sandbox`]: one deterministic wasmtime engine; fuel, memory and wall-clock limits
-//!   per call; a fresh store per call; compiled modules cached by blake3 hash; modules
-//!   with imports refused.
+//!   per call; a fresh store per call; compiled modules cached by blake3 hash (the
+//!   most recently used, up to `Limits::cached_modules_max`); modules with imports
+//!   refused.
 //! - [`check`]: the host-side checks every output must pass before anything uses it.
 //! - [`run_with_fallback`]: runs the plugins of one kind from newest to oldest until
 //!   one gives a checked output, recording why each failure failed.

@@ -60,6 +60,9 @@ pub struct Limits {
     pub output_bytes_max: usize,
     /// Wall-clock backstop for one call.
     pub deadline: Duration,
+    /// Compiled modules kept, the most recently used first; the rest are compiled
+    /// again when next needed.
+    pub cached_modules_max: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +76,9 @@ impl Default for Limits {
             memory_bytes_max: 256 << 20,
             output_bytes_max: 16 << 20,
             deadline: Duration::from_secs(10),
+            // A round runs at most three kinds, each with a fallback chain of at most
+            // three stored modules plus the embedded default; proposals come rarely.
+            cached_modules_max: 64,
         }
     }
 }
@@ -205,6 +211,61 @@ impl ResourceLimiter for Sandbox {
 
 const TABLE_ELEMENTS_MAX: usize = 100_000;
 
+/// Compiled modules by hash, at most `capacity` of them: when full, the least
+/// recently used one leaves, so a long-lived server does not keep every module it
+/// ever compiled.
+struct ModuleCache {
+    capacity: usize,
+    /// Each module with the tick of its last use.
+    entries: HashMap<[u8; 32], (Arc<Compiled>, u64)>,
+    ticks: u64,
+}
+
+impl ModuleCache {
+    fn new(capacity: usize) -> ModuleCache {
+        ModuleCache {
+            capacity,
+            entries: HashMap::new(),
+            ticks: 0,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.ticks += 1;
+        self.ticks
+    }
+
+    fn get(&mut self, hash: &[u8; 32]) -> Option<Arc<Compiled>> {
+        let now = self.tick();
+        let (compiled, used) = self.entries.get_mut(hash)?;
+        *used = now;
+        Some(compiled.clone())
+    }
+
+    fn insert(&mut self, compiled: Arc<Compiled>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&compiled.hash) {
+            // A linear scan: the cache is small, and a miss compiles a module anyway.
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(hash, _)| *hash);
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        let now = self.tick();
+        self.entries.insert(compiled.hash, (compiled, now));
+    }
+
+    fn remove(&mut self, hash: &[u8; 32]) {
+        self.entries.remove(hash);
+    }
+}
+
 /// The sandbox: one engine, a cache of compiled modules, and the limits.
 ///
 /// Cheap to share behind an `Arc`; calls from several threads run in parallel.
@@ -212,7 +273,7 @@ pub struct Host {
     engine: Engine,
     linker: Linker<Sandbox>,
     limits: Limits,
-    cache: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
+    cache: Mutex<ModuleCache>,
     slots: Slots,
 }
 
@@ -299,7 +360,7 @@ impl Host {
             engine,
             linker,
             limits,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ModuleCache::new(limits.cached_modules_max)),
             slots: Slots {
                 free: Mutex::new(CONCURRENT_CALLS),
                 released: Condvar::new(),
@@ -325,7 +386,7 @@ impl Host {
         }
         let hash = module_hash(wasm);
         if let Some(compiled) = self.cache.lock().expect("cache lock").get(&hash) {
-            return Ok(compiled.clone());
+            return Ok(compiled);
         }
         check_memory_minimum(wasm, self.limits.memory_bytes_max)?;
         let module = Module::new(&self.engine, wasm)
@@ -353,7 +414,7 @@ impl Host {
         self.cache
             .lock()
             .expect("cache lock")
-            .insert(hash, compiled.clone());
+            .insert(compiled.clone());
         Ok(compiled)
     }
 

@@ -313,3 +313,24 @@ fn a_shared_memory_is_refused() {
     let error = refused(PluginKind::Scoring, &wasm(&module));
     assert_eq!(error.code(), "plugin_malformed", "{error}");
 }
+
+#[test]
+fn the_cache_keeps_the_most_recently_used_modules() {
+    let host = Host::new(Limits {
+        cached_modules_max: 2,
+        ..Limits::default()
+    });
+    let trap = wasm(&hostile::trap());
+    let [a, b, c] = [16, 32, 48].map(|extra| hostile::padded_to(trap.clone(), trap.len() + extra));
+    let first_a = host.compile(&a).unwrap();
+    let first_b = host.compile(&b).unwrap();
+    // A is used again, so B is the least recently used when C arrives.
+    assert!(std::sync::Arc::ptr_eq(&first_a, &host.compile(&a).unwrap()));
+    let first_c = host.compile(&c).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first_a, &host.compile(&a).unwrap()));
+    assert!(std::sync::Arc::ptr_eq(&first_c, &host.compile(&c).unwrap()));
+    assert!(!std::sync::Arc::ptr_eq(
+        &first_b,
+        &host.compile(&b).unwrap()
+    ));
+}
