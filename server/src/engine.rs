@@ -9,11 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use blyan_plugin_host::defaults;
 use blyan_sdk::codec;
 use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide};
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::merkle::{self, Frontier};
-use blyan_sdk::model::{Checkpoint, Command, Event, Hash, LoggedEvent, SignedCommand};
+use blyan_sdk::model::{
+    Checkpoint, Command, Event, Genesis, Hash, LoggedEvent, PluginKind, PluginModule, SignedCommand,
+};
 use blyan_sdk::record::{ChainError, Record};
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -266,13 +269,28 @@ struct Writer {
     config: EngineConfig,
 }
 
+/// `genesis`, holding the plugins embedded in this binary if it holds none: every log
+/// the engine writes then has a stored module of every kind, so a policy's fallback
+/// chain starts with one, and the embedded default answers only after a failure (whose
+/// event stores it, should it be newer).
+fn with_default_plugins(mut genesis: Genesis) -> Genesis {
+    if genesis.plugins.is_empty() {
+        genesis.plugins = PluginKind::ALL
+            .into_iter()
+            .map(|kind| PluginModule::new(kind, defaults::wasm(kind)))
+            .collect();
+    }
+    genesis
+}
+
 impl Engine {
     /// Opens the engine on `store`: replays the log (writing `genesis` first if the log
-    /// is empty) and starts the writer task. The returned handle ends with the writer;
-    /// it resolves to an error after a storage failure.
+    /// is empty, with the plugins embedded in this binary when it names none) and starts
+    /// the writer task. The returned handle ends with the writer; it resolves to an
+    /// error after a storage failure.
     pub fn start(
         store: Arc<dyn LogStorage>,
-        genesis: blyan_sdk::model::Genesis,
+        genesis: Genesis,
         operator: Keypair,
         config: EngineConfig,
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
@@ -280,7 +298,7 @@ impl Engine {
         if replayer.is_empty() {
             let body = codec::encode_logged_event(&LoggedEvent {
                 cause: None,
-                event: Event::GenesisCreated(Box::new(genesis.clone())),
+                event: Event::GenesisCreated(Box::new(with_default_plugins(genesis.clone()))),
             });
             let record = Record::seal(0, blyan_sdk::record::GENESIS_PREV_HASH, now_ms(), body);
             store.append(&AppendBatch {
@@ -297,7 +315,7 @@ impl Engine {
             .clone();
         // The plugins are not compared: a log keeps the ones its genesis stored, even
         // after this binary's embedded defaults change.
-        let without_plugins = |genesis: &blyan_sdk::model::Genesis| blyan_sdk::model::Genesis {
+        let without_plugins = |genesis: &Genesis| Genesis {
             plugins: Vec::new(),
             ..genesis.clone()
         };

@@ -58,9 +58,9 @@ pub fn run_policy(
     match host::run_with_fallback(host, &chain, input) {
         Ok(run) => {
             // Only the embedded default can answer without being in the log (a binary
-            // newer than the genesis); the first fallback event stores it then. A valid
-            // genesis holds a module of every kind, so the default answers only after
-            // a failure, and there is a first event.
+            // newer than the genesis); the first fallback event stores it then. Every
+            // genesis the engine writes holds a module of every kind, so the default
+            // answers only after a failure, and there is a first event.
             let mut unstored =
                 (governance.plugin(&run.used).is_none()).then(|| PluginModule::new(kind, embedded));
             Ok(PolicyRun {
@@ -180,6 +180,10 @@ mod tests {
         assert_eq!(fallback.failed_hash, hash(&broken));
         assert_eq!(fallback.reason_code, "plugin_malformed");
         assert_eq!(fallback.used_hash, hash(&good));
+        assert!(
+            fallback.used_module.is_none(),
+            "the log holds the module used"
+        );
         // The fallback is an event like any other: it applies and is in the state.
         apply(&mut state, &run.events);
         assert_eq!(state.governance().fallbacks().len(), 1);
@@ -194,10 +198,13 @@ mod tests {
         let keys = DevKeys::derive();
         let mut genesis = keys.genesis();
         genesis.governance_threshold = 1;
-        genesis.plugins = vec![PluginModule::new(
-            PluginKind::Scoring,
-            broken_genesis.clone(),
-        )];
+        genesis.plugins = PluginKind::ALL
+            .into_iter()
+            .map(|kind| match kind {
+                PluginKind::Scoring => PluginModule::new(kind, broken_genesis.clone()),
+                _ => PluginModule::new(kind, defaults::wasm(kind)),
+            })
+            .collect();
         let mut state = State::default();
         state.apply(&Event::GenesisCreated(Box::new(genesis)));
         let command = Authenticated {

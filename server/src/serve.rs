@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use blyan_plugin_host::defaults;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::genesis::{self, DevKeys};
-use blyan_sdk::model::{Genesis, PluginKind, PluginModule};
+use blyan_sdk::model::Genesis;
 
 use crate::api::{self, ApiConfig};
 use crate::engine::{Engine, EngineConfig};
@@ -59,22 +58,11 @@ fn write_dev_keys(data_dir: &Path, keys: &DevKeys) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plugins a new log starts with: the defaults embedded in this binary. A log that
-/// already exists keeps the plugins its genesis stored.
-fn with_default_plugins(mut genesis: Genesis) -> Genesis {
-    genesis.plugins = PluginKind::ALL
-        .into_iter()
-        .map(|kind| PluginModule::new(kind, defaults::wasm(kind)))
-        .collect();
-    genesis
-}
-
 /// Runs the server until the listener fails or the writer stops.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (genesis, operator) = genesis_and_operator(&config)?;
-    let genesis = with_default_plugins(genesis);
     let store = RocksStore::open(&config.data_dir.join("log")).context("opening the log")?;
     let started = std::time::Instant::now();
     let (engine, writer) = Engine::start(store, genesis, operator, config.engine)?;
