@@ -473,10 +473,14 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             reason_code: fallback.reason_code.clone(),
             reason: fallback.reason.clone(),
             used_hash: fallback.used_hash.to_vec(),
+            // The module is of the fallback's kind, as decoding rebuilds it.
             used_wasm: fallback
                 .used_module
                 .as_ref()
-                .map_or_else(Vec::new, |module| module.wasm.to_vec()),
+                .map_or_else(Vec::new, |module| {
+                    debug_assert_eq!(module.kind, fallback.kind);
+                    module.wasm.to_vec()
+                }),
         }),
     };
     pb::Event {

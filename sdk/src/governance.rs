@@ -13,8 +13,10 @@
 //!   `activation_round <= r` (a later activation wins a tie), and likewise for the
 //!   parameters; a round already open keeps its pins whatever is activated meanwhile.
 //!
-//! Every module ever proposed stays in the state (and in the log, inside the cause of
-//! its `PluginProposed` event, or in the genesis for the first plugins).
+//! Every module ever proposed or run stays in the state (and in the log: inside the
+//! cause of its `PluginProposed` event, in the genesis for the first plugins, or in
+//! the `used_wasm` of a `PluginFallback` for an embedded default newer than the
+//! genesis's).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

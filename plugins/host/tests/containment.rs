@@ -311,7 +311,10 @@ fn a_shared_memory_is_refused() {
         "(memory (export \"memory\") 1 1 shared)",
     );
     let error = refused(PluginKind::Scoring, &wasm(&module));
+    // Refused by the parser (wasmtime is built without threads), before the export
+    // check's own test for an unshared memory.
     assert_eq!(error.code(), "plugin_malformed", "{error}");
+    assert!(error.to_string().contains("shared memories"), "{error}");
 }
 
 #[test]
@@ -333,4 +336,16 @@ fn the_cache_keeps_the_most_recently_used_modules() {
         &first_b,
         &host.compile(&b).unwrap()
     ));
+}
+
+#[test]
+fn a_second_table_is_refused() {
+    let module = hostile::with_policy(1, "(i64.const 0)", "").replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 1) (table 1 funcref) (table 1 funcref)",
+    );
+    let error = refused(PluginKind::Scoring, &wasm(&module));
+    assert_eq!(error.code(), "plugin_malformed", "{error}");
+    // Refused by the pooling allocator's per-instance limit, before the store's.
+    assert!(error.to_string().contains("tables count"), "{error}");
 }

@@ -371,8 +371,9 @@ impl Divisor {
     /// `b`. Panics when `a > d`.
     ///
     /// The normalising shift applies to `a` alone, which still fits a `u64` after
-    /// it as `a <= d`, rather than to the 128-bit product: in a loop over many `b`s
-    /// with one `a`, the shift and the check leave the loop.
+    /// it as `a <= d`, rather than to the 128-bit product: one 64-bit shift instead
+    /// of a 128-bit one, and in a loop over many `b`s with one `a`, the shift of `a`
+    /// and the check leave the loop.
     #[inline]
     pub fn mul_div_rem(self, a: u64, b: u64) -> (u64, u64) {
         assert!(
@@ -608,12 +609,18 @@ mod tests {
                     divided(high, a, d)
                 );
             }
-            for share in [a, a % d, d] {
-                if share <= d {
-                    proptest::prop_assert_eq!(
-                        Divisor::new(d).mul_div_rem(share, b),
-                        divided_product(share, b, d)
-                    );
+            // This d and a smaller one (where the normalising shift is larger).
+            for d in [d, d >> (d % 64)] {
+                if d == 0 {
+                    continue;
+                }
+                for share in [a, a % d, d] {
+                    if share <= d {
+                        proptest::prop_assert_eq!(
+                            Divisor::new(d).mul_div_rem(share, b),
+                            divided_product(share, b, d)
+                        );
+                    }
                 }
             }
             proptest::prop_assert_eq!(
