@@ -63,16 +63,29 @@ pub struct BumpAllocator;
 const PAGE: usize = 65_536;
 const GROW_PAGES_MIN: usize = 2;
 
-/// The next free address; 0 until the first allocation. A plugin instance is single
-/// threaded, so relaxed atomics are plain loads and stores.
+/// The next free address; 0 until the first allocation, which starts at the heap base.
+/// A plugin instance is single threaded, so relaxed atomics are plain loads and stores.
 static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-/// The end of the memory ever handed out: everything from here on is still as
-/// `memory.grow` made it, zeroed, so `alloc_zeroed` need not zero it again.
+/// The end of the memory ever handed out: everything from here on is still zero (no
+/// data segment reaches past the heap base, and `memory.grow` adds zeroed pages), so
+/// `alloc_zeroed` need not zero it again.
 static PRISTINE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 fn memory_end() -> usize {
     core::arch::wasm32::memory_size(0) * PAGE
+}
+
+unsafe extern "C" {
+    /// The linker's symbol for the first address past the stack and the static data.
+    static __heap_base: u8;
+}
+
+/// Where the heap starts: the initial memory's room past the stack and the data (which
+/// `-Clink-arg=--initial-heap` sizes) serves the first allocations, so a small call
+/// never grows memory (each growth costs the host a page-protection change).
+fn heap_base() -> usize {
+    (&raw const __heap_base).expose_provenance()
 }
 
 /// Makes `[.., end)` addressable, growing memory by whole pages; false when it can't.
@@ -96,7 +109,7 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
         use core::sync::atomic::Ordering::Relaxed;
         let mut next = NEXT.load(Relaxed);
         if next == 0 {
-            next = memory_end();
+            next = heap_base();
         }
         let start = next.next_multiple_of(layout.align());
         let Some(end) = start.checked_add(layout.size()) else {
@@ -116,9 +129,9 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
         // SAFETY: the caller's layout is passed on unchanged.
         let block = unsafe { self.alloc(layout) };
         if !block.is_null() {
-            // Only the part below the old pristine mark can hold earlier data: the
-            // heap starts at the end of the initial memory, and every page above it
-            // came zeroed from `memory.grow`.
+            // Only the part below the old pristine mark can hold earlier data: no
+            // data segment reaches past the heap base, and every page past the
+            // initial memory came zeroed from `memory.grow`.
             let start = block.expose_provenance();
             let dirty = pristine.saturating_sub(start).min(layout.size());
             // SAFETY: `[block, block + dirty)` lies within the block just allocated.

@@ -154,7 +154,7 @@ enum PluginCommand {
     /// Build a plugin crate for wasm32-unknown-unknown and print the module's path, size
     /// and blake3 hash (the name governance will know it by). Unless RUSTFLAGS is set,
     /// it builds with the default plugins' code generation flags (wide arithmetic, a
-    /// 256 KiB stack).
+    /// 256 KiB stack, 64 KiB of initial heap).
     Build {
         /// The plugin crate's Cargo.toml.
         #[arg(long, default_value = "Cargo.toml")]
