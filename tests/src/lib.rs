@@ -162,3 +162,37 @@ pub async fn head(url: &str) -> serde_json::Value {
         .await
         .expect("head JSON")
 }
+
+/// `POST /v1/commands` with `body` as it is: the status and the JSON answer.
+pub async fn post_raw(url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/commands"))
+        .body(body)
+        .send()
+        .await
+        .expect("POST /v1/commands");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("the answer's body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
+}
+
+/// Sends `body`, expects `status` and `code` with a message, and checks that the head
+/// did not move.
+pub async fn expect_refused(server: &Server, body: Vec<u8>, status: u16, code: &str) {
+    let before = head(&server.url).await;
+    let (got_status, answer) = post_raw(&server.url, body).await;
+    assert_eq!(
+        (got_status, answer["code"].as_str().unwrap()),
+        (status, code),
+        "answer: {answer}"
+    );
+    assert!(!answer["message"].as_str().unwrap().is_empty());
+    assert_eq!(
+        head(&server.url).await,
+        before,
+        "a refused command changed the head"
+    );
+}

@@ -1,7 +1,7 @@
 //! Every kind of bad input gets its documented 4xx with a JSON `{code, message}` body
 //! and leaves the head exactly as it was.
 
-use blyan_e2e::{Server, head};
+use blyan_e2e::{Server, expect_refused, head, post_raw};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::model::{Action, Burn, Capabilities, Command, SignedCommand, limits};
@@ -22,40 +22,8 @@ fn command(key: &str, action: Action) -> Command {
     }
 }
 
-async fn post_raw(url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/commands"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
-    )
-}
-
 async fn post(url: &str, signed: &SignedCommand) -> (u16, serde_json::Value) {
     post_raw(url, codec::encode_signed_command(signed)).await
-}
-
-/// Sends `body`, expects `status` and `code`, and checks that the head did not move.
-async fn expect_refused(server: &Server, body: Vec<u8>, status: u16, code: &str) {
-    let before = head(&server.url).await;
-    let (got_status, answer) = post_raw(&server.url, body).await;
-    assert_eq!(
-        (got_status, answer["code"].as_str().unwrap()),
-        (status, code),
-        "answer: {answer}"
-    );
-    assert!(!answer["message"].as_str().unwrap().is_empty());
-    assert_eq!(
-        head(&server.url).await,
-        before,
-        "a refused command changed the head"
-    );
 }
 
 #[tokio::test]
