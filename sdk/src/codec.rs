@@ -9,9 +9,9 @@ use prost::Message;
 
 use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
-    Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, LoggedEvent, Parameters,
-    PinnedPlugin, PluginFallback, PluginKind, PluginModule, PluginProposal, RoundPins,
-    SignedCommand,
+    Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, Genesis, LoggedEvent,
+    Parameters, PinnedPlugin, PluginFallback, PluginKind, PluginModule, PluginProposal,
+    PolicyFailure, PolicyResult, RoundPins, ServerInput, SignedCommand,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,7 +220,8 @@ fn parameters_to_pb(parameters: &Parameters) -> pb::Parameters {
 pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
     use pb::event::Kind;
     let message = pb::Event::decode(body)?;
-    let cause = message.cause.map(signed_command_from_pb).transpose()?;
+    let command = message.cause.map(signed_command_from_pb).transpose()?;
+    let server_input = message.server_input;
     let event = match required(message.kind, "event kind")? {
         Kind::GenesisCreated(genesis) => Event::GenesisCreated(Box::new(Genesis {
             network_id: genesis.network_id,
@@ -268,7 +269,7 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
         }),
         Kind::PluginProposed(proposed) => {
             // The module is the cause's: the log stores it once.
-            let wasm = match cause.as_ref().map(|cause| decode_command(&cause.body)) {
+            let wasm = match command.as_ref().map(|cause| decode_command(&cause.body)) {
                 Some(Ok(Command {
                     action: Action::ProposePlugin(proposal),
                     ..
@@ -350,7 +351,122 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
             })
         }
     };
+    let cause = match (command, server_input) {
+        (Some(_), Some(_)) => {
+            return Err(DecodeError(
+                "an event has one cause: a command or a server input, not both".into(),
+            ));
+        }
+        (Some(command), None) => Cause::Command(command),
+        (None, Some(input)) => Cause::Server(server_input_from_pb(input, &event)?),
+        // Logs written before server inputs existed left the genesis's and the
+        // checkpoints' out.
+        (None, None) => match &event {
+            Event::GenesisCreated(genesis) => Cause::Server(ServerInput::Genesis(genesis.clone())),
+            Event::CheckpointCreated(checkpoint) => Cause::Server(ServerInput::Checkpoint {
+                merkle_root: checkpoint.merkle_root,
+                signature: checkpoint.signature,
+            }),
+            _ => Cause::FollowUp,
+        },
+    };
     Ok(LoggedEvent { cause, event })
+}
+
+/// `event` is the input's own event: a genesis input is stored as its event.
+fn server_input_from_pb(
+    message: pb::ServerInput,
+    event: &Event,
+) -> Result<ServerInput, DecodeError> {
+    use pb::server_input::Kind;
+    Ok(match required(message.kind, "server input kind")? {
+        Kind::Genesis(pb::GenesisInput {}) => match event {
+            Event::GenesisCreated(genesis) => ServerInput::Genesis(genesis.clone()),
+            _ => {
+                return Err(DecodeError(
+                    "a genesis input's event must be the genesis".into(),
+                ));
+            }
+        },
+        Kind::Checkpoint(checkpoint) => ServerInput::Checkpoint {
+            merkle_root: array(&checkpoint.merkle_root, "merkle_root")?,
+            signature: array(&checkpoint.signature, "signature")?,
+        },
+        Kind::Tick(tick) => ServerInput::Tick {
+            time_ms: tick.time_ms,
+        },
+        Kind::OpenRound(open) => ServerInput::OpenRound { round: open.round },
+        Kind::PolicyResult(result) => {
+            let kind = plugin_kind_from_pb(result.kind)?;
+            let module_hash = array(&result.module_hash, "module_hash")?;
+            let unstored_module = (!result.unstored_wasm.is_empty())
+                .then(|| PluginModule::new(kind, result.unstored_wasm))
+                .map(|module| {
+                    if module.hash == module_hash {
+                        Ok(module)
+                    } else {
+                        Err(DecodeError(
+                            "unstored_wasm does not hash to module_hash".into(),
+                        ))
+                    }
+                })
+                .transpose()?;
+            ServerInput::PolicyResult(PolicyResult {
+                round: result.round,
+                kind,
+                module_hash,
+                output: result.output,
+                failures: result
+                    .failures
+                    .into_iter()
+                    .map(|failure| {
+                        Ok(PolicyFailure {
+                            hash: array(&failure.hash, "failure hash")?,
+                            reason_code: failure.reason_code,
+                            reason: failure.reason,
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+                unstored_module,
+            })
+        }
+    })
+}
+
+fn server_input_to_pb(input: &ServerInput) -> pb::ServerInput {
+    use pb::server_input::Kind;
+    let kind = match input {
+        ServerInput::Genesis(_) => Kind::Genesis(pb::GenesisInput {}),
+        ServerInput::Checkpoint {
+            merkle_root,
+            signature,
+        } => Kind::Checkpoint(pb::CheckpointInput {
+            merkle_root: merkle_root.to_vec(),
+            signature: signature.to_vec(),
+        }),
+        ServerInput::Tick { time_ms } => Kind::Tick(pb::TickInput { time_ms: *time_ms }),
+        ServerInput::OpenRound { round } => Kind::OpenRound(pb::OpenRoundInput { round: *round }),
+        ServerInput::PolicyResult(result) => Kind::PolicyResult(pb::PolicyResultInput {
+            round: result.round,
+            kind: result.kind.to_pb().into(),
+            module_hash: result.module_hash.to_vec(),
+            output: result.output.clone(),
+            failures: result
+                .failures
+                .iter()
+                .map(|failure| pb::PolicyFailure {
+                    hash: failure.hash.to_vec(),
+                    reason_code: failure.reason_code.clone(),
+                    reason: failure.reason.clone(),
+                })
+                .collect(),
+            unstored_wasm: result
+                .unstored_module
+                .as_ref()
+                .map_or_else(Vec::new, |module| module.wasm.to_vec()),
+        }),
+    };
+    pb::ServerInput { kind: Some(kind) }
 }
 
 pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
@@ -483,8 +599,20 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 }),
         }),
     };
+    let (cause, server_input) = match &logged.cause {
+        Cause::Command(command) => (Some(signed_command_to_pb(command)), None),
+        Cause::Server(input) => {
+            debug_assert!(
+                !matches!(input, ServerInput::Genesis(genesis) if logged.event != Event::GenesisCreated(genesis.clone())),
+                "a genesis input is stored as its event"
+            );
+            (None, Some(server_input_to_pb(input)))
+        }
+        Cause::FollowUp => (None, None),
+    };
     pb::Event {
-        cause: logged.cause.as_ref().map(signed_command_to_pb),
+        cause,
+        server_input,
         kind: Some(kind),
     }
     .encode_to_vec()
@@ -510,7 +638,7 @@ mod tests {
     #[test]
     fn logged_event_round_trips() {
         let logged = LoggedEvent {
-            cause: Some(SignedCommand {
+            cause: Cause::Command(SignedCommand {
                 body: vec![1, 2, 3],
                 signer: PublicKey([9; 32]),
                 signature: [4; 64],
@@ -544,7 +672,7 @@ mod tests {
         };
         for used_module in [fallback.used_module.clone(), None] {
             let logged = LoggedEvent {
-                cause: None,
+                cause: Cause::FollowUp,
                 event: Event::PluginFallback(PluginFallback {
                     used_module,
                     ..fallback.clone()
@@ -557,7 +685,7 @@ mod tests {
         }
         let mut message = pb::Event::decode(
             &encode_logged_event(&LoggedEvent {
-                cause: None,
+                cause: Cause::FollowUp,
                 event: Event::PluginFallback(fallback),
             })[..],
         )

@@ -15,7 +15,6 @@ pub mod codec;
 pub mod core;
 pub mod crypto;
 pub mod genesis;
-pub mod governance;
 pub mod merkle;
 pub mod model;
 pub mod record;

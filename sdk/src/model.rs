@@ -302,12 +302,94 @@ pub struct Checkpoint {
     pub signature: [u8; 64],
 }
 
-/// An event together with the signed command that caused it, as stored in a record's
-/// body.
+/// An event together with its cause, as stored in a record's body: the log alone says
+/// why every event exists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedEvent {
-    pub cause: Option<SignedCommand>,
+    pub cause: Cause,
     pub event: Event,
+}
+
+/// Why an event exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A signed command, exactly as received.
+    Command(SignedCommand),
+    /// A decision the server made on its own.
+    Server(ServerInput),
+    /// A later event of the last command or server input: one cause may decide
+    /// several events, and only the first record carries it. A checkpoint may come
+    /// between them.
+    FollowUp,
+}
+
+impl Cause {
+    /// The signed command, when the cause is one.
+    pub fn command(&self) -> Option<&SignedCommand> {
+        match self {
+            Cause::Command(command) => Some(command),
+            Cause::Server(_) | Cause::FollowUp => None,
+        }
+    }
+}
+
+/// What the server decides on its own, through the same queue and the same pure core
+/// as a command. Each carries whatever the server chose, so a replay decides it again
+/// from the log alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerInput {
+    /// The log's first event. The genesis is the event's own content: the record
+    /// stores it once, in the event, and decoding fills it in here.
+    Genesis(Box<Genesis>),
+    /// A checkpoint, signed by the operator key over the log's Merkle root.
+    Checkpoint {
+        merkle_root: Hash,
+        signature: [u8; 64],
+    },
+    /// A deadline passed: log time reached `time_ms`.
+    Tick { time_ms: u64 },
+    /// The next round opens, pinning what is in force at its boundary.
+    OpenRound { round: u64 },
+    /// A policy call of a round returned, on a worker, through the fallback chain.
+    PolicyResult(PolicyResult),
+}
+
+impl ServerInput {
+    /// A stable name, as the API shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerInput::Genesis(_) => "genesis",
+            ServerInput::Checkpoint { .. } => "checkpoint",
+            ServerInput::Tick { .. } => "tick",
+            ServerInput::OpenRound { .. } => "open_round",
+            ServerInput::PolicyResult(_) => "policy_result",
+        }
+    }
+}
+
+/// The checked output of one policy call, and the failures before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyResult {
+    pub round: u64,
+    pub kind: PluginKind,
+    /// The module that produced `output`.
+    pub module_hash: Hash,
+    /// The encoded `PolicyOutput`, as the host checked it.
+    pub output: Vec<u8>,
+    /// Each plugin of the chain that failed before `module_hash`, in order.
+    pub failures: Vec<PolicyFailure>,
+    /// The module that answered when the log does not hold it yet (an embedded
+    /// default newer than the genesis's); the first fallback event stores it.
+    pub unstored_module: Option<PluginModule>,
+}
+
+/// One plugin of a fallback chain that failed, and the limit or check that ended it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyFailure {
+    pub hash: Hash,
+    /// A stable code: `plugin_out_of_fuel`, `plugin_deadline`, `plugin_trap`, ...
+    pub reason_code: String,
+    pub reason: String,
 }
 
 /// u128 amounts travel as decimal strings in JSON: many JSON readers lose precision

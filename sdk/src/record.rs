@@ -187,6 +187,11 @@ impl ChainVerifier {
         self.time_ms_last = record.time_ms;
     }
 
+    /// The log time of the last record checked; 0 before the first.
+    pub fn time_ms_last(&self) -> u64 {
+        self.time_ms_last
+    }
+
     /// Number of records checked so far.
     pub fn len(&self) -> u64 {
         self.seq_next

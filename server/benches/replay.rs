@@ -59,6 +59,7 @@ fn main() {
         let config = EngineConfig {
             queue_commands_max: 16_384,
             batch_commands_max: 8_192,
+            ..EngineConfig::default()
         };
         let (engine, _writer) = Engine::start(
             RocksStore::open(dir.path()).unwrap(),
@@ -68,7 +69,7 @@ fn main() {
         )
         .unwrap();
         let mut index = 0;
-        while engine.shared.published.read().unwrap().events() < events {
+        while engine.published().events() < events {
             let chunk: Vec<Submission> = (index..index + 8_192)
                 .map(|index| submission(&keys, index))
                 .collect();

@@ -6,10 +6,10 @@
 //! | 400 | `malformed_command`, `malformed_request` |
 //! | 401 | `bad_signature` |
 //! | 403 | `unauthorized` |
-//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found` |
+//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found` |
 //! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired` |
-//! | 413 | `body_too_large`, `plugin_too_large` |
-//! | 422 | `invalid_field`, `burn_total_overflow`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
+//! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
+//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 503 | `writer_stopped`, `no_genesis` |
 
 use std::sync::Arc;
@@ -26,16 +26,16 @@ use blyan_plugin_host::Host;
 use blyan_sdk::codec;
 use blyan_sdk::core::RejectionClass;
 use blyan_sdk::crypto::{self, COMMAND_DOMAIN, PublicKey};
-use blyan_sdk::model::{Action, PluginProposal, limits};
-use blyan_sdk::record::Record;
+use blyan_sdk::model::{Action, Cause, PluginProposal, ServerInput, limits};
+use blyan_sdk::replay::CheckedRecord;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::blobs::{BlobStore, PutError};
 use crate::engine::{Engine, Submission, SubmitError};
-use crate::store::idempotency_key;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +64,10 @@ struct AppState {
     engine: Engine,
     config: ApiConfig,
     host: Arc<Host>,
+    blobs: Arc<BlobStore>,
 }
 
-pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>) -> Router {
+pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobStore>) -> Router {
     let timed = Router::new()
         .route("/v1/commands", post(submit_command))
         .route("/v1/events", get(events))
@@ -76,6 +77,7 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>) -> Router {
         .route("/v1/governance", get(governance))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{hash}", get(plugin))
+        .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -91,6 +93,7 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>) -> Router {
             engine,
             config,
             host,
+            blobs,
         })
 }
 
@@ -122,14 +125,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn submit_error_code(error: &SubmitError) -> &'static str {
-    match error {
-        SubmitError::Rejected(rejection) => rejection.code(),
-        SubmitError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
-        SubmitError::WriterStopped => "writer_stopped",
-    }
-}
-
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> ApiError {
         let status = match &error {
@@ -146,7 +141,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
             SubmitError::WriterStopped => StatusCode::SERVICE_UNAVAILABLE,
         };
-        ApiError::new(status, submit_error_code(&error), error.to_string())
+        ApiError::new(status, error.code(), error.to_string())
     }
 }
 
@@ -154,7 +149,7 @@ async fn submit_command(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let metrics = &app.engine.shared.metrics;
+    let metrics = app.engine.metrics();
     let refuse = |error: ApiError| {
         metrics.record_rejection(error.code);
         error
@@ -185,7 +180,7 @@ async fn submit_command(
         codec::decode_signed_command(&body).map_err(|error| malformed(error.to_string()))?;
     crypto::verify(
         COMMAND_DOMAIN,
-        &app.engine.shared.network_id,
+        app.engine.network_id(),
         &signed.body,
         &signed.signer,
         &signed.signature,
@@ -202,10 +197,7 @@ async fn submit_command(
     // A replayed proposal skips the check: the writer answers it from the idempotency
     // index (with the original receipt, or as a reused key), whatever the limits are
     // now. An index that can't be read counts as unseen; the writer then fails on it.
-    let seen = || {
-        let key = idempotency_key(&signed.signer, &command.idempotency_key);
-        matches!(app.engine.shared.store.idempotency(&key), Ok(Some(_)))
-    };
+    let seen = || matches!(app.engine.indexed_answer(&signed, &command), Ok(Some(_)));
     if let Action::ProposePlugin(proposal) = &command.action
         && !seen()
     {
@@ -229,7 +221,7 @@ async fn conformance(
     proposal: &PluginProposal,
 ) -> Result<(), ApiError> {
     let governance = {
-        let published = app.engine.shared.published.read().expect("published lock");
+        let published = app.engine.published();
         published
             .state
             .genesis()
@@ -308,12 +300,10 @@ async fn events(
         .limit
         .unwrap_or(100)
         .clamp(1, app.config.events_page_max) as usize;
-    let end = app.engine.shared.events_committed.borrow().to_owned();
-    let store = app.engine.shared.store.clone();
-    let from = query.from;
-    let encoded = tokio::task::spawn_blocking(move || store.read_encoded(from, end, limit))
+    let encoded = app
+        .engine
+        .records(query.from, limit)
         .await
-        .map_err(storage_error)?
         .map_err(storage_error)?;
     if wants_protobuf(&query, &headers) {
         // An `EventRecordPage` is field 1 repeated: each stored record, tagged and
@@ -328,21 +318,27 @@ async fn events(
     }
     let records: Vec<serde_json::Value> = encoded
         .iter()
-        .map(|value| render_record(value))
+        .zip(query.from..)
+        .map(|(value, seq)| render_record(seq, value))
         .collect::<Result<_, _>>()?;
     Ok(Json(json!({ "records": records })).into_response())
 }
 
-fn render_record(value: &[u8]) -> Result<serde_json::Value, ApiError> {
-    let record = Record::decode(value).map_err(storage_error)?;
-    let logged = codec::decode_logged_event(&record.body).map_err(storage_error)?;
-    let cause = logged.cause.map(|cause| {
-        json!({
-            "signer": cause.signer,
-            "signature": hex::encode(cause.signature),
-            "body": hex::encode(&cause.body),
-        })
-    });
+fn render_record(seq: u64, value: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let CheckedRecord { record, logged } =
+        CheckedRecord::decode(seq, value).map_err(storage_error)?;
+    let (cause, server_input) = match &logged.cause {
+        Cause::Command(cause) => (
+            Some(json!({
+                "signer": cause.signer,
+                "signature": hex::encode(cause.signature),
+                "body": hex::encode(&cause.body),
+            })),
+            None,
+        ),
+        Cause::Server(input) => (None, Some(render_input(input))),
+        Cause::FollowUp => (None, None),
+    };
     Ok(json!({
         "seq": record.seq,
         "prev_hash": hex::encode(record.prev_hash),
@@ -350,7 +346,33 @@ fn render_record(value: &[u8]) -> Result<serde_json::Value, ApiError> {
         "hash": hex::encode(record.hash),
         "event": logged.event,
         "cause": cause,
+        "server_input": server_input,
     }))
+}
+
+/// A server input as JSON; a genesis input is its event, shown once there.
+fn render_input(input: &ServerInput) -> serde_json::Value {
+    let name = input.name();
+    match input {
+        ServerInput::Genesis(_) => json!({ "type": name }),
+        ServerInput::Checkpoint { merkle_root, .. } => {
+            json!({ "type": name, "merkle_root": hex::encode(merkle_root) })
+        }
+        ServerInput::Tick { time_ms } => json!({ "type": name, "time_ms": time_ms }),
+        ServerInput::OpenRound { round } => json!({ "type": name, "round": round }),
+        ServerInput::PolicyResult(result) => json!({
+            "type": name,
+            "round": result.round,
+            "kind": result.kind,
+            "module_hash": hex::encode(result.module_hash),
+            "output": hex::encode(&result.output),
+            "failures": result.failures.iter().map(|failure| json!({
+                "hash": hex::encode(failure.hash),
+                "reason_code": failure.reason_code,
+                "reason": failure.reason,
+            })).collect::<Vec<_>>(),
+        }),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,21 +392,16 @@ async fn events_ws(
 /// Sends the backlog from `from`, then every record as it is committed, each as one
 /// binary message holding the stored `EventRecord`.
 async fn stream_events(app: AppState, from: u64, mut socket: WebSocket) {
-    let shared = app.engine.shared.clone();
-    let mut committed = shared.events_committed.subscribe();
+    let mut committed = app.engine.subscribe();
     let mut seq_next = from;
     loop {
         let end = *committed.borrow_and_update();
         while seq_next < end {
-            let store = shared.store.clone();
             let limit = app.config.events_page_max as usize;
-            let page =
-                match tokio::task::spawn_blocking(move || store.read_encoded(seq_next, end, limit))
-                    .await
-                {
-                    Ok(Ok(page)) if !page.is_empty() => page,
-                    _ => return,
-                };
+            let page = match app.engine.records(seq_next, limit).await {
+                Ok(page) if !page.is_empty() => page,
+                _ => return,
+            };
             for value in page {
                 if socket.send(Message::Binary(value.into())).await.is_err() {
                     return;
@@ -403,9 +420,9 @@ async fn stream_events(app: AppState, from: u64, mut socket: WebSocket) {
 }
 
 async fn head(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let published = app.engine.shared.published.read().expect("published lock");
+    let published = app.engine.published();
     Json(json!({
-        "network_id": app.engine.shared.network_id,
+        "network_id": app.engine.network_id(),
         "events": published.events(),
         "head_hash": hex::encode(published.head_hash),
         "state_root": hex::encode(published.state_root()),
@@ -413,10 +430,10 @@ async fn head(State(app): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn state(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let published = app.engine.shared.published.read().expect("published lock");
+    let published = app.engine.published();
     let state = &published.state;
     Json(json!({
-        "network_id": app.engine.shared.network_id,
+        "network_id": app.engine.network_id(),
         "events": state.events_applied(),
         "genesis": state.genesis(),
         "nodes": state.nodes().len(),
@@ -437,7 +454,7 @@ async fn node(
             "the public key must be 64 hex characters",
         )
     })?;
-    let published = app.engine.shared.published.read().expect("published lock");
+    let published = app.engine.published();
     let node = published.state.node(&key).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -450,7 +467,7 @@ async fn node(
 
 /// Proposals, activations and the round open now.
 async fn governance(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let published = app.engine.shared.published.read().expect("published lock");
+    let published = app.engine.published();
     let governance = published.state.governance();
     let round = governance.round_number();
     let proposals: Vec<serde_json::Value> = governance
@@ -513,7 +530,7 @@ async fn governance(State(app): State<AppState>) -> Json<serde_json::Value> {
 
 /// Every plugin module the log holds, and what each round would run.
 async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let published = app.engine.shared.published.read().expect("published lock");
+    let published = app.engine.published();
     let governance = published.state.governance();
     let plugins: Vec<serde_json::Value> = governance
         .plugins()
@@ -556,7 +573,7 @@ async fn plugin(
                 "the hash must be 64 hex characters",
             )
         })?;
-    let published = app.engine.shared.published.read().expect("published lock");
+    let published = app.engine.published();
     let plugin = published.state.governance().plugin(&key).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -571,8 +588,91 @@ async fn plugin(
         .into_response())
 }
 
+fn blob_hash(hash: &str) -> Result<[u8; 32], ApiError> {
+    hex::decode(hash)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "the hash must be 64 hex characters",
+            )
+        })
+}
+
+/// Streams the body into the blob named by its blake3 hash; answers once it is synced.
+/// The blob size limit is its own, apart from the command body limit.
+async fn put_blob(
+    State(app): State<AppState>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = blob_hash(&hash)?;
+    let max = app.blobs.blob_bytes_max();
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "blob_too_large",
+            format!("a blob is at most {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    let stored =
+        app.blobs
+            .put(&key, body.into_data_stream())
+            .await
+            .map_err(|error| match error {
+                PutError::TooLarge { .. } => too_large(),
+                PutError::HashMismatch { .. } => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "blob_hash_mismatch",
+                    error.to_string(),
+                ),
+                PutError::Interrupted(_) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_request",
+                    error.to_string(),
+                ),
+                PutError::Io(_) => storage_error(error),
+            })?;
+    Ok(Json(json!({
+        "hash": hex::encode(stored.hash),
+        "bytes": stored.bytes,
+    })))
+}
+
+/// A blob's bytes, streamed, with `Range` requests honoured.
+async fn get_blob(
+    State(app): State<AppState>,
+    Path(hash): Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let key = blob_hash(&hash)?;
+    if app.blobs.stat(&key).map_err(storage_error)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "blob_not_found",
+            format!("no blob has hash {hash}"),
+        ));
+    }
+    // A blob file has no extension: it is served as application/octet-stream.
+    let response = tower_http::services::ServeFile::new(app.blobs.path(&key))
+        .try_call(request)
+        .await
+        .map_err(storage_error)?;
+    Ok(response.map(axum::body::Body::new))
+}
+
 async fn healthz(State(app): State<AppState>) -> Response {
-    if app.engine.shared.writer_stopped() {
+    if app.engine.writer_stopped() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "writer_stopped",
@@ -580,14 +680,13 @@ async fn healthz(State(app): State<AppState>) -> Response {
         )
         .into_response();
     }
-    Json(json!({ "status": "ok", "events": *app.engine.shared.events_committed.borrow() }))
-        .into_response()
+    Json(json!({ "status": "ok", "events": app.engine.events_committed() })).into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    let shared = &app.engine.shared;
-    let text = shared
-        .metrics
-        .render(*shared.events_committed.borrow(), shared.writer_stopped());
+    let engine = &app.engine;
+    let text = engine
+        .metrics()
+        .render(engine.events_committed(), engine.writer_stopped());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -1,23 +1,29 @@
-//! The single-writer engine: one task decides commands against the state, seals their
-//! events into records and commits each group in one synced write.
+//! The single-writer engine: one task decides commands and server inputs against the
+//! state, seals their events into records and commits each group in one synced write.
 //!
 //! A command is acknowledged only after the write that holds its events returned.
 //! A failed write stops the writer for good (fail-stop): every waiting and later
 //! command is refused, and the process exits so that a restart recovers from the log.
+//!
+//! The API holds an [`Engine`], a narrow handle: submit, read the published view,
+//! read records, subscribe. Nothing else of the engine is reachable from outside.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use blyan_plugin_host::defaults;
 use blyan_sdk::codec;
-use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide};
+use blyan_sdk::core::burns::BurnRejection;
+use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide, decide_input};
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::merkle::{self, Frontier};
 use blyan_sdk::model::{
-    Checkpoint, Command, Event, Genesis, Hash, LoggedEvent, PluginKind, PluginModule, SignedCommand,
+    Cause, Command, Event, Genesis, Hash, LoggedEvent, PluginKind, PluginModule, ServerInput,
+    SignedCommand,
 };
-use blyan_sdk::record::{ChainError, Record};
+use blyan_sdk::record::Record;
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,10 +35,14 @@ use crate::store::{
 /// Bounds of the engine. Each is a named, documented limit.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
-    /// Commands waiting for the writer; submitters wait when it is full.
+    /// Commands and server inputs waiting for the writer; submitters wait when it is
+    /// full.
     pub queue_commands_max: usize,
-    /// Commands decided and committed in one write.
+    /// Commands and server inputs decided and committed in one write.
     pub batch_commands_max: usize,
+    /// The wall clock, in ms since the Unix epoch. Log time is this clock, but never
+    /// earlier than the last record's time, across restarts too.
+    pub clock_ms: fn() -> u64,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +50,7 @@ impl Default for EngineConfig {
         EngineConfig {
             queue_commands_max: 8_192,
             batch_commands_max: 1_024,
+            clock_ms: now_ms,
         }
     }
 }
@@ -61,11 +72,29 @@ pub enum SubmitError {
     WriterStopped,
 }
 
+impl SubmitError {
+    /// The stable code the API and the metrics show.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubmitError::Rejected(rejection) => rejection.code(),
+            SubmitError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            SubmitError::WriterStopped => "writer_stopped",
+        }
+    }
+}
+
 /// A command whose signature the API has checked.
 #[derive(Debug)]
 pub struct Submission {
     pub signed: SignedCommand,
     pub command: Command,
+}
+
+/// What the writer decides: a command, or an input of the server's own.
+#[derive(Debug)]
+enum Input {
+    Command(Submission),
+    Server(ServerInput),
 }
 
 /// What readers see: only committed events.
@@ -97,46 +126,43 @@ impl Published {
     }
 }
 
-/// Shared between the writer and the API.
-pub struct Shared {
-    pub store: Arc<dyn LogStorage>,
-    pub network_id: String,
-    pub published: RwLock<Published>,
+/// Shared between the writer and the handles.
+struct Shared {
+    store: Arc<dyn LogStorage>,
+    network_id: String,
+    published: RwLock<Published>,
     /// Number of committed events, for subscribers.
-    pub events_committed: watch::Sender<u64>,
-    pub metrics: Metrics,
-    writer_stopped: std::sync::atomic::AtomicBool,
+    events_committed: watch::Sender<u64>,
+    metrics: Metrics,
+    writer_stopped: AtomicBool,
 }
 
-impl std::fmt::Debug for Shared {
+type Reply = oneshot::Sender<Result<Option<Receipt>, SubmitError>>;
+
+/// The handle the API submits and reads through.
+#[derive(Clone)]
+pub struct Engine {
+    queue: mpsc::Sender<(Input, Reply)>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("network_id", &self.network_id)
+        f.debug_struct("Engine")
+            .field("network_id", &self.shared.network_id)
             .finish()
     }
-}
-
-impl Shared {
-    pub fn writer_stopped(&self) -> bool {
-        self.writer_stopped
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// The handle the API submits through.
-#[derive(Debug, Clone)]
-pub struct Engine {
-    queue: mpsc::Sender<(Submission, oneshot::Sender<Result<Receipt, SubmitError>>)>,
-    pub shared: Arc<Shared>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     #[error("corrupt log: {0}")]
-    Corrupt(ReplayError),
+    Corrupt(#[from] ReplayError),
     #[error("cannot read the log: {0}")]
     Store(#[from] StoreError),
+    #[error("the genesis is refused: {0}")]
+    GenesisRefused(Rejection),
     #[error("the log's genesis differs from the one given")]
     GenesisMismatch,
     #[error("the operator key {given} is not the genesis operator key {expected}")]
@@ -146,8 +172,8 @@ pub enum OpenError {
 /// Records handed from the reading thread to the applying one at a time.
 const REPLAY_CHUNK_RECORDS: usize = 1_024;
 
-/// Rebuilds state from every stored record, checking the chain. Fails with the first
-/// bad seq.
+/// Rebuilds state from every stored record, checking the chain and the structure.
+/// Fails with the first bad seq.
 ///
 /// Two stages on two threads: one reads, decodes and hashes records (work that needs no
 /// earlier record); the calling thread checks the links and applies them in order.
@@ -161,26 +187,10 @@ pub fn replay_store(
         let reader = scope.spawn(move || {
             let mut chunk = Vec::with_capacity(REPLAY_CHUNK_RECORDS);
             let scanned = store.scan(&mut |seq, value| {
-                let record = Record::decode(value).map_err(|error| {
-                    ChainError::Undecodable {
-                        seq,
-                        reason: error.to_string(),
-                    }
-                    .to_string()
-                })?;
-                if record.seq != seq {
-                    return Err(ChainError::WrongSeq {
-                        seq,
-                        found: record.seq,
-                    }
-                    .to_string());
-                }
-                chunk.push(CheckedRecord::check(record).map_err(|error| error.to_string())?);
+                chunk.push(CheckedRecord::decode(seq, value).map_err(Some)?);
                 if chunk.len() == REPLAY_CHUNK_RECORDS {
                     // A closed receiver means the applying side failed; it reports why.
-                    sender
-                        .send(std::mem::take(&mut chunk))
-                        .map_err(|_| String::new())?;
+                    sender.send(std::mem::take(&mut chunk)).map_err(|_| None)?;
                 }
                 Ok(())
             });
@@ -191,23 +201,21 @@ pub fn replay_store(
         });
         for chunk in receiver {
             for checked in &chunk {
-                replayer.push_checked(checked).map_err(OpenError::Corrupt)?;
+                replayer.push_checked(checked)?;
                 progress(checked.record.seq);
             }
         }
         Ok::<_, OpenError>(reader.join().expect("the replay reader panicked"))
     })?;
     match scanned {
-        Ok(()) => Ok(replayer),
-        Err(ScanError::Store(error)) => Err(OpenError::Store(error)),
+        Ok(()) => {}
+        Err(ScanError::Store(error)) => return Err(OpenError::Store(error)),
         // The first bad record stopped the reader; everything before it was applied.
-        Err(ScanError::Visit(reason)) => Err(OpenError::Corrupt(ReplayError::Invalid {
-            seq: replayer.len(),
-            reason: reason
-                .split_once(": ")
-                .map_or(reason.clone(), |(_, rest)| rest.to_string()),
-        })),
+        Err(ScanError::Visit(Some(error))) => return Err(OpenError::Corrupt(error)),
+        Err(ScanError::Visit(None)) => unreachable!("the applying side reported its error"),
     }
+    replayer.finish()?;
+    Ok(replayer)
 }
 
 /// Records read at a time while rebuilding the index.
@@ -229,22 +237,18 @@ fn rebuild_index(store: &dyn LogStorage, events: u64) -> Result<(), OpenError> {
     while indexed < events {
         let page = store.read_encoded(indexed, events, REINDEX_PAGE_RECORDS)?;
         let mut entries = Vec::new();
-        for value in &page {
-            let malformed = |reason: String| StoreError::Malformed {
-                key: indexed.to_string(),
-                reason,
-            };
-            let record = Record::decode(value).map_err(|error| malformed(error.to_string()))?;
-            let logged = codec::decode_logged_event(&record.body)
-                .map_err(|error| malformed(error.to_string()))?;
-            if let Some(cause) = logged.cause {
-                let command = codec::decode_command(&cause.body)
-                    .map_err(|error| malformed(error.to_string()))?;
-                let body_hash = *blake3::hash(&cause.body).as_bytes();
+        for (offset, value) in page.iter().enumerate() {
+            let checked = CheckedRecord::decode(indexed + offset as u64, value)?;
+            if let Cause::Command(cause) = &checked.logged.cause {
+                let command =
+                    codec::decode_command(&cause.body).map_err(|error| ReplayError::Invalid {
+                        seq: checked.record.seq,
+                        reason: error.to_string(),
+                    })?;
                 let entry = IdempotencyEntry {
-                    body_hash,
-                    seq: record.seq,
-                    event_hash: record.hash,
+                    body_hash: *blake3::hash(&cause.body).as_bytes(),
+                    seq: checked.record.seq,
+                    event_hash: checked.record.hash,
                 };
                 entries.push((
                     idempotency_key(&cause.signer, &command.idempotency_key),
@@ -256,6 +260,28 @@ fn rebuild_index(store: &dyn LogStorage, events: u64) -> Result<(), OpenError> {
         store.write_index(&entries, indexed)?;
     }
     Ok(())
+}
+
+/// The answer the idempotency index already holds for a command, if any: its original
+/// receipt, or a refusal for another body under the same key. The one lookup of the
+/// index, for the writer and the API alike.
+fn indexed_answer(
+    store: &dyn LogStorage,
+    signed: &SignedCommand,
+    command: &Command,
+) -> Result<Option<Result<Receipt, SubmitError>>, StoreError> {
+    let key = idempotency_key(&signed.signer, &command.idempotency_key);
+    let body_hash = *blake3::hash(&signed.body).as_bytes();
+    Ok(store.idempotency(&key)?.map(|entry| {
+        if entry.body_hash == body_hash {
+            Ok(Receipt {
+                seq: entry.seq,
+                event_hash: entry.event_hash,
+            })
+        } else {
+            Err(SubmitError::IdempotencyKeyReused { seq: entry.seq })
+        }
+    }))
 }
 
 /// Everything the writer task owns.
@@ -294,24 +320,50 @@ impl Engine {
         operator: Keypair,
         config: EngineConfig,
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
-        let mut replayer = replay_store(store.as_ref(), &mut |_| {})?;
-        if replayer.is_empty() {
-            let body = codec::encode_logged_event(&LoggedEvent {
-                cause: None,
-                event: Event::GenesisCreated(Box::new(with_default_plugins(genesis.clone()))),
-            });
-            let record = Record::seal(0, blyan_sdk::record::GENESIS_PREV_HASH, now_ms(), body);
-            store.append(&AppendBatch {
-                records: vec![record.clone()],
-                idempotency: vec![],
-            })?;
-            replayer.push(&record).map_err(OpenError::Corrupt)?;
-        }
+        let replayer = replay_store(store.as_ref(), &mut |_| {})?;
         rebuild_index(store.as_ref(), replayer.len())?;
-        let log_genesis = replayer
-            .state()
+        let time_ms_last = replayer.time_ms_last();
+        let (state, frontier, head_hash) = replayer.into_parts();
+        let events = state.events_applied();
+        let shared = Arc::new(Shared {
+            store,
+            network_id: genesis.network_id.clone(),
+            published: RwLock::new(Published {
+                state: state.clone(),
+                head_hash,
+                root_cache: Mutex::new(None),
+            }),
+            events_committed: watch::channel(events).0,
+            metrics: Metrics::default(),
+            writer_stopped: AtomicBool::new(false),
+        });
+        let mut writer = Writer {
+            shared: shared.clone(),
+            state,
+            frontier,
+            head_hash,
+            time_ms_last,
+            operator,
+            config,
+        };
+        if events == 0 {
+            // The genesis goes through the writer's own path, as any server input.
+            let (reply, mut answer) = oneshot::channel();
+            let input = ServerInput::Genesis(Box::new(with_default_plugins(genesis.clone())));
+            writer.commit(&mut vec![(Input::Server(input), reply)])?;
+            // `commit` answered before it returned.
+            match answer.try_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(SubmitError::Rejected(rejection))) => {
+                    return Err(OpenError::GenesisRefused(rejection));
+                }
+                Ok(Err(_)) | Err(_) => unreachable!("a committed genesis is answered"),
+            }
+        }
+        let log_genesis = writer
+            .state
             .genesis()
-            .expect("replayed log has a genesis")
+            .expect("the log has a genesis")
             .clone();
         // The plugins are not compared: a log keeps the ones its genesis stored, even
         // after this binary's embedded defaults change.
@@ -322,37 +374,13 @@ impl Engine {
         if without_plugins(&log_genesis) != without_plugins(&genesis) {
             return Err(OpenError::GenesisMismatch);
         }
-        if operator.public() != log_genesis.operator_key {
+        if writer.operator.public() != log_genesis.operator_key {
             return Err(OpenError::OperatorKeyMismatch {
-                given: operator.public().to_hex(),
+                given: writer.operator.public().to_hex(),
                 expected: log_genesis.operator_key.to_hex(),
             });
         }
-        let time_ms_last = 0;
-        let (state, frontier, head_hash) = replayer.into_parts();
-        let events = state.events_applied();
-        let shared = Arc::new(Shared {
-            store,
-            network_id: log_genesis.network_id.clone(),
-            published: RwLock::new(Published {
-                state: state.clone(),
-                head_hash,
-                root_cache: Mutex::new(None),
-            }),
-            events_committed: watch::channel(events).0,
-            metrics: Metrics::default(),
-            writer_stopped: Default::default(),
-        });
         let (queue, receiver) = mpsc::channel(config.queue_commands_max);
-        let writer = Writer {
-            shared: shared.clone(),
-            state,
-            frontier,
-            head_hash,
-            time_ms_last,
-            operator,
-            config,
-        };
         // The writer blocks on fsync: it gets a thread of its own, not an async worker.
         let handle = tokio::task::spawn_blocking(move || writer.run(receiver));
         Ok((Engine { queue, shared }, handle))
@@ -360,12 +388,70 @@ impl Engine {
 
     /// Queues a command and waits until its events are durable (or it is refused).
     pub async fn submit(&self, submission: Submission) -> Result<Receipt, SubmitError> {
+        self.enqueue(Input::Command(submission))
+            .await
+            .map(|receipt| receipt.expect("an accepted command decides an event"))
+    }
+
+    /// Queues an input of the server's own, decided like a command; the receipt is of
+    /// its first event, if it decided any.
+    pub async fn submit_input(&self, input: ServerInput) -> Result<Option<Receipt>, SubmitError> {
+        self.enqueue(Input::Server(input)).await
+    }
+
+    async fn enqueue(&self, input: Input) -> Result<Option<Receipt>, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((submission, reply))
+            .send((input, reply))
             .await
             .map_err(|_| SubmitError::WriterStopped)?;
         answer.await.map_err(|_| SubmitError::WriterStopped)?
+    }
+
+    /// The answer the idempotency index already holds for this command, if any.
+    pub fn indexed_answer(
+        &self,
+        signed: &SignedCommand,
+        command: &Command,
+    ) -> Result<Option<Result<Receipt, SubmitError>>, StoreError> {
+        indexed_answer(self.shared.store.as_ref(), signed, command)
+    }
+
+    /// The published view: committed state only. Hold it briefly; the writer waits
+    /// for it to publish.
+    pub fn published(&self) -> std::sync::RwLockReadGuard<'_, Published> {
+        self.shared.published.read().expect("published lock")
+    }
+
+    /// Encoded records from `from`, at most `limit`, all committed.
+    pub async fn records(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = self.events_committed();
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || store.read_encoded(from, end, limit))
+            .await
+            .expect("a record read panicked")
+    }
+
+    /// Number of committed events.
+    pub fn events_committed(&self) -> u64 {
+        *self.shared.events_committed.borrow()
+    }
+
+    /// Changes with every commit, to the number of committed events.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.events_committed.subscribe()
+    }
+
+    pub fn network_id(&self) -> &str {
+        &self.shared.network_id
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn writer_stopped(&self) -> bool {
+        self.shared.writer_stopped.load(Ordering::SeqCst)
     }
 }
 
@@ -375,11 +461,9 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-type Reply = oneshot::Sender<Result<Receipt, SubmitError>>;
-
-/// How one command of a batch will be answered once the batch is durable.
+/// How one input of a batch will be answered once the batch is durable.
 enum Outcome {
-    Done(Result<Receipt, SubmitError>),
+    Done(Result<Option<Receipt>, SubmitError>),
     /// The receipt of a record in this batch, by its index.
     InBatch(usize),
 }
@@ -389,8 +473,8 @@ impl Writer {
     /// the group grows with the load while one write is in flight.
     fn next_batch(
         &self,
-        queue: &mut mpsc::Receiver<(Submission, Reply)>,
-        batch: &mut Vec<(Submission, Reply)>,
+        queue: &mut mpsc::Receiver<(Input, Reply)>,
+        batch: &mut Vec<(Input, Reply)>,
     ) -> bool {
         let Some(first) = queue.blocking_recv() else {
             return false;
@@ -405,14 +489,12 @@ impl Writer {
         true
     }
 
-    fn run(mut self, mut queue: mpsc::Receiver<(Submission, Reply)>) -> Result<(), StoreError> {
+    fn run(mut self, mut queue: mpsc::Receiver<(Input, Reply)>) -> Result<(), StoreError> {
         let mut batch = Vec::with_capacity(self.config.batch_commands_max);
         while self.next_batch(&mut queue, &mut batch) {
             if let Err(error) = self.commit(&mut batch) {
                 tracing::error!(%error, "storage write failed; the writer stops and the server must restart");
-                self.shared
-                    .writer_stopped
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.shared.writer_stopped.store(true, Ordering::SeqCst);
                 queue.close();
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(SubmitError::WriterStopped));
@@ -424,6 +506,28 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Seals the events one cause decided, the first with the cause and the rest as
+    /// its follow-ups, each followed by a checkpoint when one is due.
+    fn seal_decided(
+        &mut self,
+        cause: Cause,
+        decided: Vec<Event>,
+        time_ms: u64,
+        append: &mut AppendBatch,
+        events: &mut Vec<Event>,
+    ) {
+        let mut cause = Some(cause);
+        for event in decided {
+            let logged = LoggedEvent {
+                cause: cause.take().unwrap_or(Cause::FollowUp),
+                event,
+            };
+            append.records.push(self.seal(&logged, time_ms));
+            events.push(logged.event);
+            self.append_checkpoint_if_due(append, events, time_ms);
+        }
     }
 
     fn seal(&mut self, logged: &LoggedEvent, time_ms: u64) -> Record {
@@ -440,10 +544,10 @@ impl Writer {
         record
     }
 
-    /// Decides every command of the batch, writes the result in one synced write, then
+    /// Decides every input of the batch, writes the result in one synced write, then
     /// publishes and answers. On a write error nothing is published or answered.
-    fn commit(&mut self, batch: &mut Vec<(Submission, Reply)>) -> Result<(), StoreError> {
-        let time_ms = now_ms().max(self.time_ms_last);
+    fn commit(&mut self, batch: &mut Vec<(Input, Reply)>) -> Result<(), StoreError> {
+        let time_ms = (self.config.clock_ms)().max(self.time_ms_last);
         self.time_ms_last = time_ms;
         let context = Context { time_ms };
         let mut append = AppendBatch::default();
@@ -451,7 +555,23 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         // Index entries of this batch, for duplicates inside one batch.
         let mut pending: HashMap<Vec<u8>, (Hash, usize)> = HashMap::new();
-        for (submission, _) in batch.iter() {
+        for (input, _) in batch.iter() {
+            let submission = match input {
+                Input::Command(submission) => submission,
+                Input::Server(input) => {
+                    outcomes.push(match decide_input(&self.state, input, &context) {
+                        Ok(decided) if decided.is_empty() => Outcome::Done(Ok(None)),
+                        Ok(decided) => {
+                            let first = append.records.len();
+                            let cause = Cause::Server(input.clone());
+                            self.seal_decided(cause, decided, time_ms, &mut append, &mut events);
+                            Outcome::InBatch(first)
+                        }
+                        Err(rejection) => Outcome::Done(Err(rejection.into())),
+                    });
+                    continue;
+                }
+            };
             let body_hash = *blake3::hash(&submission.signed.body).as_bytes();
             let key = idempotency_key(
                 &submission.signed.signer,
@@ -467,15 +587,12 @@ impl Writer {
                 });
                 continue;
             }
-            if let Some(entry) = self.shared.store.idempotency(&key)? {
-                outcomes.push(Outcome::Done(if entry.body_hash == body_hash {
-                    Ok(Receipt {
-                        seq: entry.seq,
-                        event_hash: entry.event_hash,
-                    })
-                } else {
-                    Err(SubmitError::IdempotencyKeyReused { seq: entry.seq })
-                }));
+            if let Some(answer) = indexed_answer(
+                self.shared.store.as_ref(),
+                &submission.signed,
+                &submission.command,
+            )? {
+                outcomes.push(Outcome::Done(answer.map(Some)));
                 continue;
             }
             let authenticated = Authenticated {
@@ -485,14 +602,8 @@ impl Writer {
             match decide(&self.state, &authenticated, &context) {
                 Ok(decided) => {
                     let first = append.records.len();
-                    for (position, event) in decided.into_iter().enumerate() {
-                        let cause = (position == 0).then(|| submission.signed.clone());
-                        let logged = LoggedEvent { cause, event };
-                        let record = self.seal(&logged, time_ms);
-                        append.records.push(record);
-                        events.push(logged.event);
-                        self.append_checkpoint_if_due(&mut append, &mut events, time_ms);
-                    }
+                    let cause = Cause::Command(submission.signed.clone());
+                    self.seal_decided(cause, decided, time_ms, &mut append, &mut events);
                     let record = &append.records[first];
                     let entry = IdempotencyEntry {
                         body_hash,
@@ -503,8 +614,8 @@ impl Writer {
                     pending.insert(key, (body_hash, first));
                     outcomes.push(Outcome::InBatch(first));
                 }
-                Err(Rejection::BurnAlreadyRecorded { seq, .. }) => {
-                    outcomes.push(Outcome::Done(Ok(self.receipt_of(seq, &append)?)));
+                Err(Rejection::Burns(BurnRejection::AlreadyRecorded { seq, .. })) => {
+                    outcomes.push(Outcome::Done(Ok(Some(self.receipt_of(seq, &append)?))));
                 }
                 Err(rejection) => outcomes.push(Outcome::Done(Err(rejection.into()))),
             }
@@ -517,23 +628,32 @@ impl Writer {
                 .record_write(append.records.len(), started.elapsed());
             self.publish(&append, &events);
         }
-        for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+        for ((input, reply), outcome) in batch.drain(..).zip(outcomes) {
             let answer = match outcome {
                 Outcome::Done(answer) => answer,
                 Outcome::InBatch(index) => {
                     let record = &append.records[index];
-                    Ok(Receipt {
+                    Ok(Some(Receipt {
                         seq: record.seq,
                         event_hash: record.hash,
-                    })
+                    }))
                 }
             };
-            self.shared.metrics.record_answer(&answer);
+            match input {
+                Input::Command(_) => self.shared.metrics.record_answer(&answer),
+                Input::Server(input) => {
+                    if let Err(error) = &answer {
+                        tracing::warn!(input = input.name(), %error, "a server input was refused");
+                    }
+                }
+            }
             let _ = reply.send(answer);
         }
         Ok(())
     }
 
+    /// A checkpoint is a server input the writer decides itself, right after the event
+    /// that made it due.
     fn append_checkpoint_if_due(
         &mut self,
         append: &mut AppendBatch,
@@ -551,16 +671,20 @@ impl Writer {
             tree_size,
             &merkle_root,
         );
-        let logged = LoggedEvent {
-            cause: None,
-            event: Event::CheckpointCreated(Checkpoint {
-                tree_size,
-                merkle_root,
-                signature,
-            }),
+        let input = ServerInput::Checkpoint {
+            merkle_root,
+            signature,
         };
-        append.records.push(self.seal(&logged, time_ms));
-        events.push(logged.event);
+        let decided = decide_input(&self.state, &input, &Context { time_ms })
+            .expect("a due checkpoint is decided");
+        for event in decided {
+            let logged = LoggedEvent {
+                cause: Cause::Server(input.clone()),
+                event,
+            };
+            append.records.push(self.seal(&logged, time_ms));
+            events.push(logged.event);
+        }
     }
 
     /// The receipt of an event already decided: in this batch or in the store.
@@ -572,16 +696,14 @@ impl Writer {
             });
         }
         let encoded = self.shared.store.read_encoded(seq, seq + 1, 1)?;
-        let record = encoded
-            .first()
-            .and_then(|value| Record::decode(value).ok())
-            .ok_or_else(|| StoreError::Malformed {
-                key: seq.to_string(),
-                reason: "an applied event is missing from the log".into(),
-            })?;
+        let missing = || StoreError::Malformed {
+            key: seq.to_string(),
+            reason: "an applied event is missing from the log".into(),
+        };
+        let checked = CheckedRecord::decode(seq, encoded.first().ok_or_else(missing)?)?;
         Ok(Receipt {
             seq,
-            event_hash: record.hash,
+            event_hash: checked.record.hash,
         })
     }
 
@@ -694,14 +816,14 @@ mod tests {
             writer.await.unwrap().is_err(),
             "the writer must end with the storage error"
         );
-        assert!(engine.shared.writer_stopped());
+        assert!(engine.writer_stopped());
         // Fail-stop: later commands are refused even though the store would work again.
         store.failing.store(false, Ordering::SeqCst);
         assert_eq!(
             engine.submit(burn(&keys, "tx-3")).await,
             Err(SubmitError::WriterStopped)
         );
-        assert_eq!(engine.shared.published.read().unwrap().events(), 2);
+        assert_eq!(engine.published().events(), 2);
 
         // The log holds exactly the acknowledged events.
         drop(engine);
@@ -730,7 +852,7 @@ mod tests {
             answers.iter().all(|answer| *answer == Ok(first)),
             "{answers:?}"
         );
-        assert_eq!(engine.shared.published.read().unwrap().events(), 2);
+        assert_eq!(engine.published().events(), 2);
     }
 
     #[tokio::test]
@@ -754,7 +876,7 @@ mod tests {
                     .unwrap();
             }
             {
-                let published = engine.shared.published.read().unwrap();
+                let published = engine.published();
                 // seq 0 genesis, 1..=3 burns, 4 checkpoint, 5..=8 burns, 9 checkpoint: a
                 // checkpoint follows every 4 events after the previous one.
                 assert_eq!(published.events(), 10);
@@ -768,5 +890,157 @@ mod tests {
         let store = RocksStore::open(dir.path()).unwrap();
         let replayer = replay_store(store.as_ref(), &mut |_| {}).unwrap();
         assert_eq!(replayer.state().checkpoint_last().unwrap().tree_size, 9);
+    }
+
+    /// Reads every stored record back.
+    fn stored(store: &dyn LogStorage) -> Vec<Record> {
+        let mut records = Vec::new();
+        store
+            .scan(&mut |seq, value| {
+                records.push(CheckedRecord::decode(seq, value).unwrap().record);
+                Ok(())
+            })
+            .unwrap();
+        records
+    }
+
+    #[tokio::test]
+    async fn log_time_never_goes_backwards_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        let open = |clock_ms: fn() -> u64| {
+            Engine::start(
+                RocksStore::open(dir.path()).unwrap(),
+                keys.genesis(),
+                keys.operator.clone(),
+                EngineConfig {
+                    clock_ms,
+                    ..EngineConfig::default()
+                },
+            )
+            .unwrap()
+        };
+        let (engine, writer) = open(|| 5_000_000);
+        engine.submit(burn(&keys, "tx-1")).await.unwrap();
+        drop(engine);
+        writer.await.unwrap().unwrap();
+        // The clock is now an hour behind the last record.
+        let (engine, writer) = open(|| 5_000_000 - 3_600_000);
+        engine.submit(burn(&keys, "tx-2")).await.unwrap();
+        drop(engine);
+        writer.await.unwrap().unwrap();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let times: Vec<u64> = stored(store.as_ref())
+            .iter()
+            .map(|record| record.time_ms)
+            .collect();
+        assert_eq!(times, [5_000_000, 5_000_000, 5_000_000]);
+        // And the log opens again.
+        replay_store(store.as_ref(), &mut |_| {}).unwrap();
+    }
+
+    #[tokio::test]
+    async fn server_inputs_go_through_the_queue_and_pass_the_audit() {
+        use blyan_plugin_host::reference;
+        use blyan_sdk::model::{Action, PluginProposal};
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        let store = RocksStore::open(dir.path()).unwrap();
+        let (engine, writer) = Engine::start(
+            store.clone(),
+            keys.genesis(),
+            keys.operator.clone(),
+            EngineConfig::default(),
+        )
+        .unwrap();
+        // Governance pins a scoring module that can't run for round 1.
+        let broken = b"\0asm\x01\0\0\0broken".to_vec();
+        let signed = |signer: &Keypair, key: &[u8], action: Action| {
+            let command = Command {
+                idempotency_key: key.to_vec(),
+                action,
+            };
+            Submission {
+                signed: codec::sign_command(signer, "blyan-dev", &command),
+                command,
+            }
+        };
+        let propose = Action::ProposePlugin(PluginProposal {
+            kind: PluginKind::Scoring,
+            wasm: broken.clone().into(),
+            activation_round: 1,
+        });
+        engine
+            .submit(signed(&keys.governance[0], b"p", propose))
+            .await
+            .unwrap();
+        let approve = Action::ApproveProposal { proposal_id: 1 };
+        engine
+            .submit(signed(&keys.governance[1], b"a", approve))
+            .await
+            .unwrap();
+        let opened = engine
+            .submit_input(ServerInput::OpenRound { round: 1 })
+            .await
+            .unwrap()
+            .expect("the round opens");
+        assert_eq!(
+            engine
+                .submit_input(ServerInput::OpenRound { round: 3 })
+                .await,
+            Err(SubmitError::Rejected(Rejection::Rounds(
+                blyan_sdk::core::rounds::RoundRejection::OutOfOrder { round: 3, next: 2 }
+            )))
+        );
+        let host = Arc::new(crate::policy::host());
+        let input = reference::input(PluginKind::Scoring);
+        let (_, fallback) = crate::policy::call(&engine, host, PluginKind::Scoring, input)
+            .await
+            .unwrap();
+        let fallback = fallback.expect("the broken module falls back");
+        assert_eq!(fallback.seq, opened.seq + 1);
+        {
+            let published = engine.published();
+            let fallbacks = published.state.governance().fallbacks();
+            assert_eq!(fallbacks.len(), 1);
+            assert_eq!(
+                fallbacks[0].1.failed_hash,
+                *blake3::hash(&broken).as_bytes()
+            );
+            assert_eq!(fallbacks[0].1.reason_code, "plugin_malformed");
+        }
+        drop(engine);
+        writer.await.unwrap().unwrap();
+
+        // An auditor decides every cause again and gets the same state.
+        let records = stored(store.as_ref());
+        let mut replayer = Replayer::new(ReplayChecks::AUDIT);
+        for record in &records {
+            replayer.push(record).unwrap();
+        }
+        replayer.finish().unwrap();
+        let kinds: Vec<&str> = records
+            .iter()
+            .map(
+                |record| match codec::decode_logged_event(&record.body).unwrap().cause {
+                    Cause::Command(_) => "command",
+                    Cause::Server(input) => input.name(),
+                    Cause::FollowUp => "follow_up",
+                },
+            )
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "genesis",
+                "command",
+                "follow_up",
+                "command",
+                "follow_up",
+                "open_round",
+                "policy_result"
+            ]
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! tests of this crate. Clients talk to it over HTTP only.
 //!
 //! - [`store`]: RocksDB, the log and its derived index.
+//! - [`blobs`]: content-addressed blobs, one synced file each.
 //! - [`engine`]: the single writer; group commit; fail-stop.
 //! - [`api`]: the axum router.
 //! - [`policy`]: the plugin sandbox as the server uses it: conformance at proposal
@@ -11,6 +12,7 @@
 //! - [`serve`]: wiring for `blyan-ledger serve`.
 
 pub mod api;
+pub mod blobs;
 pub mod engine;
 pub mod metrics;
 pub mod policy;

@@ -61,6 +61,10 @@ enum Command {
         /// Commands committed in one synced write.
         #[arg(long, default_value_t = EngineConfig::default().batch_commands_max)]
         batch_commands_max: usize,
+        /// Largest blob one `PUT /v1/blobs/{hash}` stores, in bytes (apart from the
+        /// command body limit).
+        #[arg(long, default_value_t = 64 << 20)]
+        blob_bytes_max: u64,
     },
     /// Rebuild state from the log offline, checking the chain; prints the head.
     Replay {
@@ -133,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             events_page_max,
             queue_commands_max,
             batch_commands_max,
+            blob_bytes_max,
         } => {
             let config = ServeConfig {
                 data_dir,
@@ -147,7 +152,9 @@ fn main() -> anyhow::Result<()> {
                 engine: EngineConfig {
                     queue_commands_max,
                     batch_commands_max,
+                    ..EngineConfig::default()
                 },
+                blob_bytes_max,
             };
             tokio::runtime::Runtime::new()?.block_on(serve(config))
         }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::engine::{Receipt, SubmitError};
+use crate::engine::SubmitError;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -27,12 +27,12 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn record_answer(&self, answer: &Result<Receipt, SubmitError>) {
+    pub fn record_answer<T>(&self, answer: &Result<T, SubmitError>) {
         match answer {
             Ok(_) => {
                 self.commands_accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(error) => self.record_rejection(crate::api::submit_error_code(error)),
+            Err(error) => self.record_rejection(error.code()),
         }
     }
 

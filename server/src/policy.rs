@@ -8,9 +8,16 @@
 //!   binary. Each failure becomes a `PluginFallback` event for the caller to append, so
 //!   the log says which plugin produced every output and replays never re-run plugins.
 
+use std::sync::Arc;
+
 use blyan_plugin_host::{self as host, Host, Limits, defaults, pb};
-use blyan_sdk::governance::Governance;
-use blyan_sdk::model::{Event, Hash, PluginFallback, PluginKind, PluginModule, limits};
+use blyan_sdk::core::governance::Governance;
+use blyan_sdk::model::{
+    PluginKind, PluginModule, PolicyFailure, PolicyResult, ServerInput, limits,
+};
+use prost::Message;
+
+use crate::engine::{Engine, Receipt, SubmitError};
 
 /// The host with the server's limits: modules as large as the ledger stores.
 pub fn host() -> Host {
@@ -20,15 +27,14 @@ pub fn host() -> Host {
     })
 }
 
-/// A policy output and the events that say how it was obtained.
+/// A policy output and the server input that says how it was obtained.
 #[derive(Debug)]
 pub struct PolicyRun {
     /// Checked by the host against the input.
     pub output: pb::PolicyOutput,
-    /// The plugin that produced `output`.
-    pub used: Hash,
-    /// One `PluginFallback` per plugin that failed before `used`, in order.
-    pub events: Vec<Event>,
+    /// The server input the writer decides: the output's bytes, the module that
+    /// produced them and every failure before it.
+    pub result: PolicyResult,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,30 +63,39 @@ pub fn run_policy(
     }
     match host::run_with_fallback(host, &chain, input) {
         Ok(run) => {
+            for failure in &run.failures {
+                tracing::warn!(
+                    %kind,
+                    failed = %hex::encode(failure.hash),
+                    limit_or_check = failure.error.code(),
+                    error = %failure.error,
+                    "a policy plugin failed; the next of the chain runs"
+                );
+            }
             // Only the embedded default can answer without being in the log (a binary
             // newer than the genesis); the first fallback event stores it then. Every
             // genesis the engine writes holds a module of every kind, so the default
             // answers only after a failure, and there is a first event.
-            let mut unstored =
+            let unstored_module =
                 (governance.plugin(&run.used).is_none()).then(|| PluginModule::new(kind, embedded));
             Ok(PolicyRun {
-                events: run
-                    .failures
-                    .iter()
-                    .map(|failure| {
-                        Event::PluginFallback(PluginFallback {
-                            round: governance.round_number(),
-                            kind,
-                            failed_hash: failure.hash,
+                result: PolicyResult {
+                    round: governance.round_number(),
+                    kind,
+                    module_hash: run.used,
+                    output: run.output.encode_to_vec(),
+                    failures: run
+                        .failures
+                        .iter()
+                        .map(|failure| PolicyFailure {
+                            hash: failure.hash,
                             reason_code: failure.error.code().to_string(),
                             reason: failure.error.to_string(),
-                            used_hash: run.used,
-                            used_module: unstored.take(),
                         })
-                    })
-                    .collect(),
+                        .collect(),
+                    unstored_module,
+                },
                 output: run.output,
-                used: run.used,
             })
         }
         Err(failures) => Err(AllFailed {
@@ -94,13 +109,42 @@ pub fn run_policy(
     }
 }
 
+/// Why a policy call of the engine produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    AllFailed(#[from] AllFailed),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+/// Runs a policy call of the open round on a blocking worker, never on the writer
+/// thread, with the chain of the published governance and the host's limits, then
+/// hands the checked result to the writer as a server input. Returns the output and
+/// the receipt of the first event it decided, if any.
+pub async fn call(
+    engine: &Engine,
+    host: Arc<Host>,
+    kind: PluginKind,
+    input: pb::PolicyInput,
+) -> Result<(pb::PolicyOutput, Option<Receipt>), CallError> {
+    let governance = engine.published().state.governance().clone();
+    let run = tokio::task::spawn_blocking(move || run_policy(&host, &governance, kind, &input))
+        .await
+        .expect("a policy worker panicked")?;
+    let receipt = engine
+        .submit_input(ServerInput::PolicyResult(run.result))
+        .await?;
+    Ok((run.output, receipt))
+}
+
 #[cfg(test)]
 mod tests {
     use blyan_plugin_host::{check, reference};
-    use blyan_sdk::core::{Authenticated, Context, State, decide};
+    use blyan_sdk::core::governance::open_round;
+    use blyan_sdk::core::{Authenticated, Context, State, decide, decide_input};
     use blyan_sdk::genesis::DevKeys;
-    use blyan_sdk::governance::open_round;
-    use blyan_sdk::model::{Action, Command, PluginProposal};
+    use blyan_sdk::model::{Action, Command, Event, Hash, PluginProposal};
 
     use super::*;
 
@@ -150,6 +194,12 @@ mod tests {
         state
     }
 
+    /// The events the core decides for a run's result.
+    fn decided(state: &State, run: &PolicyRun) -> Vec<Event> {
+        let input = ServerInput::PolicyResult(run.result.clone());
+        decide_input(state, &input, &Context { time_ms: 1 }).unwrap()
+    }
+
     fn hash(wasm: &[u8]) -> Hash {
         *blake3::hash(wasm).as_bytes()
     }
@@ -160,8 +210,8 @@ mod tests {
         let state = state_with(std::slice::from_ref(&good));
         let input = reference::input(PluginKind::Scoring);
         let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
-        assert_eq!(run.used, hash(&good));
-        assert!(run.events.is_empty());
+        assert_eq!(run.result.module_hash, hash(&good));
+        assert!(decided(&state, &run).is_empty());
         assert_eq!(check::output(&input, &run.output), Ok(()));
     }
 
@@ -172,9 +222,14 @@ mod tests {
         let mut state = state_with(&[good.clone(), broken.clone()]);
         let input = reference::input(PluginKind::Scoring);
         let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
-        assert_eq!(run.used, hash(&good), "the plugin pinned before");
-        let [Event::PluginFallback(fallback)] = run.events.as_slice() else {
-            panic!("{:?}", run.events)
+        assert_eq!(
+            run.result.module_hash,
+            hash(&good),
+            "the plugin pinned before"
+        );
+        let events = decided(&state, &run);
+        let [Event::PluginFallback(fallback)] = events.as_slice() else {
+            panic!("{events:?}")
         };
         assert_eq!(fallback.round, 2);
         assert_eq!(fallback.failed_hash, hash(&broken));
@@ -185,7 +240,7 @@ mod tests {
             "the log holds the module used"
         );
         // The fallback is an event like any other: it applies and is in the state.
-        apply(&mut state, &run.events);
+        apply(&mut state, &events);
         assert_eq!(state.governance().fallbacks().len(), 1);
     }
 
@@ -225,9 +280,9 @@ mod tests {
 
         let input = reference::input(PluginKind::Scoring);
         let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
-        assert_eq!(run.used, hash(defaults::SCORING));
-        let failed: Vec<Hash> = run
-            .events
+        assert_eq!(run.result.module_hash, hash(defaults::SCORING));
+        let events = decided(&state, &run);
+        let failed: Vec<Hash> = events
             .iter()
             .map(|event| match event {
                 Event::PluginFallback(fallback) => fallback.failed_hash,
@@ -238,8 +293,7 @@ mod tests {
 
         // The log did not hold this binary's default: the first fallback stores it,
         // so the log still holds every module it ran.
-        let stored: Vec<Option<Hash>> = run
-            .events
+        let stored: Vec<Option<Hash>> = events
             .iter()
             .map(|event| match event {
                 Event::PluginFallback(fallback) => fallback.used_module.as_ref().map(|m| m.hash),
@@ -253,7 +307,7 @@ mod tests {
                 .plugin(&hash(defaults::SCORING))
                 .is_none()
         );
-        apply(&mut state, &run.events);
+        apply(&mut state, &events);
         let plugin = state
             .governance()
             .plugin(&hash(defaults::SCORING))

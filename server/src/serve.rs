@@ -10,6 +10,7 @@ use blyan_sdk::genesis::{self, DevKeys};
 use blyan_sdk::model::Genesis;
 
 use crate::api::{self, ApiConfig};
+use crate::blobs::BlobStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::policy;
 use crate::store::RocksStore;
@@ -24,6 +25,8 @@ pub struct ServeConfig {
     pub operator_key: Option<PathBuf>,
     pub api: ApiConfig,
     pub engine: EngineConfig,
+    /// Largest blob accepted by `PUT /v1/blobs/{hash}`.
+    pub blob_bytes_max: u64,
 }
 
 /// Picks the genesis and the operator key. The dev genesis writes its secret keys
@@ -67,7 +70,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (engine, writer) = Engine::start(store, genesis, operator, config.engine)?;
     {
-        let published = engine.shared.published.read().expect("published lock");
+        let published = engine.published();
         tracing::info!(
             events = published.events(),
             head_hash = %hex::encode(published.head_hash),
@@ -78,8 +81,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, network_id = %engine.shared.network_id, "serving");
-    let router = api::app(engine, config.api, Arc::new(policy::host()));
+    tracing::info!(listen = %listener.local_addr()?, network_id = %engine.network_id(), "serving");
+    let blobs = BlobStore::open(&config.data_dir.join("blobs"), config.blob_bytes_max)
+        .context("opening the blob store")?;
+    let router = api::app(
+        engine,
+        config.api,
+        Arc::new(policy::host()),
+        Arc::new(blobs),
+    );
     tokio::select! {
         served = axum::serve(listener, router) => served.context("the HTTP server failed"),
         stopped = writer => match stopped.context("the writer task panicked")? {

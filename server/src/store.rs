@@ -10,6 +10,7 @@ use std::sync::Arc;
 use blyan_sdk::crypto::PublicKey;
 use blyan_sdk::model::Hash;
 use blyan_sdk::record::Record;
+use blyan_sdk::replay::ReplayError;
 use rocksdb::{
     ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
     WriteBatch, WriteOptions,
@@ -30,6 +31,8 @@ pub enum StoreError {
     Rocks(#[from] rocksdb::Error),
     #[error("stored value under {key} is malformed: {reason}")]
     Malformed { key: String, reason: String },
+    #[error(transparent)]
+    Corrupt(#[from] ReplayError),
 }
 
 /// What the idempotency index remembers of an accepted command.
@@ -76,8 +79,9 @@ pub struct AppendBatch {
     pub idempotency: Vec<(Vec<u8>, IdempotencyEntry)>,
 }
 
-/// Called with each stored (seq key, encoded record); an error stops the scan.
-pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), String>;
+/// Called with each stored (seq key, encoded record); an error stops the scan: the
+/// record's, or `None` when the visitor stopped for a reason it reports itself.
+pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), Option<ReplayError>>;
 
 /// Narrow storage interface of the engine and the API.
 pub trait LogStorage: Send + Sync + 'static {
@@ -104,8 +108,8 @@ pub trait LogStorage: Send + Sync + 'static {
 pub enum ScanError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Visit(String),
+    #[error("the scan stopped at a bad record")]
+    Visit(Option<ReplayError>),
 }
 
 pub struct RocksStore {

@@ -162,7 +162,7 @@ async fn acknowledged_commands_survive_kill_9() {
             );
             let logged = codec::decode_logged_event(&bodies[seq]).unwrap();
             assert_eq!(
-                logged.cause.as_ref(),
+                logged.cause.command(),
                 Some(&entry.signed),
                 "round {round}: seq {seq} holds another command"
             );

@@ -35,6 +35,30 @@ fn an_infinite_loop_runs_out_of_fuel() {
     assert_eq!(error.code(), "plugin_out_of_fuel");
 }
 
+/// Fuel, not the wall clock, ends a call that uses its whole budget: a loop that burns
+/// all of the default `fuel_per_call` runs out of fuel long before the deadline, so a
+/// re-run on a quieter or busier machine ends the same way. (About 4 s here, against
+/// a 60 s deadline; the time printed is the measurement BENCHMARKS.md records.)
+#[test]
+fn a_call_that_uses_all_its_fuel_ends_on_fuel_not_on_the_deadline() {
+    let host = host();
+    let compiled = host.compile(&wasm(&hostile::infinite_loop())).unwrap();
+    let started = Instant::now();
+    let error = host
+        .run(&compiled, &reference::input(PluginKind::Scoring))
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{} fuel ran out in {elapsed:?}; the deadline is {:?}",
+        Limits::default().fuel_per_call,
+        Limits::default().deadline
+    );
+    assert_eq!(
+        error,
+        PluginError::OutOfFuel(Limits::default().fuel_per_call)
+    );
+}
+
 #[test]
 fn the_epoch_deadline_stops_a_loop_that_fuel_would_let_run() {
     let host = Host::new(Limits {

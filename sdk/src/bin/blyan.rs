@@ -423,6 +423,9 @@ async fn replay(cli: &Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("replaying seq {}", record.seq))?;
         }
     }
+    replayer
+        .finish()
+        .with_context(|| format!("at the head, seq {}", head.events))?;
     let root = hex::encode(replayer.state().root());
     let head_hash = hex::encode(replayer.head_hash());
     let agrees = root == head.state_root && head_hash == head.head_hash;
@@ -520,7 +523,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for record in records {
                 let logged = codec::decode_logged_event(&record.body)?;
                 if cli.json {
-                    let signer = logged.cause.as_ref().map(|cause| cause.signer.to_hex());
+                    let signer = logged.cause.command().map(|cause| cause.signer.to_hex());
                     println!(
                         "{}",
                         json!({ "seq": record.seq, "time_ms": record.time_ms, "hash": hex::encode(record.hash), "signer": signer, "event": logged.event })

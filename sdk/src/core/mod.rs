@@ -1,17 +1,31 @@
-//! The pure state machine: `decide` turns a command into events or a rejection, and
-//! `State::apply` folds an event into the state.
+//! The pure state machine: `decide` turns a command, and `decide_input` a server
+//! input, into events or a rejection; `State::apply` folds an event into the state.
 //!
 //! Nothing here does IO, reads a clock or draws randomness: time comes in through
 //! [`Context`] and is written into the events. `apply` cannot fail and decides
 //! nothing; every choice was already made by `decide` and recorded in the event.
+//!
+//! One module per area, each with its decisions, its part of the state and its own
+//! rejection type: [`registry`], [`burns`], [`governance`], [`log`] (genesis and
+//! checkpoints) and [`rounds`]. The dispatch below is exhaustive, so a command, a
+//! server input or an event that no area handles does not compile.
 
-use std::collections::BTreeMap;
+pub mod burns;
+pub mod governance;
+pub mod log;
+pub mod registry;
+pub mod rounds;
 
-use serde::Serialize;
+#[cfg(test)]
+mod root_coverage;
 
 use crate::crypto::PublicKey;
-use crate::governance::{self, Governance};
-use crate::model::{Action, Burn, Capabilities, Checkpoint, Command, Event, Genesis, Hash, limits};
+use crate::model::{Action, Checkpoint, Command, Event, Genesis, Hash, ServerInput, limits};
+use burns::{BurnEntry, BurnRejection, Burns};
+use governance::{Governance, GovernanceRejection};
+use log::LogRejection;
+use registry::{Node, Registry, RegistryRejection};
+use rounds::RoundRejection;
 
 /// What `decide` may know about the outside world, all of it recorded in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,38 +41,21 @@ pub struct Authenticated {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Node {
-    pub capabilities: Capabilities,
-    pub registered_seq: u64,
-    pub registered_ms: u64,
-    pub last_heartbeat_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BurnEntry {
-    pub burner: String,
-    #[serde(with = "crate::model::u128_string")]
-    pub amount: u128,
-    pub seq: u64,
-    pub time_ms: u64,
-}
-
 /// All state, rebuilt from the log alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     genesis: Option<Genesis>,
-    nodes: BTreeMap<PublicKey, Node>,
-    burns: BTreeMap<String, BurnEntry>,
-    burn_total: u128,
+    registry: Registry,
+    burns: Burns,
     checkpoint_last: Option<Checkpoint>,
     governance: Governance,
     /// Number of events applied; also the seq of the next event.
     events_applied: u64,
 }
 
-/// Why a command was refused. Each has a stable `code`; the class says what the caller
-/// should do about it.
+/// Why a command or a server input was refused: the area's own rejection, or one of
+/// the two every command can meet. Each has a stable `code`; its class says what the
+/// caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -66,35 +63,16 @@ pub enum Rejection {
     NoGenesis,
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
-    #[error("the signer is not the {role} key")]
-    Unauthorized { role: &'static str },
-    #[error("node {0} is already registered")]
-    NodeAlreadyRegistered(PublicKey),
-    #[error("node {0} is not registered")]
-    NodeNotRegistered(PublicKey),
-    /// The same burn was already recorded: the caller's goal is met.
-    #[error("burn {chain_tx_id} was already recorded at seq {seq}")]
-    BurnAlreadyRecorded { chain_tx_id: String, seq: u64 },
-    #[error("burn {chain_tx_id} was recorded at seq {seq} with a different burner or amount")]
-    BurnConflict { chain_tx_id: String, seq: u64 },
-    #[error("the burn total would overflow u128")]
-    BurnTotalOverflow,
-    #[error("the plugin module is {size} bytes; at most {max} are allowed")]
-    PluginTooLarge { size: usize, max: usize },
-    #[error("there is no proposal {0}")]
-    ProposalNotFound(u64),
-    #[error("proposal {0} is already activated")]
-    ProposalAlreadyActivated(u64),
-    #[error(
-        "proposal {proposal_id} was for round {activation_round}, but round {round} is open: it expired"
-    )]
-    ProposalExpired {
-        proposal_id: u64,
-        activation_round: u64,
-        round: u64,
-    },
-    #[error("the signer already approved proposal {0}")]
-    AlreadyApproved(u64),
+    #[error(transparent)]
+    Registry(#[from] RegistryRejection),
+    #[error(transparent)]
+    Burns(#[from] BurnRejection),
+    #[error(transparent)]
+    Governance(#[from] GovernanceRejection),
+    #[error(transparent)]
+    Log(#[from] LogRejection),
+    #[error(transparent)]
+    Rounds(#[from] RoundRejection),
 }
 
 /// What the caller should do about a rejection; the API maps each to one HTTP status.
@@ -121,93 +99,44 @@ impl Rejection {
         match self {
             Rejection::NoGenesis => "no_genesis",
             Rejection::InvalidField { .. } => "invalid_field",
-            Rejection::Unauthorized { .. } => "unauthorized",
-            Rejection::NodeAlreadyRegistered(_) => "node_already_registered",
-            Rejection::NodeNotRegistered(_) => "node_not_registered",
-            Rejection::BurnAlreadyRecorded { .. } => "burn_already_recorded",
-            Rejection::BurnConflict { .. } => "burn_conflict",
-            Rejection::BurnTotalOverflow => "burn_total_overflow",
-            Rejection::PluginTooLarge { .. } => "plugin_too_large",
-            Rejection::ProposalNotFound(_) => "proposal_not_found",
-            Rejection::ProposalAlreadyActivated(_) => "proposal_already_activated",
-            Rejection::ProposalExpired { .. } => "proposal_expired",
-            Rejection::AlreadyApproved(_) => "already_approved",
+            Rejection::Registry(rejection) => rejection.code(),
+            Rejection::Burns(rejection) => rejection.code(),
+            Rejection::Governance(rejection) => rejection.code(),
+            Rejection::Log(rejection) => rejection.code(),
+            Rejection::Rounds(rejection) => rejection.code(),
         }
     }
 
     pub fn class(&self) -> RejectionClass {
         match self {
             Rejection::NoGenesis => RejectionClass::Unavailable,
-            Rejection::InvalidField { .. } | Rejection::BurnTotalOverflow => {
-                RejectionClass::Invalid
-            }
-            Rejection::Unauthorized { .. } => RejectionClass::Forbidden,
-            Rejection::NodeAlreadyRegistered(_)
-            | Rejection::NodeNotRegistered(_)
-            | Rejection::BurnConflict { .. }
-            | Rejection::ProposalAlreadyActivated(_)
-            | Rejection::ProposalExpired { .. }
-            | Rejection::AlreadyApproved(_) => RejectionClass::Conflict,
-            Rejection::BurnAlreadyRecorded { .. } => RejectionClass::AlreadyDone,
-            Rejection::ProposalNotFound(_) => RejectionClass::NotFound,
-            Rejection::PluginTooLarge { .. } => RejectionClass::TooLarge,
+            Rejection::InvalidField { .. } => RejectionClass::Invalid,
+            Rejection::Registry(rejection) => rejection.class(),
+            Rejection::Burns(rejection) => rejection.class(),
+            Rejection::Governance(rejection) => rejection.class(),
+            Rejection::Log(rejection) => rejection.class(),
+            Rejection::Rounds(rejection) => rejection.class(),
         }
     }
 }
 
-fn check_text(
+/// The one check of free text: a length in characters and no control characters.
+/// Each area turns the `(field, reason)` into its own rejection.
+pub(crate) fn check_text(
     field: &'static str,
     value: &str,
     chars_min: usize,
     chars_max: usize,
-) -> Result<(), Rejection> {
+) -> Result<(), (&'static str, String)> {
     let chars = value.chars().count();
     if chars < chars_min || chars > chars_max {
-        return Err(Rejection::InvalidField {
+        return Err((
             field,
-            reason: format!("must be {chars_min}..={chars_max} characters, got {chars}"),
-        });
+            format!("must be {chars_min}..={chars_max} characters, got {chars}"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Rejection::InvalidField {
-            field,
-            reason: "must not contain control characters".into(),
-        });
-    }
-    Ok(())
-}
-
-fn check_capabilities(capabilities: &Capabilities) -> Result<(), Rejection> {
-    check_text(
-        "gpu_model",
-        &capabilities.gpu_model,
-        1,
-        limits::GPU_MODEL_CHARS_MAX,
-    )?;
-    check_text(
-        "endpoint",
-        &capabilities.endpoint,
-        1,
-        limits::ENDPOINT_CHARS_MAX,
-    )?;
-    if capabilities.vram_mib == 0 {
-        return Err(Rejection::InvalidField {
-            field: "vram_mib",
-            reason: "must be non-zero".into(),
-        });
-    }
-    let experts = &capabilities.experts;
-    if experts.is_empty() || experts.len() > limits::EXPERTS_PER_NODE_MAX {
-        return Err(Rejection::InvalidField {
-            field: "experts",
-            reason: format!("must list 1..={} experts", limits::EXPERTS_PER_NODE_MAX),
-        });
-    }
-    if !experts.windows(2).all(|pair| pair[0] < pair[1]) {
-        return Err(Rejection::InvalidField {
-            field: "experts",
-            reason: "must be strictly increasing".into(),
-        });
+        return Err((field, "must not contain control characters".into()));
     }
     Ok(())
 }
@@ -231,88 +160,71 @@ pub fn decide(
         });
     }
     let signer = command.signer;
-    match &command.command.action {
+    let governance = &state.governance;
+    Ok(match &command.command.action {
         Action::RegisterNode(capabilities) => {
-            check_capabilities(capabilities)?;
-            if state.nodes.contains_key(&signer) {
-                return Err(Rejection::NodeAlreadyRegistered(signer));
-            }
-            Ok(vec![Event::NodeRegistered {
-                node: signer,
-                capabilities: capabilities.clone(),
-                time_ms: context.time_ms,
-            }])
-        }
-        Action::Heartbeat => {
-            if !state.nodes.contains_key(&signer) {
-                return Err(Rejection::NodeNotRegistered(signer));
-            }
-            Ok(vec![Event::HeartbeatRecorded {
-                node: signer,
-                time_ms: context.time_ms,
-            }])
-        }
-        Action::RecordBurn(burn) => {
-            if signer != genesis.burn_oracle_key {
-                return Err(Rejection::Unauthorized {
-                    role: "burn oracle",
-                });
-            }
-            check_text(
-                "chain_tx_id",
-                &burn.chain_tx_id,
-                1,
-                limits::CHAIN_TX_ID_CHARS_MAX,
-            )?;
-            check_text("burner", &burn.burner, 1, limits::BURNER_CHARS_MAX)?;
-            if burn.amount == 0 {
-                return Err(Rejection::InvalidField {
-                    field: "amount",
-                    reason: "must be non-zero".into(),
-                });
-            }
-            if let Some(existing) = state.burns.get(&burn.chain_tx_id) {
-                let chain_tx_id = burn.chain_tx_id.clone();
-                return Err(
-                    if existing.burner == burn.burner && existing.amount == burn.amount {
-                        Rejection::BurnAlreadyRecorded {
-                            chain_tx_id,
-                            seq: existing.seq,
-                        }
-                    } else {
-                        Rejection::BurnConflict {
-                            chain_tx_id,
-                            seq: existing.seq,
-                        }
-                    },
-                );
-            }
             state
-                .burn_total
-                .checked_add(burn.amount)
-                .ok_or(Rejection::BurnTotalOverflow)?;
-            Ok(vec![Event::BurnRecorded {
-                burn: burn.clone(),
-                time_ms: context.time_ms,
-            }])
+                .registry
+                .decide_register(signer, capabilities, context)?
         }
+        Action::Heartbeat => state.registry.decide_heartbeat(signer, context)?,
+        Action::RecordBurn(burn) => state.burns.decide_record(genesis, signer, burn, context)?,
         Action::ProposePlugin(proposal) => {
-            governance::decide_propose_plugin(&state.governance, genesis, signer, proposal)
+            governance::decide_propose_plugin(governance, genesis, signer, proposal)?
         }
         Action::ProposeParameters {
             parameters,
             activation_round,
         } => governance::decide_propose_parameters(
-            &state.governance,
+            governance,
             genesis,
             signer,
             parameters,
             *activation_round,
-        ),
+        )?,
         Action::ApproveProposal { proposal_id } => {
-            governance::decide_approve(&state.governance, genesis, signer, *proposal_id)
+            governance::decide_approve(governance, genesis, signer, *proposal_id)?
         }
-    }
+    })
+}
+
+/// Decides what a server input does, as [`decide`] does for a command: pure, and
+/// decided again by an audit replay.
+pub fn decide_input(
+    state: &State,
+    input: &ServerInput,
+    context: &Context,
+) -> Result<Vec<Event>, Rejection> {
+    let genesis_applied = || {
+        state
+            .genesis
+            .as_ref()
+            .map(|_| ())
+            .ok_or(Rejection::NoGenesis)
+    };
+    let governance = &state.governance;
+    Ok(match input {
+        ServerInput::Genesis(genesis) => log::decide_genesis(state, genesis)?,
+        ServerInput::Checkpoint {
+            merkle_root,
+            signature,
+        } => {
+            genesis_applied()?;
+            log::decide_checkpoint(state, merkle_root, signature)?
+        }
+        ServerInput::Tick { time_ms } => {
+            genesis_applied()?;
+            rounds::decide_tick(*time_ms, context.time_ms)?
+        }
+        ServerInput::OpenRound { round } => {
+            genesis_applied()?;
+            rounds::decide_open_round(governance, *round)?
+        }
+        ServerInput::PolicyResult(result) => {
+            genesis_applied()?;
+            rounds::decide_policy_result(governance, result)?
+        }
+    })
 }
 
 impl State {
@@ -333,46 +245,13 @@ impl State {
                 node,
                 capabilities,
                 time_ms,
-            } => {
-                let previous = self.nodes.insert(
-                    *node,
-                    Node {
-                        capabilities: capabilities.clone(),
-                        registered_seq: seq,
-                        registered_ms: *time_ms,
-                        last_heartbeat_ms: *time_ms,
-                    },
-                );
-                assert!(previous.is_none(), "node {node} registered twice");
-            }
+            } => self
+                .registry
+                .apply_registered(*node, capabilities, *time_ms, seq),
             Event::HeartbeatRecorded { node, time_ms } => {
-                let entry = self
-                    .nodes
-                    .get_mut(node)
-                    .expect("heartbeat from a registered node");
-                entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(*time_ms);
+                self.registry.apply_heartbeat(node, *time_ms)
             }
-            Event::BurnRecorded { burn, time_ms } => {
-                let Burn {
-                    chain_tx_id,
-                    burner,
-                    amount,
-                } = burn;
-                self.burn_total = self
-                    .burn_total
-                    .checked_add(*amount)
-                    .expect("burn total fits u128");
-                let previous = self.burns.insert(
-                    chain_tx_id.clone(),
-                    BurnEntry {
-                        burner: burner.clone(),
-                        amount: *amount,
-                        seq,
-                        time_ms: *time_ms,
-                    },
-                );
-                assert!(previous.is_none(), "burn {chain_tx_id} recorded twice");
-            }
+            Event::BurnRecorded { burn, time_ms } => self.burns.apply_recorded(burn, *time_ms, seq),
             Event::CheckpointCreated(checkpoint) => {
                 assert_eq!(
                     checkpoint.tree_size, seq,
@@ -380,10 +259,61 @@ impl State {
                 );
                 self.checkpoint_last = Some(checkpoint.clone());
             }
-            governed => {
-                let applied = self.governance.apply(governed, seq);
-                assert!(applied, "every event kind is applied");
-            }
+            Event::PluginProposed {
+                proposal_id,
+                proposer,
+                module,
+                activation_round,
+            } => self.governance.apply_plugin_proposed(
+                *proposal_id,
+                *proposer,
+                module,
+                *activation_round,
+                seq,
+            ),
+            Event::ParametersProposed {
+                proposal_id,
+                proposer,
+                parameters,
+                activation_round,
+            } => self.governance.apply_parameters_proposed(
+                *proposal_id,
+                *proposer,
+                parameters,
+                *activation_round,
+                seq,
+            ),
+            Event::ProposalApproved {
+                proposal_id,
+                approver,
+                approvals,
+            } => self
+                .governance
+                .apply_approved(*proposal_id, *approver, *approvals),
+            Event::PluginActivated {
+                proposal_id,
+                kind,
+                hash,
+                activation_round,
+            } => self.governance.apply_plugin_activated(
+                *proposal_id,
+                *kind,
+                hash,
+                *activation_round,
+                seq,
+            ),
+            Event::ParametersActivated {
+                proposal_id,
+                parameters,
+                activation_round,
+            } => self.governance.apply_parameters_activated(
+                *proposal_id,
+                parameters,
+                *activation_round,
+                seq,
+            ),
+            Event::RoundOpened(pins) => self.governance.apply_round_opened(pins),
+            Event::PluginFallback(fallback) => self.governance.apply_fallback(fallback, seq),
         }
         self.events_applied = seq + 1;
     }
@@ -393,23 +323,23 @@ impl State {
     }
 
     pub fn node(&self, key: &PublicKey) -> Option<&Node> {
-        self.nodes.get(key)
+        self.registry.nodes.get(key)
     }
 
-    pub fn nodes(&self) -> &BTreeMap<PublicKey, Node> {
-        &self.nodes
+    pub fn nodes(&self) -> &std::collections::BTreeMap<PublicKey, Node> {
+        &self.registry.nodes
     }
 
     pub fn burn(&self, chain_tx_id: &str) -> Option<&BurnEntry> {
-        self.burns.get(chain_tx_id)
+        self.burns.entries.get(chain_tx_id)
     }
 
     pub fn burn_count(&self) -> usize {
-        self.burns.len()
+        self.burns.entries.len()
     }
 
     pub fn burn_total(&self) -> u128 {
-        self.burn_total
+        self.burns.total
     }
 
     pub fn checkpoint_last(&self) -> Option<&Checkpoint> {
@@ -424,17 +354,21 @@ impl State {
         self.events_applied
     }
 
-    /// True when enough events have passed since the last checkpoint that the next
-    /// event must be one.
-    pub fn checkpoint_due(&self) -> bool {
-        if self.genesis.is_none() {
-            return false;
-        }
+    /// Events since the last checkpoint, or since the genesis before the first one.
+    fn events_since_checkpoint(&self) -> u64 {
         let covered = self
             .checkpoint_last
             .as_ref()
             .map_or(0, |checkpoint| checkpoint.tree_size + 1);
-        self.events_applied - covered >= self.governance.parameters().checkpoint_interval_events
+        self.events_applied - covered
+    }
+
+    /// True when enough events have passed since the last checkpoint that the next
+    /// event must be one.
+    pub fn checkpoint_due(&self) -> bool {
+        self.genesis.is_some()
+            && self.events_since_checkpoint()
+                >= self.governance.parameters().checkpoint_interval_events
     }
 
     /// A deterministic hash over the whole state. Every field is written with a tag and
@@ -463,29 +397,8 @@ impl State {
                 }
             }
         }
-        hasher.u64(self.nodes.len() as u64);
-        for (key, node) in &self.nodes {
-            hasher.bytes(&key.0);
-            hasher.text(&node.capabilities.gpu_model);
-            hasher.u64(u64::from(node.capabilities.vram_mib));
-            hasher.u64(node.capabilities.experts.len() as u64);
-            for expert in &node.capabilities.experts {
-                hasher.u64(u64::from(*expert));
-            }
-            hasher.text(&node.capabilities.endpoint);
-            hasher.u64(node.registered_seq);
-            hasher.u64(node.registered_ms);
-            hasher.u64(node.last_heartbeat_ms);
-        }
-        hasher.u64(self.burns.len() as u64);
-        for (chain_tx_id, burn) in &self.burns {
-            hasher.text(chain_tx_id);
-            hasher.text(&burn.burner);
-            hasher.u128(burn.amount);
-            hasher.u64(burn.seq);
-            hasher.u64(burn.time_ms);
-        }
-        hasher.u128(self.burn_total);
+        self.registry.hash_into(&mut hasher);
+        self.burns.hash_into(&mut hasher);
         match &self.checkpoint_last {
             None => hasher.u64(0),
             Some(checkpoint) => {
@@ -527,7 +440,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::crypto::Keypair;
-    use crate::model::Parameters;
+    use crate::model::{Burn, Capabilities, Parameters};
 
     fn oracle() -> Keypair {
         Keypair::from_secret([2; 32])
@@ -618,7 +531,9 @@ pub(crate) mod tests {
         let state = given(&[genesis(), registered]);
         assert_eq!(
             when(&state, &node, Action::RegisterNode(capabilities())),
-            Err(Rejection::NodeAlreadyRegistered(node.public()))
+            Err(Rejection::Registry(
+                RegistryRejection::NodeAlreadyRegistered(node.public())
+            ))
         );
     }
 
@@ -665,7 +580,9 @@ pub(crate) mod tests {
         ];
         for (bad, expected_field) in cases {
             match when(&state, &node, Action::RegisterNode(bad)) {
-                Err(Rejection::InvalidField { field, .. }) => assert_eq!(field, expected_field),
+                Err(Rejection::Registry(RegistryRejection::InvalidField { field, .. })) => {
+                    assert_eq!(field, expected_field)
+                }
                 other => panic!("expected invalid {expected_field}, got {other:?}"),
             }
         }
@@ -676,7 +593,9 @@ pub(crate) mod tests {
         let node = Keypair::from_secret([9; 32]);
         assert_eq!(
             when(&given(&[genesis()]), &node, Action::Heartbeat),
-            Err(Rejection::NodeNotRegistered(node.public()))
+            Err(Rejection::Registry(RegistryRejection::NodeNotRegistered(
+                node.public()
+            )))
         );
     }
 
@@ -703,9 +622,7 @@ pub(crate) mod tests {
                 &intruder,
                 Action::RecordBurn(burn("tx1", 10))
             ),
-            Err(Rejection::Unauthorized {
-                role: "burn oracle"
-            })
+            Err(Rejection::Burns(BurnRejection::NotBurnOracle))
         );
     }
 
@@ -719,17 +636,17 @@ pub(crate) mod tests {
         assert_eq!(state.burn_total(), 10);
         assert_eq!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx1", 10))),
-            Err(Rejection::BurnAlreadyRecorded {
+            Err(Rejection::Burns(BurnRejection::AlreadyRecorded {
                 chain_tx_id: "tx1".into(),
                 seq: 1
-            })
+            }))
         );
         assert_eq!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx1", 11))),
-            Err(Rejection::BurnConflict {
+            Err(Rejection::Burns(BurnRejection::Conflict {
                 chain_tx_id: "tx1".into(),
                 seq: 1
-            })
+            }))
         );
     }
 
@@ -744,14 +661,14 @@ pub(crate) mod tests {
         ]);
         assert_eq!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx2", 1))),
-            Err(Rejection::BurnTotalOverflow)
+            Err(Rejection::Burns(BurnRejection::TotalOverflow))
         );
         assert!(matches!(
             when(&state, &oracle(), Action::RecordBurn(burn("tx3", 0))),
-            Err(Rejection::InvalidField {
+            Err(Rejection::Burns(BurnRejection::InvalidField {
                 field: "amount",
                 ..
-            })
+            }))
         ));
     }
 

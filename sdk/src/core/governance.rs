@@ -23,12 +23,64 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::core::{Rejection, RootHasher};
+use super::{RejectionClass, RootHasher};
 use crate::crypto::PublicKey;
 use crate::model::{
     Event, Genesis, Hash, Parameters, PinnedPlugin, PluginFallback, PluginKind, PluginModule,
     PluginProposal, RoundPins, limits,
 };
+
+/// Why governance refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GovernanceRejection {
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("the signer is not a governance key")]
+    NotGovernance,
+    #[error("the plugin module is {size} bytes; at most {max} are allowed")]
+    PluginTooLarge { size: usize, max: usize },
+    #[error("there is no proposal {0}")]
+    ProposalNotFound(u64),
+    #[error("proposal {0} is already activated")]
+    ProposalAlreadyActivated(u64),
+    #[error(
+        "proposal {proposal_id} was for round {activation_round}, but round {round} is open: it expired"
+    )]
+    ProposalExpired {
+        proposal_id: u64,
+        activation_round: u64,
+        round: u64,
+    },
+    #[error("the signer already approved proposal {0}")]
+    AlreadyApproved(u64),
+}
+
+impl GovernanceRejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GovernanceRejection::InvalidField { .. } => "invalid_field",
+            GovernanceRejection::NotGovernance => "unauthorized",
+            GovernanceRejection::PluginTooLarge { .. } => "plugin_too_large",
+            GovernanceRejection::ProposalNotFound(_) => "proposal_not_found",
+            GovernanceRejection::ProposalAlreadyActivated(_) => "proposal_already_activated",
+            GovernanceRejection::ProposalExpired { .. } => "proposal_expired",
+            GovernanceRejection::AlreadyApproved(_) => "already_approved",
+        }
+    }
+
+    pub fn class(&self) -> RejectionClass {
+        match self {
+            GovernanceRejection::InvalidField { .. } => RejectionClass::Invalid,
+            GovernanceRejection::NotGovernance => RejectionClass::Forbidden,
+            GovernanceRejection::PluginTooLarge { .. } => RejectionClass::TooLarge,
+            GovernanceRejection::ProposalNotFound(_) => RejectionClass::NotFound,
+            GovernanceRejection::ProposalAlreadyActivated(_)
+            | GovernanceRejection::ProposalExpired { .. }
+            | GovernanceRejection::AlreadyApproved(_) => RejectionClass::Conflict,
+        }
+    }
+}
 
 /// A stored plugin module and where the log first held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,17 +129,17 @@ pub struct Activation<T> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Governance {
     /// The parameters in force: the genesis ones until a round pins others.
-    parameters: Parameters,
-    plugins: BTreeMap<Hash, StoredPlugin>,
-    plugin_activations: BTreeMap<PluginKind, Vec<Activation<Hash>>>,
-    parameter_activations: Vec<Activation<Parameters>>,
-    proposals: BTreeMap<u64, Proposal>,
+    pub(super) parameters: Parameters,
+    pub(super) plugins: BTreeMap<Hash, StoredPlugin>,
+    pub(super) plugin_activations: BTreeMap<PluginKind, Vec<Activation<Hash>>>,
+    pub(super) parameter_activations: Vec<Activation<Parameters>>,
+    pub(super) proposals: BTreeMap<u64, Proposal>,
     /// The round open now, with its pins.
-    round: Option<RoundPins>,
+    pub(super) round: Option<RoundPins>,
     /// Per kind, the distinct plugins successive rounds pinned, oldest first; the
     /// genesis plugin is always first.
-    pinned_history: BTreeMap<PluginKind, Vec<Hash>>,
-    fallbacks: Vec<(u64, PluginFallback)>,
+    pub(super) pinned_history: BTreeMap<PluginKind, Vec<Hash>>,
+    pub(super) fallbacks: Vec<(u64, PluginFallback)>,
 }
 
 impl Governance {
@@ -166,7 +218,7 @@ impl Governance {
         (plugins, parameters)
     }
 
-    pub(crate) fn genesis(genesis: &Genesis, seq: u64) -> Governance {
+    pub(super) fn genesis(genesis: &Genesis, seq: u64) -> Governance {
         let mut governance = Governance {
             parameters: genesis.parameters.clone(),
             parameter_activations: vec![Activation {
@@ -209,100 +261,105 @@ impl Governance {
         self.proposals.last_key_value().map_or(1, |(id, _)| id + 1)
     }
 
-    /// Folds in a governance event; returns false for any other event.
-    pub(crate) fn apply(&mut self, event: &Event, seq: u64) -> bool {
-        match event {
-            Event::PluginProposed {
-                proposal_id,
-                proposer,
-                module,
+    pub(super) fn apply_plugin_proposed(
+        &mut self,
+        proposal_id: u64,
+        proposer: PublicKey,
+        module: &PluginModule,
+        activation_round: u64,
+        seq: u64,
+    ) {
+        self.store(module, seq);
+        self.propose(
+            proposal_id,
+            proposer,
+            Subject::Plugin {
+                kind: module.kind,
+                hash: module.hash,
+            },
+            activation_round,
+            seq,
+        );
+    }
+
+    pub(super) fn apply_parameters_proposed(
+        &mut self,
+        proposal_id: u64,
+        proposer: PublicKey,
+        parameters: &Parameters,
+        activation_round: u64,
+        seq: u64,
+    ) {
+        self.propose(
+            proposal_id,
+            proposer,
+            Subject::Parameters(parameters.clone()),
+            activation_round,
+            seq,
+        );
+    }
+
+    pub(super) fn apply_approved(&mut self, proposal_id: u64, approver: PublicKey, approvals: u32) {
+        let proposal = self.proposal_mut(proposal_id);
+        assert!(proposal.approvals.insert(approver), "approved twice");
+        assert_eq!(proposal.approvals.len(), approvals as usize);
+    }
+
+    pub(super) fn apply_plugin_activated(
+        &mut self,
+        proposal_id: u64,
+        kind: PluginKind,
+        hash: &Hash,
+        activation_round: u64,
+        seq: u64,
+    ) {
+        self.activate(proposal_id, seq);
+        assert!(
+            self.plugins.contains_key(hash),
+            "activated an unknown plugin"
+        );
+        self.plugin_activations
+            .entry(kind)
+            .or_default()
+            .push(Activation {
                 activation_round,
-            } => {
-                self.store(module, seq);
-                self.propose(
-                    *proposal_id,
-                    *proposer,
-                    Subject::Plugin {
-                        kind: module.kind,
-                        hash: module.hash,
-                    },
-                    *activation_round,
-                    seq,
-                );
-            }
-            Event::ParametersProposed {
-                proposal_id,
-                proposer,
-                parameters,
-                activation_round,
-            } => self.propose(
-                *proposal_id,
-                *proposer,
-                Subject::Parameters(parameters.clone()),
-                *activation_round,
                 seq,
-            ),
-            Event::ProposalApproved {
-                proposal_id,
-                approver,
-                approvals,
-            } => {
-                let proposal = self.proposal_mut(*proposal_id);
-                assert!(proposal.approvals.insert(*approver), "approved twice");
-                assert_eq!(proposal.approvals.len(), *approvals as usize);
+                value: *hash,
+            });
+    }
+
+    pub(super) fn apply_parameters_activated(
+        &mut self,
+        proposal_id: u64,
+        parameters: &Parameters,
+        activation_round: u64,
+        seq: u64,
+    ) {
+        self.activate(proposal_id, seq);
+        self.parameter_activations.push(Activation {
+            activation_round,
+            seq,
+            value: parameters.clone(),
+        });
+    }
+
+    pub(super) fn apply_round_opened(&mut self, pins: &RoundPins) {
+        assert_eq!(pins.round, self.round_number() + 1, "rounds open in order");
+        for pinned in &pins.plugins {
+            let history = self.pinned_history.entry(pinned.kind).or_default();
+            if history.last() != Some(&pinned.hash) {
+                history.push(pinned.hash);
             }
-            Event::PluginActivated {
-                proposal_id,
-                kind,
-                hash,
-                activation_round,
-            } => {
-                self.activate(*proposal_id, seq);
-                assert!(
-                    self.plugins.contains_key(hash),
-                    "activated an unknown plugin"
-                );
-                self.plugin_activations
-                    .entry(*kind)
-                    .or_default()
-                    .push(Activation {
-                        activation_round: *activation_round,
-                        seq,
-                        value: *hash,
-                    });
-            }
-            Event::ParametersActivated {
-                proposal_id,
-                parameters,
-                activation_round,
-            } => {
-                self.activate(*proposal_id, seq);
-                self.parameter_activations.push(Activation {
-                    activation_round: *activation_round,
-                    seq,
-                    value: parameters.clone(),
-                });
-            }
-            Event::RoundOpened(pins) => {
-                assert_eq!(pins.round, self.round_number() + 1, "rounds open in order");
-                for pinned in &pins.plugins {
-                    let history = self.pinned_history.entry(pinned.kind).or_default();
-                    if history.last() != Some(&pinned.hash) {
-                        history.push(pinned.hash);
-                    }
-                }
-                self.parameters = pins.parameters.clone();
-                self.round = Some(pins.clone());
-            }
-            Event::PluginFallback(fallback) => {
-                if let Some(module) = &fallback.used_module {
-                    self.store(module, seq);
-                }
-                self.fallbacks.push((seq, fallback.clone()));
-            }
-            _ => return false,
         }
-        true
+        self.parameters = pins.parameters.clone();
+        self.round = Some(pins.clone());
+    }
+
+    pub(super) fn apply_fallback(&mut self, fallback: &PluginFallback, seq: u64) {
+        if let Some(module) = &fallback.used_module {
+            self.store(module, seq);
+        }
+        self.fallbacks.push((seq, fallback.clone()));
     }
 
     fn propose(
@@ -343,7 +400,7 @@ impl Governance {
         proposal.activated_seq = Some(seq);
     }
 
-    pub(crate) fn hash_into(&self, hasher: &mut RootHasher) {
+    pub(super) fn hash_into(&self, hasher: &mut RootHasher) {
         parameters_into(hasher, &self.parameters);
         hasher.u64(self.plugins.len() as u64);
         for (hash, plugin) in &self.plugins {
@@ -445,18 +502,21 @@ fn latest<T>(activations: &[Activation<T>], round: u64) -> Option<&T> {
         .map(|activation| &activation.value)
 }
 
-fn require_governance(genesis: &Genesis, signer: PublicKey) -> Result<(), Rejection> {
+fn require_governance(genesis: &Genesis, signer: PublicKey) -> Result<(), GovernanceRejection> {
     if genesis.governance_keys.contains(&signer) {
         Ok(())
     } else {
-        Err(Rejection::Unauthorized { role: "governance" })
+        Err(GovernanceRejection::NotGovernance)
     }
 }
 
-fn require_future(governance: &Governance, activation_round: u64) -> Result<(), Rejection> {
+fn require_future(
+    governance: &Governance,
+    activation_round: u64,
+) -> Result<(), GovernanceRejection> {
     let round = governance.round_number();
     if activation_round <= round {
-        return Err(Rejection::InvalidField {
+        return Err(GovernanceRejection::InvalidField {
             field: "activation_round",
             reason: format!("must be after round {round}, the round open now"),
         });
@@ -492,17 +552,17 @@ pub(crate) fn decide_propose_plugin(
     genesis: &Genesis,
     signer: PublicKey,
     proposal: &PluginProposal,
-) -> Result<Vec<Event>, Rejection> {
+) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
     let size = proposal.wasm.len();
     if size > limits::PLUGIN_BYTES_MAX {
-        return Err(Rejection::PluginTooLarge {
+        return Err(GovernanceRejection::PluginTooLarge {
             size,
             max: limits::PLUGIN_BYTES_MAX,
         });
     }
     if size == 0 {
-        return Err(Rejection::InvalidField {
+        return Err(GovernanceRejection::InvalidField {
             field: "wasm",
             reason: "must not be empty".into(),
         });
@@ -531,11 +591,11 @@ pub(crate) fn decide_propose_parameters(
     signer: PublicKey,
     parameters: &Parameters,
     activation_round: u64,
-) -> Result<Vec<Event>, Rejection> {
+) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
     parameters
         .validate()
-        .map_err(|(field, reason)| Rejection::InvalidField { field, reason })?;
+        .map_err(|(field, reason)| GovernanceRejection::InvalidField { field, reason })?;
     require_future(governance, activation_round)?;
     let proposal_id = governance.next_proposal_id();
     let activated = Event::ParametersActivated {
@@ -557,25 +617,25 @@ pub(crate) fn decide_approve(
     genesis: &Genesis,
     signer: PublicKey,
     proposal_id: u64,
-) -> Result<Vec<Event>, Rejection> {
+) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
     let proposal = governance
         .proposals
         .get(&proposal_id)
-        .ok_or(Rejection::ProposalNotFound(proposal_id))?;
+        .ok_or(GovernanceRejection::ProposalNotFound(proposal_id))?;
     if proposal.activated_seq.is_some() {
-        return Err(Rejection::ProposalAlreadyActivated(proposal_id));
+        return Err(GovernanceRejection::ProposalAlreadyActivated(proposal_id));
     }
     let round = governance.round_number();
     if proposal.activation_round <= round {
-        return Err(Rejection::ProposalExpired {
+        return Err(GovernanceRejection::ProposalExpired {
             proposal_id,
             activation_round: proposal.activation_round,
             round,
         });
     }
     if proposal.approvals.contains(&signer) {
-        return Err(Rejection::AlreadyApproved(proposal_id));
+        return Err(GovernanceRejection::AlreadyApproved(proposal_id));
     }
     let approvals = proposal.approvals.len() as u32 + 1;
     let mut events = vec![Event::ProposalApproved {
@@ -618,8 +678,8 @@ mod tests {
     //! Given events, when a command (or a round opens), then events or a rejection.
 
     use super::*;
-    use crate::core::State;
     use crate::core::tests::{given, when};
+    use crate::core::{Rejection, State};
     use crate::crypto::Keypair;
     use crate::model::Action;
 
@@ -675,7 +735,7 @@ mod tests {
     fn only_governance_keys_propose_and_approve() {
         let state = given(&[genesis(2)]);
         let outsider = Keypair::from_secret([99; 32]);
-        let refused = Err(Rejection::Unauthorized { role: "governance" });
+        let refused = Err(Rejection::Governance(GovernanceRejection::NotGovernance));
         assert_eq!(
             when(&state, &outsider, propose(PluginKind::Scoring, 1, 1)),
             refused
@@ -714,7 +774,9 @@ mod tests {
         // The proposer approving again does not count twice.
         assert_eq!(
             when(&state, &governor(1), approve(1)),
-            Err(Rejection::AlreadyApproved(1))
+            Err(Rejection::Governance(GovernanceRejection::AlreadyApproved(
+                1
+            )))
         );
         // A second key reaches 2 of 3: approved and activated in one decision.
         let events = when(&state, &governor(2), approve(1)).unwrap();
@@ -737,11 +799,15 @@ mod tests {
         let state = then(state, &events);
         assert_eq!(
             when(&state, &governor(3), approve(1)),
-            Err(Rejection::ProposalAlreadyActivated(1))
+            Err(Rejection::Governance(
+                GovernanceRejection::ProposalAlreadyActivated(1)
+            ))
         );
         assert_eq!(
             when(&state, &governor(3), approve(7)),
-            Err(Rejection::ProposalNotFound(7))
+            Err(Rejection::Governance(
+                GovernanceRejection::ProposalNotFound(7)
+            ))
         );
     }
 
@@ -809,19 +875,21 @@ mod tests {
         let state = then(state.clone(), &[open_round(state.governance())]);
         assert_eq!(
             when(&state, &governor(2), approve(1)),
-            Err(Rejection::ProposalExpired {
-                proposal_id: 1,
-                activation_round: 1,
-                round: 1
-            })
+            Err(Rejection::Governance(
+                GovernanceRejection::ProposalExpired {
+                    proposal_id: 1,
+                    activation_round: 1,
+                    round: 1
+                }
+            ))
         );
         // And a new proposal must aim past the open round.
         assert!(matches!(
             when(&state, &governor(1), propose(PluginKind::Scoring, 2, 1)),
-            Err(Rejection::InvalidField {
+            Err(Rejection::Governance(GovernanceRejection::InvalidField {
                 field: "activation_round",
                 ..
-            })
+            }))
         ));
     }
 
@@ -835,10 +903,10 @@ mod tests {
         });
         assert_eq!(
             when(&state, &governor(1), big),
-            Err(Rejection::PluginTooLarge {
+            Err(Rejection::Governance(GovernanceRejection::PluginTooLarge {
                 size: limits::PLUGIN_BYTES_MAX + 1,
                 max: limits::PLUGIN_BYTES_MAX
-            })
+            }))
         );
         let empty = Action::ProposePlugin(PluginProposal {
             kind: PluginKind::Scoring,
@@ -847,7 +915,10 @@ mod tests {
         });
         assert!(matches!(
             when(&state, &governor(1), empty),
-            Err(Rejection::InvalidField { field: "wasm", .. })
+            Err(Rejection::Governance(GovernanceRejection::InvalidField {
+                field: "wasm",
+                ..
+            }))
         ));
     }
 
@@ -868,10 +939,10 @@ mod tests {
         );
         assert!(matches!(
             refused,
-            Err(Rejection::InvalidField {
+            Err(Rejection::Governance(GovernanceRejection::InvalidField {
                 field: "reward_share_bps",
                 ..
-            })
+            }))
         ));
         let wanted = Parameters {
             validator_quorum: 7,

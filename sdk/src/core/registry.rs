@@ -1,0 +1,165 @@
+//! The node registry: GPU nodes register their key and capabilities, then heartbeat.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Context, RejectionClass, RootHasher, check_text};
+use crate::crypto::PublicKey;
+use crate::model::{Capabilities, Event, limits};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub capabilities: Capabilities,
+    pub registered_seq: u64,
+    pub registered_ms: u64,
+    pub last_heartbeat_ms: u64,
+}
+
+/// Why the registry refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryRejection {
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("node {0} is already registered")]
+    NodeAlreadyRegistered(PublicKey),
+    #[error("node {0} is not registered")]
+    NodeNotRegistered(PublicKey),
+}
+
+impl RegistryRejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryRejection::InvalidField { .. } => "invalid_field",
+            RegistryRejection::NodeAlreadyRegistered(_) => "node_already_registered",
+            RegistryRejection::NodeNotRegistered(_) => "node_not_registered",
+        }
+    }
+
+    pub fn class(&self) -> RejectionClass {
+        match self {
+            RegistryRejection::InvalidField { .. } => RejectionClass::Invalid,
+            RegistryRejection::NodeAlreadyRegistered(_)
+            | RegistryRejection::NodeNotRegistered(_) => RejectionClass::Conflict,
+        }
+    }
+}
+
+/// Every registered node, by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub(super) nodes: BTreeMap<PublicKey, Node>,
+}
+
+fn invalid((field, reason): (&'static str, String)) -> RegistryRejection {
+    RegistryRejection::InvalidField { field, reason }
+}
+
+fn check_capabilities(capabilities: &Capabilities) -> Result<(), RegistryRejection> {
+    check_text(
+        "gpu_model",
+        &capabilities.gpu_model,
+        1,
+        limits::GPU_MODEL_CHARS_MAX,
+    )
+    .map_err(invalid)?;
+    check_text(
+        "endpoint",
+        &capabilities.endpoint,
+        1,
+        limits::ENDPOINT_CHARS_MAX,
+    )
+    .map_err(invalid)?;
+    if capabilities.vram_mib == 0 {
+        return Err(invalid(("vram_mib", "must be non-zero".into())));
+    }
+    let experts = &capabilities.experts;
+    if experts.is_empty() || experts.len() > limits::EXPERTS_PER_NODE_MAX {
+        return Err(invalid((
+            "experts",
+            format!("must list 1..={} experts", limits::EXPERTS_PER_NODE_MAX),
+        )));
+    }
+    if !experts.windows(2).all(|pair| pair[0] < pair[1]) {
+        return Err(invalid(("experts", "must be strictly increasing".into())));
+    }
+    Ok(())
+}
+
+impl Registry {
+    pub(super) fn decide_register(
+        &self,
+        signer: PublicKey,
+        capabilities: &Capabilities,
+        context: &Context,
+    ) -> Result<Vec<Event>, RegistryRejection> {
+        check_capabilities(capabilities)?;
+        if self.nodes.contains_key(&signer) {
+            return Err(RegistryRejection::NodeAlreadyRegistered(signer));
+        }
+        Ok(vec![Event::NodeRegistered {
+            node: signer,
+            capabilities: capabilities.clone(),
+            time_ms: context.time_ms,
+        }])
+    }
+
+    pub(super) fn decide_heartbeat(
+        &self,
+        signer: PublicKey,
+        context: &Context,
+    ) -> Result<Vec<Event>, RegistryRejection> {
+        if !self.nodes.contains_key(&signer) {
+            return Err(RegistryRejection::NodeNotRegistered(signer));
+        }
+        Ok(vec![Event::HeartbeatRecorded {
+            node: signer,
+            time_ms: context.time_ms,
+        }])
+    }
+
+    pub(super) fn apply_registered(
+        &mut self,
+        node: PublicKey,
+        capabilities: &Capabilities,
+        time_ms: u64,
+        seq: u64,
+    ) {
+        let previous = self.nodes.insert(
+            node,
+            Node {
+                capabilities: capabilities.clone(),
+                registered_seq: seq,
+                registered_ms: time_ms,
+                last_heartbeat_ms: time_ms,
+            },
+        );
+        assert!(previous.is_none(), "node {node} registered twice");
+    }
+
+    pub(super) fn apply_heartbeat(&mut self, node: &PublicKey, time_ms: u64) {
+        let entry = self
+            .nodes
+            .get_mut(node)
+            .expect("heartbeat from a registered node");
+        entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(time_ms);
+    }
+
+    pub(super) fn hash_into(&self, hasher: &mut RootHasher) {
+        hasher.u64(self.nodes.len() as u64);
+        for (key, node) in &self.nodes {
+            hasher.bytes(&key.0);
+            hasher.text(&node.capabilities.gpu_model);
+            hasher.u64(u64::from(node.capabilities.vram_mib));
+            hasher.u64(node.capabilities.experts.len() as u64);
+            for expert in &node.capabilities.experts {
+                hasher.u64(u64::from(*expert));
+            }
+            hasher.text(&node.capabilities.endpoint);
+            hasher.u64(node.registered_seq);
+            hasher.u64(node.registered_ms);
+            hasher.u64(node.last_heartbeat_ms);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The blob store: datasets, deltas, expert weights and plugin modules, each named by
+//! the blake3 hash of its bytes.
+//!
+//! A blob is data, not truth: events reference blobs by hash, and a blob no event
+//! references is kept until an operator removes it (nothing deletes blobs on its own).
+//! Each blob is one file, `blobs/<first two hex digits>/<hash hex>`, written as a
+//! temporary file under `blobs/incoming/`, checked against its name, synced, renamed
+//! into place and its directory synced: a blob is either absent or whole and right,
+//! and an acknowledged one survives a crash. Backing the folder up with any file copy
+//! is safe, since files are never changed once in place.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use blyan_sdk::model::Hash;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+/// Where blobs live and how large one may be.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    blob_bytes_max: u64,
+}
+
+/// Why an upload was refused; nothing is stored for any of them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PutError {
+    #[error("the blob exceeds {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("the content hashes to {found}, not to the hash it is stored under")]
+    HashMismatch { found: String },
+    #[error("the upload ended early: {0}")]
+    Interrupted(String),
+    #[error("cannot write the blob: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A stored blob: its name and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub hash: Hash,
+    pub bytes: u64,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) the store under `root`, removing what an upload cut
+    /// short by a crash left behind.
+    pub fn open(root: &Path, blob_bytes_max: u64) -> io::Result<BlobStore> {
+        let incoming = root.join("incoming");
+        if incoming.exists() {
+            std::fs::remove_dir_all(&incoming)?;
+        }
+        std::fs::create_dir_all(&incoming)?;
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            blob_bytes_max,
+        })
+    }
+
+    pub fn blob_bytes_max(&self) -> u64 {
+        self.blob_bytes_max
+    }
+
+    /// The file of a blob, whether or not it is stored.
+    pub fn path(&self, hash: &Hash) -> PathBuf {
+        let name = hex::encode(hash);
+        self.root.join(&name[..2]).join(name)
+    }
+
+    /// The blob, if it is stored.
+    pub fn stat(&self, hash: &Hash) -> io::Result<Option<Stored>> {
+        match std::fs::metadata(self.path(hash)) {
+            Ok(metadata) => Ok(Some(Stored {
+                hash: *hash,
+                bytes: metadata.len(),
+            })),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Streams `body` into the blob named `hash`, and returns once it is synced. A
+    /// blob already stored is answered as stored, without reading the body. Concurrent
+    /// uploads of one blob each write their own temporary file; the renames are atomic
+    /// and put the same bytes in place.
+    pub async fn put<S, E>(&self, hash: &Hash, body: S) -> Result<Stored, PutError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if let Some(stored) = self.stat(hash)? {
+            return Ok(stored);
+        }
+        let incoming = self.root.join("incoming").join(format!(
+            "{}-{:016x}",
+            hex::encode(hash),
+            rand_suffix()
+        ));
+        let written = self.write_incoming(&incoming, body).await;
+        let result = match written {
+            Ok((found, bytes)) if found == *hash => {
+                let incoming = incoming.clone();
+                let path = self.path(hash);
+                tokio::task::spawn_blocking(move || install(&incoming, &path))
+                    .await
+                    .expect("a blob install panicked")
+                    .map(|()| Stored { hash: found, bytes })
+                    .map_err(PutError::Io)
+            }
+            Ok((found, _)) => Err(PutError::HashMismatch {
+                found: hex::encode(found),
+            }),
+            Err(error) => Err(error),
+        };
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&incoming).await;
+        }
+        result
+    }
+
+    async fn write_incoming<S, E>(&self, path: &Path, mut body: S) -> Result<(Hash, u64), PutError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(path).await?);
+        let mut hasher = blake3::Hasher::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|error| PutError::Interrupted(error.to_string()))?;
+            bytes += chunk.len() as u64;
+            if bytes > self.blob_bytes_max {
+                return Err(PutError::TooLarge {
+                    max: self.blob_bytes_max,
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        file.into_inner().sync_all().await?;
+        Ok((*hasher.finalize().as_bytes(), bytes))
+    }
+}
+
+/// Renames a synced file into place and syncs the directory that now names it.
+fn install(incoming: &Path, path: &Path) -> io::Result<()> {
+    let dir = path.parent().expect("a blob path has a directory");
+    std::fs::create_dir_all(dir)?;
+    std::fs::rename(incoming, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Tells concurrent uploads' temporary files apart.
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id()) << 40
+}
