@@ -9,39 +9,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use prost::Message;
-use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite;
 
+use crate::api::{ApiErrorBody, Head, NodeView, Receipt, StateSummary};
 use crate::codec;
 use crate::model::SignedCommand;
 use crate::record::Record;
-
-/// The answer to an accepted command: where its event is in the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    pub seq: u64,
-    /// Hex.
-    pub event_hash: String,
-}
-
-/// `GET /v1/head`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    pub network_id: String,
-    /// Number of events in the log; the last one has seq `events - 1`.
-    pub events: u64,
-    /// Hex.
-    pub head_hash: String,
-    /// Hex.
-    pub state_root: String,
-}
-
-/// The JSON error body of every 4xx and 5xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiErrorBody {
-    pub code: String,
-    pub message: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -218,7 +191,7 @@ impl Client {
         self.get_json("/v1/head").await
     }
 
-    pub async fn state(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn state(&self) -> Result<StateSummary, ClientError> {
         self.get_json("/v1/state").await
     }
 
@@ -232,10 +205,7 @@ impl Client {
         self.get_json("/v1/plugins").await
     }
 
-    pub async fn node(
-        &self,
-        key: &crate::crypto::PublicKey,
-    ) -> Result<serde_json::Value, ClientError> {
+    pub async fn node(&self, key: &crate::crypto::PublicKey) -> Result<NodeView, ClientError> {
         self.get_json(&format!("/v1/nodes/{key}")).await
     }
 

@@ -11,6 +11,7 @@
 //! Architecture invariant: this crate never depends on the server, RocksDB, wasmtime
 //! or candle.
 
+pub mod api;
 pub mod codec;
 pub mod core;
 pub mod crypto;

@@ -96,7 +96,10 @@ fn main() {
         eprintln!("warm-up: {warm:.0} commands/s");
         let rate = run(&client, measured, clients).await;
         let state = client.state().await.unwrap();
-        assert_eq!(state["burns"], total, "every command must be in the log");
+        assert_eq!(
+            state.burns as u64, total,
+            "every command must be in the log"
+        );
         println!(
             "ingest: {commands} signed commands, {clients} clients, fsync on: {rate:.0} commands/s"
         );

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use blyan_plugin_host::Host;
+use blyan_sdk::api::{ApiErrorBody, Head, Health, NodeView, Receipt, StateSummary, StoredBlob};
 use blyan_sdk::codec;
 use blyan_sdk::core::RejectionClass;
 use blyan_sdk::crypto::{self, COMMAND_DOMAIN, PublicKey};
@@ -119,7 +120,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({ "code": self.code, "message": self.message })),
+            Json(ApiErrorBody {
+                code: self.code.to_string(),
+                message: self.message,
+            }),
         )
             .into_response()
     }
@@ -206,10 +210,11 @@ async fn submit_command(
             .map_err(refuse)?;
     }
     let receipt = app.engine.submit(Submission { signed, command }).await?;
-    Ok(
-        Json(json!({ "seq": receipt.seq, "event_hash": hex::encode(receipt.event_hash) }))
-            .into_response(),
-    )
+    Ok(Json(Receipt {
+        seq: receipt.seq,
+        event_hash: hex::encode(receipt.event_hash),
+    })
+    .into_response())
 }
 
 /// The dry run a plugin proposal must pass before it reaches the writer. Only a
@@ -419,34 +424,34 @@ async fn stream_events(app: AppState, from: u64, mut socket: WebSocket) {
     }
 }
 
-async fn head(State(app): State<AppState>) -> Json<serde_json::Value> {
+async fn head(State(app): State<AppState>) -> Json<Head> {
     let published = app.engine.published();
-    Json(json!({
-        "network_id": app.engine.network_id(),
-        "events": published.events(),
-        "head_hash": hex::encode(published.head_hash),
-        "state_root": hex::encode(published.state_root()),
-    }))
+    Json(Head {
+        network_id: app.engine.network_id().to_string(),
+        events: published.events(),
+        head_hash: hex::encode(published.head_hash),
+        state_root: hex::encode(published.state_root()),
+    })
 }
 
-async fn state(State(app): State<AppState>) -> Json<serde_json::Value> {
+async fn state(State(app): State<AppState>) -> Json<StateSummary> {
     let published = app.engine.published();
     let state = &published.state;
-    Json(json!({
-        "network_id": app.engine.network_id(),
-        "events": state.events_applied(),
-        "genesis": state.genesis(),
-        "nodes": state.nodes().len(),
-        "burns": state.burn_count(),
-        "burn_total": state.burn_total().to_string(),
-        "checkpoint_last": state.checkpoint_last(),
-    }))
+    Json(StateSummary {
+        network_id: app.engine.network_id().to_string(),
+        events: state.events_applied(),
+        genesis: state.genesis().cloned(),
+        nodes: state.nodes().len(),
+        burns: state.burn_count(),
+        burn_total: state.burn_total(),
+        checkpoint_last: state.checkpoint_last().cloned(),
+    })
 }
 
 async fn node(
     State(app): State<AppState>,
     Path(pubkey): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<NodeView>, ApiError> {
     let key = PublicKey::from_hex(&pubkey).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -462,7 +467,10 @@ async fn node(
             format!("node {key} is not registered"),
         )
     })?;
-    Ok(Json(json!({ "pubkey": key, "node": node })))
+    Ok(Json(NodeView {
+        pubkey: key,
+        node: node.clone(),
+    }))
 }
 
 /// Proposals, activations and the round open now.
@@ -608,7 +616,7 @@ async fn put_blob(
     Path(hash): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<StoredBlob>, ApiError> {
     let key = blob_hash(&hash)?;
     let max = app.blobs.blob_bytes_max();
     let too_large = || {
@@ -643,10 +651,10 @@ async fn put_blob(
                 ),
                 PutError::Io(_) => storage_error(error),
             })?;
-    Ok(Json(json!({
-        "hash": hex::encode(stored.hash),
-        "bytes": stored.bytes,
-    })))
+    Ok(Json(StoredBlob {
+        hash: hex::encode(stored.hash),
+        bytes: stored.bytes,
+    }))
 }
 
 /// A blob's bytes, streamed, with `Range` requests honoured.
@@ -680,7 +688,11 @@ async fn healthz(State(app): State<AppState>) -> Response {
         )
         .into_response();
     }
-    Json(json!({ "status": "ok", "events": app.engine.events_committed() })).into_response()
+    Json(Health {
+        status: "ok".into(),
+        events: app.engine.events_committed(),
+    })
+    .into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {

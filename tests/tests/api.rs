@@ -349,8 +349,8 @@ async fn a_genesis_file_sets_the_network_keys_and_parameters() {
     }
     // Interval 2: genesis, burn, checkpoint(2), burn, burn, checkpoint(5).
     let state = client.state().await.unwrap();
-    assert_eq!(state["checkpoint_last"]["tree_size"], 5);
-    assert_eq!(state["genesis"]["governance_threshold"], 2);
+    assert_eq!(state.checkpoint_last.unwrap().tree_size, 5);
+    assert_eq!(state.genesis.unwrap().governance_threshold, 2);
     let (ok, stdout, stderr) = run_binary("blyan", &["--server", &server.url, "--json", "replay"]);
     assert!(ok, "{stderr}");
     assert_eq!(

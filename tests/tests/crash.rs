@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use blyan_e2e::{Server, run_binary};
-use blyan_sdk::client::{Client, Receipt};
+use blyan_sdk::api::Receipt;
+use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::model::{Action, Burn, Capabilities, Command, SignedCommand};

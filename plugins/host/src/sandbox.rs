@@ -75,10 +75,10 @@ impl Default for Limits {
             conformance_fuel: 100_000_000,
             memory_bytes_max: 256 << 20,
             output_bytes_max: 16 << 20,
-            // Far above what the fuel can take (`fuel_per_call` burns in about 4 s on 2
-            // idle cores; BENCHMARKS.md), so that fuel, which is deterministic, ends
-            // every call that a busy machine would otherwise cut at the deadline.
-            deadline: Duration::from_secs(60),
+            // Far above what the fuel can take (`fuel_per_call` burns in 4-7 s on 2
+            // cores; BENCHMARKS.md), so that fuel, which is deterministic, ends every
+            // call that a busy machine would otherwise cut at the deadline.
+            deadline: Duration::from_secs(120),
             // A round runs at most three kinds, each with a fallback chain of at most
             // three stored modules plus the embedded default; proposals come rarely.
             cached_modules_max: 64,

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Context, RejectionClass, RootHasher, check_text};
 use crate::crypto::PublicKey;
 use crate::model::{Capabilities, Event, limits};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub capabilities: Capabilities,
     pub registered_seq: u64,
