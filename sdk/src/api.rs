@@ -1,11 +1,14 @@
 //! The JSON bodies of the HTTP API, written by the server and read by the client with
 //! these same types, so the two can't drift apart.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
+use crate::core::governance::Subject;
 use crate::core::registry::Node;
 use crate::crypto::PublicKey;
-use crate::model::{Checkpoint, Genesis};
+use crate::model::{Checkpoint, Genesis, Parameters, PluginKind, RoundPins};
 
 /// The answer to an accepted command: where its event is in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,4 +72,86 @@ pub struct StoredBlob {
     /// Hex.
     pub hash: String,
     pub bytes: u64,
+}
+
+/// `GET /v1/governance`: proposals, activations, the open round and the parameters in
+/// force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernanceView {
+    /// The round open now, with its pins; none before the first.
+    pub round: Option<RoundPins>,
+    pub parameters: Parameters,
+    pub governance_threshold: Option<u32>,
+    pub proposals: Vec<ProposalView>,
+    /// By plugin kind name.
+    pub plugin_activations: BTreeMap<String, Vec<PluginActivationView>>,
+    pub parameter_activations: Vec<ParametersActivationView>,
+    pub fallbacks: Vec<FallbackView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    Pending,
+    Activated,
+    /// Its activation round opened without it.
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalView {
+    pub id: u64,
+    pub status: ProposalStatus,
+    pub proposer: PublicKey,
+    pub subject: Subject,
+    pub activation_round: u64,
+    pub approvals: BTreeSet<PublicKey>,
+    pub proposed_seq: u64,
+    pub activated_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginActivationView {
+    pub activation_round: u64,
+    pub seq: u64,
+    /// Hex.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParametersActivationView {
+    pub activation_round: u64,
+    pub seq: u64,
+    pub parameters: Parameters,
+}
+
+/// A `PluginFallback` event at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackView {
+    pub seq: u64,
+    pub round: u64,
+    pub kind: PluginKind,
+    /// Hex.
+    pub failed_hash: String,
+    pub reason_code: String,
+    pub reason: String,
+    /// Hex.
+    pub used_hash: String,
+}
+
+/// `GET /v1/plugins`: every stored module, and what each kind's policy call tries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginsView {
+    pub plugins: Vec<PluginView>,
+    /// By plugin kind name: module hashes (hex), in the order a call tries them.
+    pub fallback_chains: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginView {
+    /// Hex.
+    pub hash: String,
+    pub kind: PluginKind,
+    pub bytes: usize,
+    pub stored_seq: u64,
 }

@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use prost::Message;
 use tokio_tungstenite::tungstenite;
 
-use crate::api::{ApiErrorBody, Head, NodeView, Receipt, StateSummary};
+use crate::api::{
+    ApiErrorBody, GovernanceView, Head, NodeView, PluginsView, Receipt, StateSummary,
+};
 use crate::codec;
 use crate::model::SignedCommand;
 use crate::record::Record;
@@ -196,12 +198,12 @@ impl Client {
     }
 
     /// Proposals, activations, the open round's pins and the parameters in force.
-    pub async fn governance(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn governance(&self) -> Result<GovernanceView, ClientError> {
         self.get_json("/v1/governance").await
     }
 
     /// Every stored plugin module (hash, kind, size) and each kind's fallback chain.
-    pub async fn plugins(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn plugins(&self) -> Result<PluginsView, ClientError> {
         self.get_json("/v1/plugins").await
     }
 

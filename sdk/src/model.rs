@@ -260,7 +260,7 @@ pub enum Event {
 }
 
 /// What a round runs with, fixed when it opens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundPins {
     pub round: u64,
     /// One plugin hash per kind, in kind order.
@@ -268,7 +268,7 @@ pub struct RoundPins {
     pub parameters: Parameters,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinnedPlugin {
     pub kind: PluginKind,
     #[serde(with = "hex_array")]

@@ -23,11 +23,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use blyan_plugin_host::Host;
-use blyan_sdk::api::{ApiErrorBody, Head, Health, NodeView, Receipt, StateSummary, StoredBlob};
+use blyan_sdk::api::{
+    ApiErrorBody, FallbackView, GovernanceView, Head, Health, NodeView, ParametersActivationView,
+    PluginActivationView, PluginView, PluginsView, ProposalStatus, ProposalView, Receipt,
+    StateSummary, StoredBlob,
+};
 use blyan_sdk::codec;
 use blyan_sdk::core::RejectionClass;
 use blyan_sdk::crypto::{self, COMMAND_DOMAIN, PublicKey};
-use blyan_sdk::model::{Action, Cause, PluginProposal, ServerInput, limits};
+use blyan_sdk::model::{Action, Cause, PluginKind, PluginProposal, ServerInput, limits};
 use blyan_sdk::replay::CheckedRecord;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -474,96 +478,105 @@ async fn node(
 }
 
 /// Proposals, activations and the round open now.
-async fn governance(State(app): State<AppState>) -> Json<serde_json::Value> {
+async fn governance(State(app): State<AppState>) -> Json<GovernanceView> {
     let published = app.engine.published();
     let governance = published.state.governance();
     let round = governance.round_number();
-    let proposals: Vec<serde_json::Value> = governance
+    let proposals = governance
         .proposals()
         .iter()
-        .map(|(id, proposal)| {
-            let status = match proposal.activated_seq {
-                Some(_) => "activated",
-                None if proposal.activation_round <= round => "expired",
-                None => "pending",
-            };
-            json!({
-                "id": id,
-                "status": status,
-                "proposer": proposal.proposer,
-                "subject": proposal.subject,
-                "activation_round": proposal.activation_round,
-                "approvals": proposal.approvals,
-                "proposed_seq": proposal.proposed_seq,
-                "activated_seq": proposal.activated_seq,
-            })
+        .map(|(id, proposal)| ProposalView {
+            id: *id,
+            status: match proposal.activated_seq {
+                Some(_) => ProposalStatus::Activated,
+                None if proposal.activation_round <= round => ProposalStatus::Expired,
+                None => ProposalStatus::Pending,
+            },
+            proposer: proposal.proposer,
+            subject: proposal.subject.clone(),
+            activation_round: proposal.activation_round,
+            approvals: proposal.approvals.clone(),
+            proposed_seq: proposal.proposed_seq,
+            activated_seq: proposal.activated_seq,
         })
         .collect();
-    Json(json!({
-        "round": governance.round(),
-        "parameters": governance.parameters(),
-        "governance_threshold": published.state.genesis().map(|genesis| genesis.governance_threshold),
-        "proposals": proposals,
-        "plugin_activations": governance
+    Json(GovernanceView {
+        round: governance.round().cloned(),
+        parameters: governance.parameters().clone(),
+        governance_threshold: published
+            .state
+            .genesis()
+            .map(|genesis| genesis.governance_threshold),
+        proposals,
+        plugin_activations: governance
             .plugin_activations()
             .iter()
             .map(|(kind, activations)| {
-                let activations: Vec<serde_json::Value> = activations
+                let activations = activations
                     .iter()
-                    .map(|activation| {
-                        json!({
-                            "activation_round": activation.activation_round,
-                            "seq": activation.seq,
-                            "hash": hex::encode(activation.value),
-                        })
+                    .map(|activation| PluginActivationView {
+                        activation_round: activation.activation_round,
+                        seq: activation.seq,
+                        hash: hex::encode(activation.value),
                     })
                     .collect();
-                (kind.name().to_string(), json!(activations))
+                (kind.name().to_string(), activations)
             })
-            .collect::<serde_json::Map<_, _>>(),
-        "parameter_activations": governance
+            .collect(),
+        parameter_activations: governance
             .parameter_activations()
             .iter()
-            .map(|activation| {
-                json!({
-                    "activation_round": activation.activation_round,
-                    "seq": activation.seq,
-                    "parameters": activation.value,
-                })
+            .map(|activation| ParametersActivationView {
+                activation_round: activation.activation_round,
+                seq: activation.seq,
+                parameters: activation.value.clone(),
             })
-            .collect::<Vec<_>>(),
-        "fallbacks": governance.fallbacks().iter().map(|(seq, fallback)| json!({ "seq": seq, "fallback": fallback })).collect::<Vec<_>>(),
-    }))
+            .collect(),
+        fallbacks: governance
+            .fallbacks()
+            .iter()
+            .map(|(seq, fallback)| FallbackView {
+                seq: *seq,
+                round: fallback.round,
+                kind: fallback.kind,
+                failed_hash: hex::encode(fallback.failed_hash),
+                reason_code: fallback.reason_code.clone(),
+                reason: fallback.reason.clone(),
+                used_hash: hex::encode(fallback.used_hash),
+            })
+            .collect(),
+    })
 }
 
 /// Every plugin module the log holds, and what each round would run.
-async fn plugins(State(app): State<AppState>) -> Json<serde_json::Value> {
+async fn plugins(State(app): State<AppState>) -> Json<PluginsView> {
     let published = app.engine.published();
     let governance = published.state.governance();
-    let plugins: Vec<serde_json::Value> = governance
+    let plugins = governance
         .plugins()
         .iter()
-        .map(|(hash, plugin)| {
-            json!({
-                "hash": hex::encode(hash),
-                "kind": plugin.kind,
-                "bytes": plugin.bytes,
-                "stored_seq": plugin.stored_seq,
-            })
+        .map(|(hash, plugin)| PluginView {
+            hash: hex::encode(hash),
+            kind: plugin.kind,
+            bytes: plugin.bytes,
+            stored_seq: plugin.stored_seq,
         })
         .collect();
-    let chains: serde_json::Map<String, serde_json::Value> = blyan_sdk::model::PluginKind::ALL
+    let fallback_chains = PluginKind::ALL
         .into_iter()
         .map(|kind| {
-            let chain: Vec<String> = governance
+            let chain = governance
                 .fallback_chain(kind)
                 .iter()
                 .map(hex::encode)
                 .collect();
-            (kind.name().to_string(), json!(chain))
+            (kind.name().to_string(), chain)
         })
         .collect();
-    Json(json!({ "plugins": plugins, "fallback_chains": chains }))
+    Json(PluginsView {
+        plugins,
+        fallback_chains,
+    })
 }
 
 /// The bytes of one stored module, by its blake3 hash.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
+use blyan_sdk::core::governance::Subject;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::model::{
     Action, Burn, Capabilities, Command, Parameters, PluginKind, PluginProposal, limits,
@@ -269,33 +270,31 @@ async fn governance(cli: &Cli, command: &GovernanceCommand) -> anyhow::Result<()
                 );
                 return Ok(());
             }
-            let round = governance["round"]["round"].as_u64().unwrap_or(0);
+            let round = governance.round.as_ref().map_or(0, |round| round.round);
             println!("round open: {round}");
-            for proposal in governance["proposals"].as_array().into_iter().flatten() {
-                let subject = &proposal["subject"];
-                let what = match subject["type"].as_str() {
-                    Some("plugin") => format!(
-                        "{} plugin {}",
-                        subject["kind"].as_str().unwrap_or("?"),
-                        subject["hash"].as_str().unwrap_or("?")
-                    ),
-                    _ => "parameters".to_string(),
+            for proposal in &governance.proposals {
+                let what = match &proposal.subject {
+                    Subject::Plugin { kind, hash } => {
+                        format!("{kind} plugin {}", hex::encode(hash))
+                    }
+                    Subject::Parameters(_) => "parameters".to_string(),
                 };
+                let status = serde_json::to_value(proposal.status)?;
                 println!(
                     "proposal {:>4}  {:<9}  round {:>4}  approvals {}  {what}",
-                    proposal["id"],
-                    proposal["status"].as_str().unwrap_or("?"),
-                    proposal["activation_round"],
-                    proposal["approvals"].as_array().map_or(0, Vec::len),
+                    proposal.id,
+                    status.as_str().unwrap_or("?"),
+                    proposal.activation_round,
+                    proposal.approvals.len(),
                 );
             }
-            for plugin in plugins["plugins"].as_array().into_iter().flatten() {
+            for plugin in &plugins.plugins {
                 println!(
                     "plugin {}  {:<8}  {:>8} bytes  stored at seq {}",
-                    plugin["hash"].as_str().unwrap_or("?"),
-                    plugin["kind"].as_str().unwrap_or("?"),
-                    plugin["bytes"],
-                    plugin["stored_seq"],
+                    plugin.hash,
+                    plugin.kind.name(),
+                    plugin.bytes,
+                    plugin.stored_seq,
                 );
             }
             Ok(())
