@@ -7,7 +7,7 @@
 //! requiring exactly the events the log holds. [`Replayer::finish`] checks what only
 //! the end of the log shows.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use crate::codec;
 use crate::core::{Authenticated, Context, State, decide, decide_input};
@@ -104,6 +104,10 @@ pub struct Replayer {
     /// seq.
     expected: VecDeque<Event>,
     expected_cause_seq: u64,
+    /// With `redecide`: every command's signer and idempotency key seen so far. The
+    /// server answers a repeat from its index and logs nothing, so a repeat in the log
+    /// is a command logged twice.
+    idempotency_keys: HashSet<Vec<u8>>,
 }
 
 impl Replayer {
@@ -115,6 +119,7 @@ impl Replayer {
             frontier: Frontier::default(),
             expected: VecDeque::new(),
             expected_cause_seq: 0,
+            idempotency_keys: HashSet::new(),
         }
     }
 
@@ -145,6 +150,15 @@ impl Replayer {
             }));
         }
         let is_checkpoint = matches!(logged.cause, Cause::Server(ServerInput::Checkpoint { .. }));
+        // The genesis and checkpoints are recognised by their cause; their events must
+        // be what those causes decide, in every mode.
+        if is_genesis != matches!(logged.event, Event::GenesisCreated(_))
+            || is_checkpoint != matches!(logged.event, Event::CheckpointCreated(_))
+        {
+            return Err(invalid(
+                "a genesis or a checkpoint must be its own server input's event".into(),
+            ));
+        }
         if self.state.checkpoint_due() != is_checkpoint {
             return Err(invalid(if is_checkpoint {
                 "a checkpoint that is not due".into()
@@ -162,6 +176,7 @@ impl Replayer {
             time_ms: record.time_ms,
         };
         let mut decided = None;
+        let mut new_key = None;
         match &logged.cause {
             Cause::Command(cause) => {
                 if self.checks.signatures {
@@ -182,6 +197,13 @@ impl Replayer {
                 if self.checks.redecide {
                     let command = codec::decode_command(&cause.body)
                         .map_err(|error| invalid(error.to_string()))?;
+                    let mut key = cause.signer.0.to_vec();
+                    key.extend_from_slice(&command.idempotency_key);
+                    if self.idempotency_keys.contains(&key) {
+                        return Err(invalid(
+                            "a command under an idempotency key its signer already used".into(),
+                        ));
+                    }
                     let authenticated = Authenticated {
                         signer: cause.signer,
                         command,
@@ -191,6 +213,7 @@ impl Replayer {
                             invalid(format!("its command is refused on replay: {rejection}"))
                         },
                     )?);
+                    new_key = Some(key);
                 }
             }
             Cause::Server(input) => {
@@ -241,6 +264,9 @@ impl Replayer {
             }
         } else if matches!(logged.cause, Cause::FollowUp) && self.checks.redecide {
             self.expected.pop_front();
+        }
+        if let Some(key) = new_key {
+            self.idempotency_keys.insert(key);
         }
         self.chain.push_hashed(record).expect("checked above");
         self.frontier.push_event(&record.hash);
@@ -344,8 +370,9 @@ mod tests {
     };
     use crate::record::{GENESIS_PREV_HASH, RECORD_CONTEXT};
 
+    /// Distinct bytes per kind and tag: modules are named by their hash.
     fn module(kind: PluginKind, tag: u8) -> PluginModule {
-        PluginModule::new(kind, vec![0, b'a', b's', b'm', 1, 0, 0, 0, tag])
+        PluginModule::new(kind, vec![0, b'a', b's', b'm', 1, 0, 0, 0, tag, kind as u8])
     }
 
     fn genesis(keys: &DevKeys) -> Genesis {
@@ -622,6 +649,20 @@ mod tests {
         // A log that ends right after the approval misses the activation too.
         let records = seal(&honest.keys, &honest.logged[..activation], true);
         refused_at(&records, records.len(), "decided 1 more event(s)");
+    }
+
+    #[test]
+    fn a_command_logged_twice_under_one_idempotency_key_is_refused() {
+        let mut log = honest();
+        // Another burn, accepted by `decide`, under the key of the first one: the
+        // server would have answered it from its index without logging it.
+        log.command(0, "b1", burn("tx9"));
+        let records = seal(&log.keys, &log.logged, true);
+        let repeat = seq_of(
+            &records,
+            |event| matches!(event, Event::BurnRecorded { burn, .. } if burn.chain_tx_id == "tx9"),
+        );
+        refused_at(&records, repeat, "idempotency key its signer already used");
     }
 
     #[test]

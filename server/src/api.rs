@@ -7,6 +7,8 @@
 //! | 401 | `bad_signature` |
 //! | 403 | `unauthorized` |
 //! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found` |
+//! | 412 | `precondition_failed` (a blob's `If-*` headers) |
+//! | 416 | `range_not_satisfiable` (a blob's `Range`) |
 //! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
@@ -82,15 +84,17 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .route("/v1/governance", get(governance))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{hash}", get(plugin))
-        .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(config.request_timeout_ms),
         ));
+    // Blobs are large: an upload or a download takes as long as its bytes need, not
+    // the request timeout.
     Router::new()
         .route("/v1/events/ws", get(events_ws))
+        .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
         .merge(timed)
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
         .layer(TraceLayer::new_for_http())
@@ -639,6 +643,13 @@ async fn put_blob(
             format!("a blob is at most {max} bytes"),
         )
     };
+    // A blob already stored gets the same answer, whatever the limit is now.
+    if let Some(stored) = app.blobs.stat(&key).map_err(storage_error)? {
+        return Ok(Json(StoredBlob {
+            hash: hex::encode(stored.hash),
+            bytes: stored.bytes,
+        }));
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -689,7 +700,22 @@ async fn get_blob(
         .try_call(request)
         .await
         .map_err(storage_error)?;
-    Ok(response.map(axum::body::Body::new))
+    let status = response.status();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        return Ok(response.map(axum::body::Body::new));
+    }
+    // Every refusal carries the JSON body: an unsatisfiable range, a failed
+    // precondition, a file gone since the check above.
+    Err(ApiError::new(
+        status,
+        match status {
+            StatusCode::RANGE_NOT_SATISFIABLE => "range_not_satisfiable",
+            StatusCode::PRECONDITION_FAILED => "precondition_failed",
+            StatusCode::NOT_FOUND => "blob_not_found",
+            _ => "malformed_request",
+        },
+        format!("the blob can't be served as asked: {status}"),
+    ))
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {

@@ -54,6 +54,7 @@ impl BlobStore {
             std::fs::remove_dir_all(&incoming)?;
         }
         std::fs::create_dir_all(&incoming)?;
+        sync_dir(root)?;
         Ok(BlobStore {
             root: root.to_path_buf(),
             blob_bytes_max,
@@ -94,31 +95,23 @@ impl BlobStore {
         if let Some(stored) = self.stat(hash)? {
             return Ok(stored);
         }
-        let incoming = self.root.join("incoming").join(format!(
+        let incoming = Incoming(self.root.join("incoming").join(format!(
             "{}-{:016x}",
             hex::encode(hash),
             rand_suffix()
-        ));
-        let written = self.write_incoming(&incoming, body).await;
-        let result = match written {
-            Ok((found, bytes)) if found == *hash => {
-                let incoming = incoming.clone();
-                let path = self.path(hash);
-                tokio::task::spawn_blocking(move || install(&incoming, &path))
-                    .await
-                    .expect("a blob install panicked")
-                    .map(|()| Stored { hash: found, bytes })
-                    .map_err(PutError::Io)
-            }
-            Ok((found, _)) => Err(PutError::HashMismatch {
+        )));
+        let (found, bytes) = self.write_incoming(&incoming.0, body).await?;
+        if found != *hash {
+            return Err(PutError::HashMismatch {
                 found: hex::encode(found),
-            }),
-            Err(error) => Err(error),
-        };
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&incoming).await;
+            });
         }
-        result
+        let path = self.path(hash);
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || install(&incoming, &root, &path))
+            .await
+            .expect("a blob install panicked")?;
+        Ok(Stored { hash: found, bytes })
     }
 
     async fn write_incoming<S, E>(&self, path: &Path, mut body: S) -> Result<(Hash, u64), PutError>
@@ -146,11 +139,31 @@ impl BlobStore {
     }
 }
 
-/// Renames a synced file into place and syncs the directory that now names it.
-fn install(incoming: &Path, path: &Path) -> io::Result<()> {
+/// A temporary upload file, removed when dropped unless it was renamed into place:
+/// on every refusal, and when the request is dropped midway (a timeout, a closed
+/// connection).
+struct Incoming(PathBuf);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        // Gone already once renamed into place.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Renames a synced file into place and syncs the directories that now name it: the
+/// blob's own, and the root when that directory is new.
+fn install(incoming: &Incoming, root: &Path, path: &Path) -> io::Result<()> {
     let dir = path.parent().expect("a blob path has a directory");
-    std::fs::create_dir_all(dir)?;
-    std::fs::rename(incoming, path)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        sync_dir(root)?;
+    }
+    std::fs::rename(&incoming.0, path)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 

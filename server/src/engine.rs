@@ -347,6 +347,13 @@ impl Engine {
             config,
         };
         if events == 0 {
+            // Nothing is written under a key that can't sign the log's checkpoints.
+            if writer.operator.public() != genesis.operator_key {
+                return Err(OpenError::OperatorKeyMismatch {
+                    given: writer.operator.public().to_hex(),
+                    expected: genesis.operator_key.to_hex(),
+                });
+            }
             // The genesis goes through the writer's own path, as any server input.
             let (reply, mut answer) = oneshot::channel();
             let input = ServerInput::Genesis(Box::new(with_default_plugins(genesis.clone())));

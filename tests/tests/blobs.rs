@@ -76,6 +76,17 @@ async fn a_blob_is_stored_once_checked_and_served_whole_or_in_ranges() {
     assert_eq!(status, 206);
     assert_eq!(part, bytes[1000..2000]);
 
+    // A range past the end is refused with the JSON error body.
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/blobs/{hash}", server.url))
+        .header("range", "bytes=900000-900010")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 416);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "range_not_satisfiable");
+
     let unknown = name(b"never uploaded");
     let (status, _) = get(&server, &unknown, None).await;
     assert_eq!(status, 404);

@@ -115,9 +115,20 @@ pub(super) fn decide_policy_result(
         }
         None => {}
     }
-    let stored = governance.plugin(&result.module_hash).is_some();
+    let stored = match governance.plugin(&result.module_hash) {
+        Some(plugin) if plugin.kind != result.kind => {
+            return Err(not_the_chain("the answering module is of another kind"));
+        }
+        Some(_) => true,
+        None => false,
+    };
     match &result.unstored_module {
-        Some(module) if stored || module.hash != result.module_hash || failed == 0 => {
+        Some(module)
+            if stored
+                || module.hash != result.module_hash
+                || module.kind != result.kind
+                || failed == 0 =>
+        {
             return Err(not_the_chain(
                 "only an unstored default that answered after a failure is carried",
             ));
