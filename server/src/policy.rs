@@ -5,8 +5,10 @@
 //!   with the reason and never enters the log.
 //! - A round's policy call goes through [`run_policy`]: the pinned plugin, then the one
 //!   pinned before it, then the genesis plugin, then the default embedded in this
-//!   binary. Each failure becomes a `PluginFallback` event for the caller to append, so
-//!   the log says which plugin produced every output and replays never re-run plugins.
+//!   binary. [`call`] runs it on a blocking worker and hands the result (the output,
+//!   the module that produced it and every failure before it) to the writer as a
+//!   `PolicyResult` server input, which the core decides into `PluginFallback` events.
+//!   A replay decides those again from the logged input; it does not re-run plugins.
 
 use std::sync::Arc;
 
