@@ -134,7 +134,10 @@ async fn measure(nodes: usize, maximal: bool) {
                 (client.clone(), registrations.clone(), next.clone());
             tokio::spawn(async move {
                 while let Some(body) = registrations.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    client.submit_bytes_once(body.clone()).await.expect("registered");
+                    client
+                        .submit_bytes_once(body.clone())
+                        .await
+                        .expect("registered");
                 }
             })
         })

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use blyan_plugin_host::defaults;
@@ -97,12 +97,12 @@ enum Input {
     Server(ServerInput),
 }
 
-/// What readers see: only committed events.
+/// What readers see: only committed events. The state is a snapshot of the writer's,
+/// sharing its maps, so publishing costs O(1) and the state is held once.
 #[derive(Debug)]
 pub struct Published {
     pub state: State,
     pub head_hash: Hash,
-    root_cache: Mutex<Option<(u64, Hash)>>,
 }
 
 impl Published {
@@ -111,18 +111,9 @@ impl Published {
         self.state.events_applied()
     }
 
-    /// The state root, computed once per head.
+    /// The state root; it costs what the last commits changed, not the state.
     pub fn state_root(&self) -> Hash {
-        let mut cache = self.root_cache.lock().expect("root cache lock");
-        let events = self.events();
-        match *cache {
-            Some((at, root)) if at == events => root,
-            _ => {
-                let root = self.state.root();
-                *cache = Some((events, root));
-                root
-            }
-        }
+        self.state.root()
     }
 }
 
@@ -331,7 +322,6 @@ impl Engine {
             published: RwLock::new(Published {
                 state: state.clone(),
                 head_hash,
-                root_cache: Mutex::new(None),
             }),
             events_committed: watch::channel(events).0,
             metrics: Metrics::default(),
@@ -523,7 +513,6 @@ impl Writer {
         decided: Vec<Event>,
         time_ms: u64,
         append: &mut AppendBatch,
-        events: &mut Vec<Event>,
     ) {
         let mut cause = Some(cause);
         for event in decided {
@@ -532,8 +521,7 @@ impl Writer {
                 event,
             };
             append.records.push(self.seal(&logged, time_ms));
-            events.push(logged.event);
-            self.append_checkpoint_if_due(append, events, time_ms);
+            self.append_checkpoint_if_due(append, time_ms);
         }
     }
 
@@ -558,7 +546,6 @@ impl Writer {
         self.time_ms_last = time_ms;
         let context = Context { time_ms };
         let mut append = AppendBatch::default();
-        let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Index entries of this batch, for duplicates inside one batch.
         let mut pending: HashMap<Vec<u8>, (Hash, usize)> = HashMap::new();
@@ -571,7 +558,7 @@ impl Writer {
                         Ok(decided) => {
                             let first = append.records.len();
                             let cause = Cause::Server(input.clone());
-                            self.seal_decided(cause, decided, time_ms, &mut append, &mut events);
+                            self.seal_decided(cause, decided, time_ms, &mut append);
                             Outcome::InBatch(first)
                         }
                         Err(rejection) => Outcome::Done(Err(rejection.into())),
@@ -610,7 +597,7 @@ impl Writer {
                 Ok(decided) => {
                     let first = append.records.len();
                     let cause = Cause::Command(submission.signed.clone());
-                    self.seal_decided(cause, decided, time_ms, &mut append, &mut events);
+                    self.seal_decided(cause, decided, time_ms, &mut append);
                     let record = &append.records[first];
                     let entry = IdempotencyEntry {
                         body_hash,
@@ -633,7 +620,7 @@ impl Writer {
             self.shared
                 .metrics
                 .record_write(append.records.len(), started.elapsed());
-            self.publish(&append, &events);
+            self.publish(&append);
         }
         for ((input, reply), outcome) in batch.drain(..).zip(outcomes) {
             let answer = match outcome {
@@ -661,12 +648,7 @@ impl Writer {
 
     /// A checkpoint is a server input the writer decides itself, right after the event
     /// that made it due.
-    fn append_checkpoint_if_due(
-        &mut self,
-        append: &mut AppendBatch,
-        events: &mut Vec<Event>,
-        time_ms: u64,
-    ) {
+    fn append_checkpoint_if_due(&mut self, append: &mut AppendBatch, time_ms: u64) {
         if !self.state.checkpoint_due() {
             return;
         }
@@ -690,7 +672,6 @@ impl Writer {
                 event,
             };
             append.records.push(self.seal(&logged, time_ms));
-            events.push(logged.event);
         }
     }
 
@@ -714,16 +695,22 @@ impl Writer {
         })
     }
 
-    fn publish(&self, append: &AppendBatch, events: &[Event]) {
-        let events_total = {
+    /// Hands readers a snapshot of the state the batch committed.
+    fn publish(&self, append: &AppendBatch) {
+        debug_assert_eq!(
+            append.records.last().map(|record| record.hash),
+            Some(self.head_hash)
+        );
+        let snapshot = self.state.clone();
+        let events_total = snapshot.events_applied();
+        let previous = {
             let mut published = self.shared.published.write().expect("published lock");
-            for event in events {
-                published.state.apply(event);
-            }
-            published.head_hash = append.records.last().expect("non-empty batch").hash;
-            debug_assert_eq!(published.head_hash, self.head_hash);
-            published.state.events_applied()
+            published.head_hash = self.head_hash;
+            std::mem::replace(&mut published.state, snapshot)
         };
+        // The old snapshot is dropped outside the lock: freeing what only it held
+        // does not keep readers waiting.
+        drop(previous);
         self.shared.events_committed.send_replace(events_total);
     }
 }
@@ -1011,11 +998,9 @@ mod tests {
             let published = engine.published();
             let fallbacks = published.state.governance().fallbacks();
             assert_eq!(fallbacks.len(), 1);
-            assert_eq!(
-                fallbacks[0].1.failed_hash,
-                *blake3::hash(&broken).as_bytes()
-            );
-            assert_eq!(fallbacks[0].1.reason_code, "plugin_malformed");
+            let logged = fallbacks.get(&fallback.seq).expect("under its seq");
+            assert_eq!(logged.failed_hash, *blake3::hash(&broken).as_bytes());
+            assert_eq!(logged.reason_code, "plugin_malformed");
         }
         drop(engine);
         writer.await.unwrap().unwrap();

@@ -1,9 +1,8 @@
 //! Burns: the burn oracle records BLY burns seen on the token chain, each once.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
+use super::hashed::{HashedMap, RootHash};
 use super::{Context, RejectionClass, RootHasher, check_text};
 use crate::crypto::PublicKey;
 use crate::model::{Burn, Event, Genesis, limits};
@@ -60,7 +59,7 @@ impl BurnRejection {
 /// Every recorded burn, by chain tx id, and their total.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Burns {
-    pub(super) entries: BTreeMap<String, BurnEntry>,
+    pub(super) entries: HashedMap<String, BurnEntry>,
     pub(super) total: u128,
 }
 
@@ -131,16 +130,13 @@ impl Burns {
         );
         assert!(previous.is_none(), "burn {chain_tx_id} recorded twice");
     }
+}
 
-    pub(super) fn hash_into(&self, hasher: &mut RootHasher) {
-        hasher.u64(self.entries.len() as u64);
-        for (chain_tx_id, burn) in &self.entries {
-            hasher.text(chain_tx_id);
-            hasher.text(&burn.burner);
-            hasher.u128(burn.amount);
-            hasher.u64(burn.seq);
-            hasher.u64(burn.time_ms);
-        }
-        hasher.u128(self.total);
+impl RootHash for BurnEntry {
+    fn hash_into(&self, hasher: &mut RootHasher) {
+        hasher.text(&self.burner);
+        hasher.u128(self.amount);
+        hasher.u64(self.seq);
+        hasher.u64(self.time_ms);
     }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::hashed::{HashedMap, RootHash};
 use super::{RejectionClass, RootHasher};
 use crate::crypto::PublicKey;
 use crate::model::{
@@ -130,16 +131,17 @@ pub struct Activation<T> {
 pub struct Governance {
     /// The parameters in force: the genesis ones until a round pins others.
     pub(super) parameters: Parameters,
-    pub(super) plugins: BTreeMap<Hash, StoredPlugin>,
+    pub(super) plugins: HashedMap<Hash, StoredPlugin>,
     pub(super) plugin_activations: BTreeMap<PluginKind, Vec<Activation<Hash>>>,
     pub(super) parameter_activations: Vec<Activation<Parameters>>,
-    pub(super) proposals: BTreeMap<u64, Proposal>,
+    pub(super) proposals: HashedMap<u64, Proposal>,
     /// The round open now, with its pins.
     pub(super) round: Option<RoundPins>,
     /// Per kind, the distinct plugins successive rounds pinned, oldest first; the
     /// genesis plugin is always first.
     pub(super) pinned_history: BTreeMap<PluginKind, Vec<Hash>>,
-    pub(super) fallbacks: Vec<(u64, PluginFallback)>,
+    /// Every fallback, by the seq of its event.
+    pub(super) fallbacks: HashedMap<u64, PluginFallback>,
 }
 
 impl Governance {
@@ -147,7 +149,7 @@ impl Governance {
         &self.parameters
     }
 
-    pub fn plugins(&self) -> &BTreeMap<Hash, StoredPlugin> {
+    pub fn plugins(&self) -> &HashedMap<Hash, StoredPlugin> {
         &self.plugins
     }
 
@@ -155,7 +157,7 @@ impl Governance {
         self.plugins.get(hash)
     }
 
-    pub fn proposals(&self) -> &BTreeMap<u64, Proposal> {
+    pub fn proposals(&self) -> &HashedMap<u64, Proposal> {
         &self.proposals
     }
 
@@ -176,7 +178,7 @@ impl Governance {
         self.round.as_ref().map_or(0, |round| round.round)
     }
 
-    pub fn fallbacks(&self) -> &[(u64, PluginFallback)] {
+    pub fn fallbacks(&self) -> &HashedMap<u64, PluginFallback> {
         &self.fallbacks
     }
 
@@ -249,16 +251,21 @@ impl Governance {
     }
 
     fn store(&mut self, module: &PluginModule, seq: u64) {
-        self.plugins.entry(module.hash).or_insert(StoredPlugin {
-            kind: module.kind,
-            wasm: module.wasm.clone(),
-            bytes: module.wasm.len(),
-            stored_seq: seq,
-        });
+        if !self.plugins.contains_key(&module.hash) {
+            self.plugins.insert(
+                module.hash,
+                StoredPlugin {
+                    kind: module.kind,
+                    wasm: module.wasm.clone(),
+                    bytes: module.wasm.len(),
+                    stored_seq: seq,
+                },
+            );
+        }
     }
 
     fn next_proposal_id(&self) -> u64 {
-        self.proposals.last_key_value().map_or(1, |(id, _)| id + 1)
+        self.proposals.last().map_or(1, |(id, _)| id + 1)
     }
 
     pub(super) fn apply_plugin_proposed(
@@ -300,9 +307,10 @@ impl Governance {
     }
 
     pub(super) fn apply_approved(&mut self, proposal_id: u64, approver: PublicKey, approvals: u32) {
-        let proposal = self.proposal_mut(proposal_id);
-        assert!(proposal.approvals.insert(approver), "approved twice");
-        assert_eq!(proposal.approvals.len(), approvals as usize);
+        self.update_proposal(proposal_id, |proposal| {
+            assert!(proposal.approvals.insert(approver), "approved twice");
+            assert_eq!(proposal.approvals.len(), approvals as usize);
+        });
     }
 
     pub(super) fn apply_plugin_activated(
@@ -359,7 +367,7 @@ impl Governance {
         if let Some(module) = &fallback.used_module {
             self.store(module, seq);
         }
-        self.fallbacks.push((seq, fallback.clone()));
+        self.fallbacks.insert(seq, fallback.clone());
     }
 
     fn propose(
@@ -388,26 +396,24 @@ impl Governance {
         );
     }
 
-    fn proposal_mut(&mut self, proposal_id: u64) -> &mut Proposal {
+    fn update_proposal(&mut self, proposal_id: u64, change: impl FnOnce(&mut Proposal)) {
         self.proposals
-            .get_mut(&proposal_id)
-            .expect("the proposal exists")
+            .update(&proposal_id, change)
+            .expect("the proposal exists");
     }
 
     fn activate(&mut self, proposal_id: u64, seq: u64) {
-        let proposal = self.proposal_mut(proposal_id);
-        assert!(proposal.activated_seq.is_none(), "activated twice");
-        proposal.activated_seq = Some(seq);
+        self.update_proposal(proposal_id, |proposal| {
+            assert!(proposal.activated_seq.is_none(), "activated twice");
+            proposal.activated_seq = Some(seq);
+        });
     }
 
+    /// Writes the governance part of the state root: the maps by their lattice hashes,
+    /// and the rest, which grows only with activations and rounds' pins, in full.
     pub(super) fn hash_into(&self, hasher: &mut RootHasher) {
         parameters_into(hasher, &self.parameters);
-        hasher.u64(self.plugins.len() as u64);
-        for (hash, plugin) in &self.plugins {
-            hasher.bytes(hash);
-            hasher.u64(plugin.kind as u64);
-            hasher.u64(plugin.stored_seq);
-        }
+        hasher.bytes(&self.plugins.checksum());
         hasher.u64(self.plugin_activations.len() as u64);
         for (kind, activations) in &self.plugin_activations {
             hasher.u64(*kind as u64);
@@ -424,29 +430,7 @@ impl Governance {
             hasher.u64(activation.seq);
             parameters_into(hasher, &activation.value);
         }
-        hasher.u64(self.proposals.len() as u64);
-        for (id, proposal) in &self.proposals {
-            hasher.u64(*id);
-            hasher.bytes(&proposal.proposer.0);
-            match &proposal.subject {
-                Subject::Plugin { kind, hash } => {
-                    hasher.u64(1);
-                    hasher.u64(*kind as u64);
-                    hasher.bytes(hash);
-                }
-                Subject::Parameters(parameters) => {
-                    hasher.u64(2);
-                    parameters_into(hasher, parameters);
-                }
-            }
-            hasher.u64(proposal.activation_round);
-            hasher.u64(proposal.approvals.len() as u64);
-            for approver in &proposal.approvals {
-                hasher.bytes(&approver.0);
-            }
-            hasher.u64(proposal.proposed_seq);
-            hasher.u64(proposal.activated_seq.map_or(0, |seq| seq + 1));
-        }
+        hasher.bytes(&self.proposals.checksum());
         match &self.round {
             None => hasher.u64(0),
             Some(round) => {
@@ -468,16 +452,49 @@ impl Governance {
                 hasher.bytes(hash);
             }
         }
-        hasher.u64(self.fallbacks.len() as u64);
-        for (seq, fallback) in &self.fallbacks {
-            hasher.u64(*seq);
-            hasher.u64(fallback.round);
-            hasher.u64(fallback.kind as u64);
-            hasher.bytes(&fallback.failed_hash);
-            hasher.text(&fallback.reason_code);
-            hasher.text(&fallback.reason);
-            hasher.bytes(&fallback.used_hash);
+        hasher.bytes(&self.fallbacks.checksum());
+    }
+}
+
+impl RootHash for StoredPlugin {
+    fn hash_into(&self, hasher: &mut RootHasher) {
+        hasher.u64(self.kind as u64);
+        hasher.u64(self.stored_seq);
+    }
+}
+
+impl RootHash for Proposal {
+    fn hash_into(&self, hasher: &mut RootHasher) {
+        hasher.bytes(&self.proposer.0);
+        match &self.subject {
+            Subject::Plugin { kind, hash } => {
+                hasher.u64(1);
+                hasher.u64(*kind as u64);
+                hasher.bytes(hash);
+            }
+            Subject::Parameters(parameters) => {
+                hasher.u64(2);
+                parameters_into(hasher, parameters);
+            }
         }
+        hasher.u64(self.activation_round);
+        hasher.u64(self.approvals.len() as u64);
+        for approver in &self.approvals {
+            hasher.bytes(&approver.0);
+        }
+        hasher.u64(self.proposed_seq);
+        hasher.u64(self.activated_seq.map_or(0, |seq| seq + 1));
+    }
+}
+
+impl RootHash for PluginFallback {
+    fn hash_into(&self, hasher: &mut RootHasher) {
+        hasher.u64(self.round);
+        hasher.u64(self.kind as u64);
+        hasher.bytes(&self.failed_hash);
+        hasher.text(&self.reason_code);
+        hasher.text(&self.reason);
+        hasher.bytes(&self.used_hash);
     }
 }
 
@@ -769,7 +786,15 @@ mod tests {
             state.governance().plugin(&hash).is_some(),
             "the module is stored"
         );
-        assert_eq!(state.governance().proposals()[&1].activated_seq, None);
+        assert_eq!(
+            state
+                .governance()
+                .proposals()
+                .get(&1)
+                .unwrap()
+                .activated_seq,
+            None
+        );
 
         // The proposer approving again does not count twice.
         assert_eq!(

@@ -12,6 +12,7 @@
 
 pub mod burns;
 pub mod governance;
+pub mod hashed;
 pub mod log;
 pub mod registry;
 pub mod rounds;
@@ -41,10 +42,12 @@ pub struct Authenticated {
     pub command: Command,
 }
 
-/// All state, rebuilt from the log alone.
+/// All state, rebuilt from the log alone. Its collections are [`hashed::HashedMap`]s:
+/// a clone shares them with the original, so a reader's snapshot costs O(1), and the
+/// state root costs what changed since the last one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
-    genesis: Option<Genesis>,
+    genesis: Option<std::sync::Arc<Genesis>>,
     registry: Registry,
     burns: Burns,
     checkpoint_last: Option<Checkpoint>,
@@ -238,7 +241,7 @@ impl State {
                     self.genesis.is_none() && seq == 0,
                     "genesis must be the first event"
                 );
-                self.genesis = Some(genesis.as_ref().clone());
+                self.genesis = Some(std::sync::Arc::new(genesis.as_ref().clone()));
                 self.governance = Governance::genesis(genesis, seq);
             }
             Event::NodeRegistered {
@@ -319,14 +322,14 @@ impl State {
     }
 
     pub fn genesis(&self) -> Option<&Genesis> {
-        self.genesis.as_ref()
+        self.genesis.as_deref()
     }
 
     pub fn node(&self, key: &PublicKey) -> Option<&Node> {
         self.registry.nodes.get(key)
     }
 
-    pub fn nodes(&self) -> &std::collections::BTreeMap<PublicKey, Node> {
+    pub fn nodes(&self) -> &hashed::HashedMap<PublicKey, Node> {
         &self.registry.nodes
     }
 
@@ -371,9 +374,10 @@ impl State {
                 >= self.governance.parameters().checkpoint_interval_events
     }
 
-    /// A deterministic hash over the whole state. Every field is written with a tag and
-    /// a length prefix, maps in key order, so two states hash equal exactly when they
-    /// are equal.
+    /// A deterministic hash over the whole state: every field written with a length
+    /// prefix in a fixed order, and each collection by the checksum of its lattice hash
+    /// (see [`hashed`]), so two states hash equal exactly when they are equal. Its cost
+    /// does not grow with the nodes, burns, proposals, plugins or fallbacks held.
     pub fn root(&self) -> Hash {
         let mut hasher = RootHasher(blake3::Hasher::new_derive_key(STATE_ROOT_CONTEXT));
         hasher.u64(self.events_applied);
@@ -397,8 +401,9 @@ impl State {
                 }
             }
         }
-        self.registry.hash_into(&mut hasher);
-        self.burns.hash_into(&mut hasher);
+        hasher.bytes(&self.registry.nodes.checksum());
+        hasher.bytes(&self.burns.entries.checksum());
+        hasher.u128(self.burns.total);
         match &self.checkpoint_last {
             None => hasher.u64(0),
             Some(checkpoint) => {
@@ -414,9 +419,10 @@ impl State {
 }
 
 /// blake3 key-derivation context of the state root.
-pub const STATE_ROOT_CONTEXT: &str = "blyan-ledger 2026-11 state-root v1";
+pub const STATE_ROOT_CONTEXT: &str = "blyan-ledger 2026-12 state-root v2";
 
-pub(crate) struct RootHasher(blake3::Hasher);
+/// The writer of the state root and of its entries; only this crate writes into it.
+pub struct RootHasher(blake3::Hasher);
 
 impl RootHasher {
     pub(crate) fn u64(&mut self, value: u64) {

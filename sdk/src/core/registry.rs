@@ -1,9 +1,8 @@
 //! The node registry: GPU nodes register their key and capabilities, then heartbeat.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::hashed::{HashedMap, RootHash};
 use super::{Context, RejectionClass, RootHasher, check_text};
 use crate::crypto::PublicKey;
 use crate::model::{Capabilities, Event, limits};
@@ -49,7 +48,7 @@ impl RegistryRejection {
 /// Every registered node, by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
-    pub(super) nodes: BTreeMap<PublicKey, Node>,
+    pub(super) nodes: HashedMap<PublicKey, Node>,
 }
 
 fn invalid((field, reason): (&'static str, String)) -> RegistryRejection {
@@ -139,27 +138,25 @@ impl Registry {
     }
 
     pub(super) fn apply_heartbeat(&mut self, node: &PublicKey, time_ms: u64) {
-        let entry = self
-            .nodes
-            .get_mut(node)
+        self.nodes
+            .update(node, |entry| {
+                entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(time_ms);
+            })
             .expect("heartbeat from a registered node");
-        entry.last_heartbeat_ms = entry.last_heartbeat_ms.max(time_ms);
     }
+}
 
-    pub(super) fn hash_into(&self, hasher: &mut RootHasher) {
-        hasher.u64(self.nodes.len() as u64);
-        for (key, node) in &self.nodes {
-            hasher.bytes(&key.0);
-            hasher.text(&node.capabilities.gpu_model);
-            hasher.u64(u64::from(node.capabilities.vram_mib));
-            hasher.u64(node.capabilities.experts.len() as u64);
-            for expert in &node.capabilities.experts {
-                hasher.u64(u64::from(*expert));
-            }
-            hasher.text(&node.capabilities.endpoint);
-            hasher.u64(node.registered_seq);
-            hasher.u64(node.registered_ms);
-            hasher.u64(node.last_heartbeat_ms);
+impl RootHash for Node {
+    fn hash_into(&self, hasher: &mut RootHasher) {
+        hasher.text(&self.capabilities.gpu_model);
+        hasher.u64(u64::from(self.capabilities.vram_mib));
+        hasher.u64(self.capabilities.experts.len() as u64);
+        for expert in &self.capabilities.experts {
+            hasher.u64(u64::from(*expert));
         }
+        hasher.text(&self.capabilities.endpoint);
+        hasher.u64(self.registered_seq);
+        hasher.u64(self.registered_ms);
+        hasher.u64(self.last_heartbeat_ms);
     }
 }

@@ -5,12 +5,14 @@
 //! added to the state does not compile until it has a mutation here too.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
 use super::State;
 use super::burns::{BurnEntry, Burns};
 use super::governance::{Activation, Governance, Proposal, StoredPlugin, Subject};
+use super::hashed::{HashedMap, RootHash};
 use super::registry::{Node, Registry};
 use crate::crypto::PublicKey;
 use crate::model::{
@@ -49,9 +51,9 @@ fn base() -> State {
         plugins: vec![scoring.clone()],
     };
     State {
-        genesis: Some(genesis),
+        genesis: Some(Arc::new(genesis)),
         registry: Registry {
-            nodes: BTreeMap::from([(
+            nodes: HashedMap::from_iter([(
                 key(9),
                 Node {
                     capabilities: Capabilities {
@@ -67,7 +69,7 @@ fn base() -> State {
             )]),
         },
         burns: Burns {
-            entries: BTreeMap::from([(
+            entries: HashedMap::from_iter([(
                 "tx".to_string(),
                 BurnEntry {
                     burner: "0xb".into(),
@@ -85,7 +87,7 @@ fn base() -> State {
         }),
         governance: Governance {
             parameters: Parameters::default(),
-            plugins: BTreeMap::from([
+            plugins: HashedMap::from_iter([
                 (scoring.hash, stored(&scoring)),
                 (pinned.hash, stored(&pinned)),
             ]),
@@ -102,7 +104,7 @@ fn base() -> State {
                 seq: 0,
                 value: Parameters::default(),
             }],
-            proposals: BTreeMap::from([(
+            proposals: HashedMap::from_iter([(
                 1,
                 Proposal {
                     proposer: key(3),
@@ -125,7 +127,7 @@ fn base() -> State {
                 parameters: Parameters::default(),
             }),
             pinned_history: BTreeMap::from([(PluginKind::Scoring, vec![scoring.hash])]),
-            fallbacks: vec![(
+            fallbacks: HashedMap::from_iter([(
                 8,
                 PluginFallback {
                     round: 1,
@@ -136,7 +138,7 @@ fn base() -> State {
                     used_hash: scoring.hash,
                     used_module: None,
                 },
-            )],
+            )]),
         },
         events_applied: 9,
     }
@@ -173,6 +175,20 @@ const PARAMETERS: usize = 8;
 /// The fields `every_field` changes one by one before the parameter sets.
 const FIELDS: usize = 51;
 
+/// Takes the first entry out of `map`, which must have one.
+fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
+    let key = map.first().expect("the base has an entry").0.clone();
+    let value = map.remove(&key).expect("the first entry");
+    (key, value)
+}
+
+/// Takes the last entry out of `map`, which must have one.
+fn pop_last<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
+    let key = map.last().expect("the base has an entry").0.clone();
+    let value = map.remove(&key).expect("the last entry");
+    (key, value)
+}
+
 /// Changes field number `field` of `state` by a non-zero `by`; `None` past the last.
 fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     let byte = by as u8 | 1;
@@ -202,8 +218,8 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         governance_threshold,
         parameters: genesis_parameters,
         plugins: genesis_plugins,
-    } = genesis.as_mut().expect("the base has a genesis");
-    let (mut node_key, mut node) = nodes.pop_first().expect("the base has a node");
+    } = Arc::make_mut(genesis.as_mut().expect("the base has a genesis"));
+    let (mut node_key, mut node) = pop_first(nodes);
     let Node {
         capabilities:
             Capabilities {
@@ -216,7 +232,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         registered_ms,
         last_heartbeat_ms,
     } = &mut node;
-    let (mut tx, mut entry) = entries.pop_first().expect("the base has a burn");
+    let (mut tx, mut entry) = pop_first(entries);
     let BurnEntry {
         burner,
         amount,
@@ -228,7 +244,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         merkle_root,
         signature,
     } = checkpoint_last.as_mut().expect("the base has a checkpoint");
-    let (mut plugin_hash, mut plugin) = plugins.pop_last().expect("the base has plugins");
+    let (mut plugin_hash, mut plugin) = pop_last(plugins);
     // Derived, so not hashed: the module is named by its key, the blake3 hash of it,
     // and `bytes` is its length.
     let StoredPlugin {
@@ -250,7 +266,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         seq: parameters_activation_seq,
         value: parameters_activation_value,
     } = &mut parameter_activations[0];
-    let (mut proposal_id, mut proposal) = proposals.pop_first().expect("the base has a proposal");
+    let (mut proposal_id, mut proposal) = pop_first(proposals);
     let Proposal {
         proposer,
         subject,
@@ -267,7 +283,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     let history = pinned_history
         .get_mut(&PluginKind::Scoring)
         .expect("the base has a pinned history");
-    let (fallback_seq, fallback) = &mut fallbacks[0];
+    let (mut fallback_seq, mut fallback) = pop_first(fallbacks);
     let PluginFallback {
         round: fallback_round,
         kind: fallback_kind,
@@ -278,7 +294,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         // Derived, so not hashed: the module is stored in `plugins` under `used_hash`,
         // with the fallback's seq as its `stored_seq`.
         used_module: _,
-    } = fallback;
+    } = &mut fallback;
 
     let mut field = field;
     let mut next = || {
@@ -375,7 +391,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     } else if next() {
         history.push([byte; 32]);
     } else if next() {
-        *fallback_seq += by;
+        fallback_seq += by;
     } else if next() {
         *fallback_round += by;
     } else if next() {
@@ -406,6 +422,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     entries.insert(tx, entry);
     plugins.insert(plugin_hash, plugin);
     proposals.insert(proposal_id, proposal);
+    fallbacks.insert(fallback_seq, fallback);
     Some(())
 }
 
