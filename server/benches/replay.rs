@@ -6,10 +6,11 @@
 use std::time::Instant;
 
 use blyan_ledger::engine::{Engine, EngineConfig, Submission, replay_store};
-use blyan_ledger::store::RocksStore;
+use blyan_ledger::store::{LogStorage, RocksStore};
 use blyan_sdk::codec;
 use blyan_sdk::genesis::{DEV_NETWORK_ID, DevKeys};
 use blyan_sdk::model::{Action, Burn, Capabilities, Command};
+use blyan_sdk::replay::{CheckedRecord, ReplayChecks, Replayer};
 
 fn submission(keys: &DevKeys, index: u64) -> Submission {
     // Mostly burns, with a node registration every 16 commands.
@@ -103,5 +104,24 @@ fn main() {
     println!(
         "replay: {} events: median {:.0} events/s (min {:.0}, max {:.0})",
         events, rates[1], rates[0], rates[2]
+    );
+
+    // The auditor's replay, as `blyan replay` runs it on the pages it downloads: every
+    // signature checked and every cause decided again. One pass, on one thread.
+    let store = RocksStore::open_read_only(dir.path()).unwrap();
+    let started = Instant::now();
+    let mut auditor = Replayer::new(ReplayChecks::AUDIT);
+    store
+        .scan(&mut |seq, value| {
+            let checked = CheckedRecord::decode(seq, value).map_err(Some)?;
+            auditor.push_checked(&checked).map_err(Some)
+        })
+        .unwrap();
+    auditor.finish().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "audit replay: {} events in {elapsed:.2} s: {:.0} events/s",
+        auditor.len(),
+        auditor.len() as f64 / elapsed
     );
 }
