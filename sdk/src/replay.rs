@@ -265,6 +265,9 @@ impl Replayer {
         } else if matches!(logged.cause, Cause::FollowUp) && self.checks.redecide {
             self.expected.pop_front();
         }
+        self.state
+            .check(&logged.event)
+            .map_err(|reason| invalid(format!("the event cannot apply: {reason}")))?;
         if let Some(key) = new_key {
             self.idempotency_keys.insert(key);
         }

@@ -13,14 +13,21 @@
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 503 | `writer_stopped`, `no_genesis` |
+//!
+//! What the router, an extractor or a layer answers on its own is rewritten by
+//! [`json_errors`] into the same shape, keeping its status: `not_found`,
+//! `method_not_allowed`, `malformed_request` (a bad query, a missing WebSocket
+//! upgrade), `request_timeout`, `body_too_large` (a `Content-Length` past the limit,
+//! refused before any byte of the body is read), `upgrade_required`, `internal_error`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -89,14 +96,21 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(config.request_timeout_ms),
+        ))
+        .layer(middleware::from_fn_with_state(
+            config.body_bytes_max as u64,
+            refuse_declared_oversize,
         ));
     // Blobs are large: an upload or a download takes as long as its bytes need, not
     // the request timeout.
     Router::new()
         .route("/v1/events/ws", get(events_ws))
+        // `put_blob` refuses a declared oversize itself, as `blob_too_large`.
         .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
         .merge(timed)
+        .fallback(unknown_path)
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
+        .layer(middleware::from_fn(json_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(AppState {
             engine,
@@ -104,6 +118,91 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
             host,
             blobs,
         })
+}
+
+/// How far past the body limit a declared `Content-Length` may go and still be read up
+/// to the limit before the 413: a client that sends a body slightly too large then
+/// reads its answer instead of a reset in the middle of its write.
+const DECLARED_OVERSIZE_READ_BYTES: u64 = 8 << 20;
+
+/// A body whose `Content-Length` says it is far too large is refused at once with 413,
+/// before any of it is read, instead of after a wait for bytes that may never come.
+async fn refuse_declared_oversize(
+    State(bytes_max): State<u64>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(bytes) if bytes > bytes_max.saturating_add(DECLARED_OVERSIZE_READ_BYTES) => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body's Content-Length, {bytes}, exceeds {bytes_max} bytes"),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+async fn unknown_path(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+/// Most bytes of a non-JSON error body kept as the message.
+const ERROR_TEXT_BYTES_MAX: usize = 4 * 1024;
+
+/// The one error contract: every response that is not a success has the JSON body
+/// `{code, message}`. Handlers answer with [`ApiError`]; a response that axum, an
+/// extractor's rejection or a tower layer wrote (a wrong method, a bad query, a
+/// missing upgrade, a timeout) is rewritten here with its status and headers, and its
+/// text as the message.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, ERROR_TEXT_BYTES_MAX).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "malformed_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        status if status.is_server_error() => "internal_error",
+        _ => "refused",
+    };
+    let mut rewritten = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 /// A refusal as the client sees it.

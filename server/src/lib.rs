@@ -7,6 +7,7 @@
 //! - [`blobs`]: content-addressed blobs, one synced file each.
 //! - [`engine`]: the single writer; group commit; fail-stop.
 //! - [`api`]: the axum router.
+//! - [`listen`]: the accept loop and its connection limits.
 //! - [`policy`]: the plugin sandbox as the server uses it: conformance at proposal
 //!   time, and the fallback chain of a round's policy calls.
 //! - [`serve`]: wiring for `blyan-ledger serve`.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod blobs;
 pub mod engine;
+pub mod listen;
 pub mod metrics;
 pub mod policy;
 pub mod serve;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use blyan_ledger::api::ApiConfig;
 use blyan_ledger::engine::{EngineConfig, replay_store};
+use blyan_ledger::listen::ConnectionLimits;
 use blyan_ledger::serve::{ServeConfig, serve};
 use blyan_ledger::store::RocksStore;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -65,6 +66,17 @@ enum Command {
         /// command body limit).
         #[arg(long, default_value_t = 64 << 20)]
         blob_bytes_max: u64,
+        /// Connections open at once; more wait to be accepted. Lowered to fit under
+        /// the open-files limit.
+        #[arg(long, default_value_t = ConnectionLimits::default().connections_max)]
+        connections_max: usize,
+        /// Time a client has to send a request's headers, from the connection's start
+        /// or the end of the previous response: also the idle keep-alive limit.
+        #[arg(long, default_value_t = ConnectionLimits::default().header_read_timeout_ms)]
+        header_read_timeout_ms: u64,
+        /// Time a response write may wait on a client that does not read.
+        #[arg(long, default_value_t = ConnectionLimits::default().write_timeout_ms)]
+        write_timeout_ms: u64,
     },
     /// Rebuild state from the log offline, checking the chain; prints the head.
     Replay {
@@ -138,6 +150,9 @@ fn main() -> anyhow::Result<()> {
             queue_commands_max,
             batch_commands_max,
             blob_bytes_max,
+            connections_max,
+            header_read_timeout_ms,
+            write_timeout_ms,
         } => {
             let config = ServeConfig {
                 data_dir,
@@ -155,6 +170,11 @@ fn main() -> anyhow::Result<()> {
                     ..EngineConfig::default()
                 },
                 blob_bytes_max,
+                connections: ConnectionLimits {
+                    connections_max,
+                    header_read_timeout_ms,
+                    write_timeout_ms,
+                },
             };
             tokio::runtime::Runtime::new()?.block_on(serve(config))
         }

@@ -12,6 +12,7 @@ use blyan_sdk::model::Genesis;
 use crate::api::{self, ApiConfig};
 use crate::blobs::BlobStore;
 use crate::engine::{Engine, EngineConfig};
+use crate::listen::{self, ConnectionLimits};
 use crate::policy;
 use crate::store::RocksStore;
 
@@ -27,6 +28,122 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     /// Largest blob accepted by `PUT /v1/blobs/{hash}`.
     pub blob_bytes_max: u64,
+    pub connections: ConnectionLimits,
+}
+
+/// A limit given at start that the server cannot run with.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag} is {value}; it must be in {min}..={max}")]
+pub struct LimitError {
+    pub flag: &'static str,
+    pub value: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// The longest timeout a flag takes: a day.
+const TIMEOUT_MS_MAX: u64 = 86_400_000;
+
+impl ServeConfig {
+    /// Checks every limit before anything starts: a zero or an extreme is refused by
+    /// its flag's name, never met later as a panic or a server that answers nothing.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let limits: [(&'static str, u64, u64, u64); 9] = [
+            (
+                "body-bytes-max",
+                self.api.body_bytes_max as u64,
+                1_024,
+                1 << 30,
+            ),
+            (
+                "request-timeout-ms",
+                self.api.request_timeout_ms,
+                1,
+                TIMEOUT_MS_MAX,
+            ),
+            (
+                "events-page-max",
+                u64::from(self.api.events_page_max),
+                1,
+                100_000,
+            ),
+            (
+                "queue-commands-max",
+                self.engine.queue_commands_max as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "batch-commands-max",
+                self.engine.batch_commands_max as u64,
+                1,
+                1 << 16,
+            ),
+            ("blob-bytes-max", self.blob_bytes_max, 1, 1 << 40),
+            (
+                "connections-max",
+                self.connections.connections_max as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "header-read-timeout-ms",
+                self.connections.header_read_timeout_ms,
+                1,
+                TIMEOUT_MS_MAX,
+            ),
+            (
+                "write-timeout-ms",
+                self.connections.write_timeout_ms,
+                1,
+                TIMEOUT_MS_MAX,
+            ),
+        ];
+        for (flag, value, min, max) in limits {
+            if !(min..=max).contains(&value) {
+                return Err(LimitError {
+                    flag,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// File descriptors kept for the log, the blob store and the process itself, out of
+/// the open-files limit, when the connection cap is fitted under it.
+const FILES_RESERVED: u64 = 64;
+
+/// The soft limit on open files (`RLIMIT_NOFILE`), from `/proc/self/limits`.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The connection cap, lowered to fit under the open-files limit so that accepting a
+/// connection never runs the process out of descriptors.
+fn fitted_connections_max(configured: usize) -> usize {
+    let Some(files) = open_files_limit() else {
+        return configured;
+    };
+    let fits = files.saturating_sub(FILES_RESERVED).max(1) as usize;
+    if configured > fits {
+        tracing::warn!(
+            configured,
+            open_files_limit = files,
+            connections_max = fits,
+            "--connections-max lowered to fit under the open-files limit"
+        );
+        fits
+    } else {
+        configured
+    }
 }
 
 /// Picks the genesis and the operator key. The dev genesis writes its secret keys
@@ -63,6 +180,7 @@ fn write_dev_keys(data_dir: &Path, keys: &DevKeys) -> anyhow::Result<()> {
 
 /// Runs the server until the listener fails or the writer stops.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    config.check()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (genesis, operator) = genesis_and_operator(&config)?;
@@ -90,8 +208,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Arc::new(policy::host()),
         Arc::new(blobs),
     );
+    let connections = ConnectionLimits {
+        connections_max: fitted_connections_max(config.connections.connections_max),
+        ..config.connections
+    };
     tokio::select! {
-        served = axum::serve(listener, router) => served.context("the HTTP server failed"),
+        () = listen::serve(listener, router, connections) => bail!("the accept loop ended"),
         stopped = writer => match stopped.context("the writer task panicked")? {
             Ok(()) => bail!("the writer stopped"),
             Err(error) => bail!("storage failure, stopping: {error}"),

@@ -264,7 +264,7 @@ impl Governance {
         }
     }
 
-    fn next_proposal_id(&self) -> u64 {
+    pub(super) fn next_proposal_id(&self) -> u64 {
         self.proposals.last().map_or(1, |(id, _)| id + 1)
     }
 

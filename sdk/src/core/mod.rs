@@ -231,8 +231,108 @@ pub fn decide_input(
 }
 
 impl State {
-    /// Folds one event in. Infallible: an event that cannot apply was never decided,
-    /// so a violation here is a programmer error and panics.
+    /// Why `event` cannot apply to this state, if it cannot: the structural rules that
+    /// `apply` asserts, checked without panicking. A log read from storage or from
+    /// elsewhere passes this for every event before it is applied, so a log whose
+    /// chain is intact but whose meaning is corrupt is refused by the seq of its first
+    /// bad event.
+    pub fn check(&self, event: &Event) -> Result<(), String> {
+        let seq = self.events_applied;
+        let governance = &self.governance;
+        let proposal = |proposal_id: &u64| {
+            governance
+                .proposals
+                .get(proposal_id)
+                .ok_or_else(|| format!("proposal {proposal_id} does not exist"))
+        };
+        let unactivated = |proposal_id: &u64| {
+            proposal(proposal_id)?.activated_seq.map_or(Ok(()), |at| {
+                Err(format!("proposal {proposal_id} was activated at seq {at}"))
+            })
+        };
+        let next_proposal = |proposal_id: &u64| {
+            let next = governance.next_proposal_id();
+            if *proposal_id == next {
+                Ok(())
+            } else {
+                Err(format!("proposal {proposal_id} is not the next id, {next}"))
+            }
+        };
+        match event {
+            Event::GenesisCreated(_) if seq != 0 || self.genesis.is_some() => {
+                Err("a genesis that is not the first event".into())
+            }
+            Event::GenesisCreated(_) => Ok(()),
+            _ if self.genesis.is_none() => Err("an event before the genesis".into()),
+            Event::NodeRegistered { node, .. } if self.registry.nodes.contains_key(node) => {
+                Err(format!("node {node} is already registered"))
+            }
+            Event::HeartbeatRecorded { node, .. } if !self.registry.nodes.contains_key(node) => {
+                Err(format!("node {node} is not registered"))
+            }
+            Event::BurnRecorded { burn, .. } => {
+                if self.burns.entries.contains_key(&burn.chain_tx_id) {
+                    Err(format!("burn {} is already recorded", burn.chain_tx_id))
+                } else if self.burns.total.checked_add(burn.amount).is_none() {
+                    Err("the burn total overflows".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Event::CheckpointCreated(checkpoint) if checkpoint.tree_size != seq => Err(format!(
+                "a checkpoint of {} events at seq {seq}",
+                checkpoint.tree_size
+            )),
+            Event::PluginProposed { proposal_id, .. }
+            | Event::ParametersProposed { proposal_id, .. } => next_proposal(proposal_id),
+            Event::ProposalApproved {
+                proposal_id,
+                approver,
+                approvals,
+            } => {
+                let approved = &proposal(proposal_id)?.approvals;
+                if approved.contains(approver) {
+                    Err(format!(
+                        "{approver} already approved proposal {proposal_id}"
+                    ))
+                } else if approved.len() + 1 != *approvals as usize {
+                    Err(format!(
+                        "{approvals} approvals logged, {} counted",
+                        approved.len() + 1
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            Event::PluginActivated {
+                proposal_id, hash, ..
+            } => {
+                unactivated(proposal_id)?;
+                if governance.plugins.contains_key(hash) {
+                    Ok(())
+                } else {
+                    Err(format!("plugin {} is not stored", hex::encode(hash)))
+                }
+            }
+            Event::ParametersActivated { proposal_id, .. } => unactivated(proposal_id),
+            Event::RoundOpened(pins) if pins.round != governance.round_number() + 1 => {
+                Err(format!(
+                    "round {} opens after round {}",
+                    pins.round,
+                    governance.round_number()
+                ))
+            }
+            Event::NodeRegistered { .. }
+            | Event::HeartbeatRecorded { .. }
+            | Event::CheckpointCreated(_)
+            | Event::RoundOpened(_)
+            | Event::PluginFallback(_) => Ok(()),
+        }
+    }
+
+    /// Folds one event in. Infallible: an event that cannot apply was never decided
+    /// (and a log's events pass [`State::check`] first), so a violation here is a
+    /// programmer error and panics.
     pub fn apply(&mut self, event: &Event) {
         let seq = self.events_applied;
         match event {

@@ -1,0 +1,355 @@
+//! The server against abuse at the connection and protocol level, on the real binary:
+//! connections that trickle or send nothing, a connection cap, a body announced too
+//! large, limits that can't run, and one error contract on every route.
+
+use std::time::{Duration, Instant};
+
+use blyan_e2e::{Server, binary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn healthz_answers(url: &str) {
+    let response = reqwest::Client::new()
+        .get(format!("{url}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("healthz answers");
+    assert!(response.status().is_success());
+}
+
+/// True once the peer closed the connection: a read returns end of file or an error.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    false
+}
+
+fn address(server: &Server) -> String {
+    server.url.trim_start_matches("http://").to_string()
+}
+
+#[tokio::test]
+async fn slow_and_silent_connections_are_closed_and_healthz_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--header-read-timeout-ms", "1000"]).await;
+    let address = address(&server);
+
+    let mut silent = Vec::new();
+    let mut trickling = Vec::new();
+    for _ in 0..10 {
+        silent.push(TcpStream::connect(&address).await.unwrap());
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        trickling.push(stream);
+    }
+    // A keep-alive connection that sent one request and then nothing.
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let read = idle.read(&mut answer).await.unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+
+    let started = Instant::now();
+    for _ in 0..4 {
+        healthz_answers(&server.url).await;
+        // The trickle goes on, one header line at a time.
+        for stream in &mut trickling {
+            let _ = stream.write_all(b"X-Slow: 1\r\n").await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for stream in silent.iter_mut().chain(&mut trickling).chain([&mut idle]) {
+        assert!(
+            closed_within(stream, Duration::from_secs(5)).await,
+            "a connection stayed open {:?} after it started",
+            started.elapsed()
+        );
+    }
+    healthz_answers(&server.url).await;
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_wait_and_then_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--connections-max", "8", "--header-read-timeout-ms", "1000"],
+    )
+    .await;
+    let address = address(&server);
+    // Sixteen idle sockets: eight take the cap, eight wait in the backlog.
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(TcpStream::connect(&address).await.unwrap());
+    }
+    // Each idle one is closed after the header timeout, so a new client gets in.
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .get(format!("{}/healthz", server.url))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("served once idle connections time out");
+    assert!(response.status().is_success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for stream in &mut idle {
+        assert!(closed_within(stream, Duration::from_secs(5)).await);
+    }
+}
+
+#[tokio::test]
+async fn a_body_announced_too_large_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let address = address(&server);
+    for (path, method) in [
+        ("/v1/commands", "POST"),
+        (&*format!("/v1/blobs/{}", "ab".repeat(32)), "PUT"),
+    ] {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .expect("answered without waiting for the body")
+                .unwrap();
+            assert!(read > 0, "closed without an answer");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{method} {path}: {text}");
+        assert!(text.to_ascii_lowercase().contains("application/json"));
+    }
+    healthz_answers(&server.url).await;
+}
+
+/// Every route, hit with a wrong method, a bad query or an unknown path, answers its
+/// 4xx with the JSON body `{code, message}`.
+#[tokio::test]
+async fn every_refusal_is_json_with_a_code_and_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--request-timeout-ms", "30000"]).await;
+    let http = reqwest::Client::new();
+    let blob = format!("/v1/blobs/{}", "ab".repeat(32));
+    let node = format!("/v1/nodes/{}", "cd".repeat(32));
+    let plugin = format!("/v1/plugins/{}", "ef".repeat(32));
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("GET", "/nope".into(), 404, "not_found"),
+        ("GET", "/v1".into(), 404, "not_found"),
+        ("POST", "/v1/nope/deeper".into(), 404, "not_found"),
+        ("GET", "/v1/commands".into(), 405, "method_not_allowed"),
+        ("PUT", "/v1/commands".into(), 405, "method_not_allowed"),
+        ("POST", "/v1/events".into(), 405, "method_not_allowed"),
+        ("DELETE", "/v1/head".into(), 405, "method_not_allowed"),
+        ("POST", "/v1/state".into(), 405, "method_not_allowed"),
+        ("POST", node.clone(), 405, "method_not_allowed"),
+        ("POST", "/v1/governance".into(), 405, "method_not_allowed"),
+        ("POST", "/v1/plugins".into(), 405, "method_not_allowed"),
+        ("POST", plugin.clone(), 405, "method_not_allowed"),
+        ("POST", "/healthz".into(), 405, "method_not_allowed"),
+        ("POST", "/metrics".into(), 405, "method_not_allowed"),
+        ("POST", blob.clone(), 405, "method_not_allowed"),
+        ("POST", "/v1/events/ws".into(), 405, "method_not_allowed"),
+        (
+            "GET",
+            "/v1/events?limit=-1".into(),
+            400,
+            "malformed_request",
+        ),
+        (
+            "GET",
+            "/v1/events?from=abc".into(),
+            400,
+            "malformed_request",
+        ),
+        (
+            "GET",
+            "/v1/events?limit=4294967296".into(),
+            400,
+            "malformed_request",
+        ),
+        (
+            "GET",
+            "/v1/events/ws?from=abc".into(),
+            400,
+            "malformed_request",
+        ),
+        ("GET", "/v1/events/ws".into(), 400, "malformed_request"),
+        ("GET", "/v1/nodes/zz".into(), 400, "malformed_request"),
+        ("GET", "/v1/plugins/zz".into(), 400, "malformed_request"),
+        ("GET", "/v1/blobs/zz".into(), 400, "malformed_request"),
+        ("GET", node, 404, "node_not_found"),
+        ("GET", plugin, 404, "plugin_not_found"),
+        ("GET", blob, 404, "blob_not_found"),
+    ];
+    for (method, path, status, code) in cases {
+        let response = http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: content-type {content_type:?}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], code, "{method} {path}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|message| !message.is_empty()),
+            "{method} {path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn limits_that_cannot_run_are_refused_at_start_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("--events-page-max", "0"),
+        ("--queue-commands-max", "0"),
+        ("--batch-commands-max", "0"),
+        ("--body-bytes-max", "0"),
+        ("--request-timeout-ms", "0"),
+        ("--blob-bytes-max", "0"),
+        ("--connections-max", "0"),
+        ("--header-read-timeout-ms", "0"),
+        ("--write-timeout-ms", "0"),
+        ("--request-timeout-ms", "18446744073709551615"),
+        ("--header-read-timeout-ms", "18446744073709551615"),
+        ("--write-timeout-ms", "18446744073709551615"),
+        ("--events-page-max", "4294967295"),
+        ("--queue-commands-max", "18446744073709551615"),
+        ("--batch-commands-max", "18446744073709551615"),
+        ("--connections-max", "18446744073709551615"),
+        ("--body-bytes-max", "18446744073709551615"),
+        ("--blob-bytes-max", "18446744073709551615"),
+    ];
+    for (flag, value) in cases {
+        let output = std::process::Command::new(binary("blyan-ledger"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", flag, value])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains("must be in"),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{flag} {value}: {stderr}");
+    }
+}
+
+/// A log whose hash chain is intact but whose meaning is corrupt: a heartbeat from a
+/// node that never registered, every record after it sealed again so that each link
+/// holds. Start-up refuses it by the bad seq, and nothing panics.
+#[tokio::test]
+async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic() {
+    use blyan_sdk::codec;
+    use blyan_sdk::crypto::Keypair;
+    use blyan_sdk::model::{Action, Capabilities, Command, Event};
+    use blyan_sdk::record::Record;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]).await;
+    let network = server.network_id().await;
+    let node = Keypair::generate();
+    let client = server.client();
+    let capabilities = Capabilities {
+        gpu_model: "RTX 4090".into(),
+        vram_mib: 24_576,
+        experts: vec![1, 2],
+        endpoint: "https://node.test:8443".into(),
+    };
+    let mut heartbeat_seq = 0;
+    for (key, action) in [
+        ("register", Action::RegisterNode(capabilities)),
+        ("beat", Action::Heartbeat),
+    ] {
+        let command = Command {
+            idempotency_key: key.as_bytes().to_vec(),
+            action,
+        };
+        let receipt = client
+            .submit(&codec::sign_command(&node, &network, &command))
+            .await
+            .unwrap();
+        heartbeat_seq = receipt.seq;
+    }
+    server.kill9();
+
+    {
+        let log = dir.path().join("log");
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(false);
+        let db = rocksdb::DB::open_cf(&options, &log, ["events", "idempotency"]).unwrap();
+        let events = db.cf_handle("events").unwrap();
+        let read = |seq: u64| {
+            Record::decode(&db.get_cf(&events, seq.to_be_bytes()).unwrap().unwrap()).unwrap()
+        };
+        let mut prev_hash = read(heartbeat_seq - 1).hash;
+        let mut seq = heartbeat_seq;
+        while let Some(bytes) = db.get_cf(&events, seq.to_be_bytes()).unwrap() {
+            let record = Record::decode(&bytes).unwrap();
+            let mut logged = codec::decode_logged_event(&record.body).unwrap();
+            if seq == heartbeat_seq {
+                let Event::HeartbeatRecorded { node, .. } = &mut logged.event else {
+                    panic!("seq {seq} is the heartbeat");
+                };
+                *node = Keypair::generate().public();
+            }
+            let sealed = Record::seal(
+                seq,
+                prev_hash,
+                record.time_ms,
+                codec::encode_logged_event(&logged),
+            );
+            prev_hash = sealed.hash;
+            db.put_cf(&events, seq.to_be_bytes(), sealed.encode())
+                .unwrap();
+            seq += 1;
+        }
+    }
+
+    let output = std::process::Command::new(binary("blyan-ledger"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the server started on the log");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("seq {heartbeat_seq}")) && stderr.contains("is not registered"),
+        "the error must name seq {heartbeat_seq}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
