@@ -58,8 +58,12 @@ pub struct ApiConfig {
     pub body_bytes_max: usize,
     /// A request that takes longer is answered 408.
     pub request_timeout_ms: u64,
-    /// Most records in one `GET /v1/events` page.
+    /// Most records in one `GET /v1/events` page, or one read of the WebSocket stream.
     pub events_page_max: u32,
+    /// Most stored bytes in one such page; a page holds at least one record.
+    pub events_page_bytes_max: usize,
+    /// WebSocket subscribers at once; more are answered 503.
+    pub subscribers_max: usize,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +73,8 @@ impl Default for ApiConfig {
             body_bytes_max: limits::PLUGIN_BYTES_MAX + 64 * 1024,
             request_timeout_ms: 30_000,
             events_page_max: 1_000,
+            events_page_bytes_max: 4 << 20,
+            subscribers_max: 256,
         }
     }
 }
@@ -77,6 +83,7 @@ impl Default for ApiConfig {
 struct AppState {
     engine: Engine,
     config: ApiConfig,
+    subscribers: Arc<tokio::sync::Semaphore>,
     host: Arc<Host>,
     blobs: Arc<BlobStore>,
 }
@@ -114,6 +121,7 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .layer(TraceLayer::new_for_http())
         .with_state(AppState {
             engine,
+            subscribers: Arc::new(tokio::sync::Semaphore::new(config.subscribers_max)),
             config,
             host,
             blobs,
@@ -414,7 +422,7 @@ async fn events(
         .clamp(1, app.config.events_page_max) as usize;
     let encoded = app
         .engine
-        .records(query.from, limit)
+        .records(query.from, limit, app.config.events_page_bytes_max)
         .await
         .map_err(storage_error)?;
     if wants_protobuf(&query, &headers) {
@@ -428,12 +436,35 @@ async fn events(
         }
         return Ok(([(header::CONTENT_TYPE, "application/x-protobuf")], page).into_response());
     }
-    let records: Vec<serde_json::Value> = encoded
-        .iter()
-        .zip(query.from..)
-        .map(|(value, seq)| render_record(seq, value))
-        .collect::<Result<_, _>>()?;
-    Ok(Json(json!({ "records": records })).into_response())
+    // `{"records":[...]}`, each record rendered only as the client reads: what a slow
+    // reader holds is the page's stored bytes and one rendered record.
+    let count = encoded.len();
+    let records =
+        encoded
+            .into_iter()
+            .zip(query.from..)
+            .enumerate()
+            .map(move |(index, (value, seq))| {
+                let record = render_record(seq, &value).map_err(|error| {
+                    std::io::Error::other(format!("record {seq}: {}", error.message))
+                })?;
+                let mut chunk = if index == 0 {
+                    b"{\"records\":[".to_vec()
+                } else {
+                    b",".to_vec()
+                };
+                serde_json::to_writer(&mut chunk, &record).map_err(std::io::Error::other)?;
+                if index + 1 == count {
+                    chunk.extend_from_slice(b"]}");
+                }
+                Ok::<_, std::io::Error>(Bytes::from(chunk))
+            });
+    let body = if count == 0 {
+        axum::body::Body::from(r#"{"records":[]}"#)
+    } else {
+        axum::body::Body::from_stream(futures_util::stream::iter(records))
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn render_record(seq: u64, value: &[u8]) -> Result<serde_json::Value, ApiError> {
@@ -498,8 +529,29 @@ async fn events_ws(
     Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.on_upgrade(move |socket| stream_events(app, query.from, socket))
+    let Ok(permit) = app.subscribers.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers",
+            format!(
+                "{} WebSocket subscribers are connected, the most this server takes",
+                app.config.subscribers_max
+            ),
+        )
+        .into_response();
+    };
+    // A subscriber only listens: what it may send is small.
+    upgrade
+        .max_message_size(SUBSCRIBER_MESSAGE_BYTES_MAX)
+        .max_frame_size(SUBSCRIBER_MESSAGE_BYTES_MAX)
+        .on_upgrade(move |socket| async move {
+            stream_events(app, query.from, socket).await;
+            drop(permit);
+        })
 }
+
+/// Largest message or frame a WebSocket subscriber may send.
+const SUBSCRIBER_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 
 /// Sends the backlog from `from`, then every record as it is committed, each as one
 /// binary message holding the stored `EventRecord`.
@@ -510,7 +562,8 @@ async fn stream_events(app: AppState, from: u64, mut socket: WebSocket) {
         let end = *committed.borrow_and_update();
         while seq_next < end {
             let limit = app.config.events_page_max as usize;
-            let page = match app.engine.records(seq_next, limit).await {
+            let bytes_max = app.config.events_page_bytes_max;
+            let page = match app.engine.records(seq_next, limit, bytes_max).await {
                 Ok(page) if !page.is_empty() => page,
                 _ => return,
             };

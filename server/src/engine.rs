@@ -226,7 +226,7 @@ fn rebuild_index(store: &dyn LogStorage, events: u64) -> Result<(), OpenError> {
         "rebuilding the idempotency index from the log"
     );
     while indexed < events {
-        let page = store.read_encoded(indexed, events, REINDEX_PAGE_RECORDS)?;
+        let page = store.read_encoded(indexed, events, REINDEX_PAGE_RECORDS, usize::MAX)?;
         let mut entries = Vec::new();
         for (offset, value) in page.iter().enumerate() {
             let checked = CheckedRecord::decode(indexed + offset as u64, value)?;
@@ -421,10 +421,15 @@ impl Engine {
     }
 
     /// Encoded records from `from`, at most `limit`, all committed.
-    pub async fn records(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub async fn records(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let end = self.events_committed();
         let store = self.shared.store.clone();
-        tokio::task::spawn_blocking(move || store.read_encoded(from, end, limit))
+        tokio::task::spawn_blocking(move || store.read_encoded(from, end, limit, bytes_max))
             .await
             .expect("a record read panicked")
     }
@@ -683,7 +688,10 @@ impl Writer {
                 event_hash: record.hash,
             });
         }
-        let encoded = self.shared.store.read_encoded(seq, seq + 1, 1)?;
+        let encoded = self
+            .shared
+            .store
+            .read_encoded(seq, seq + 1, 1, usize::MAX)?;
         let missing = || StoreError::Malformed {
             key: seq.to_string(),
             reason: "an applied event is missing from the log".into(),
@@ -750,8 +758,9 @@ mod tests {
             from: u64,
             end: u64,
             limit: usize,
+            bytes_max: usize,
         ) -> Result<Vec<Vec<u8>>, StoreError> {
-            self.inner.read_encoded(from, end, limit)
+            self.inner.read_encoded(from, end, limit, bytes_max)
         }
         fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
             self.inner.scan(visit)

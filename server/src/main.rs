@@ -56,6 +56,13 @@ enum Command {
         /// Most records in one page of GET /v1/events.
         #[arg(long, default_value_t = ApiConfig::default().events_page_max)]
         events_page_max: u32,
+        /// Most stored bytes in one page of GET /v1/events or one read of the
+        /// WebSocket stream (a page holds at least one record).
+        #[arg(long, default_value_t = ApiConfig::default().events_page_bytes_max)]
+        events_page_bytes_max: usize,
+        /// WebSocket subscribers at once; more are answered 503.
+        #[arg(long, default_value_t = ApiConfig::default().subscribers_max)]
+        subscribers_max: usize,
         /// Commands waiting for the writer before submitters wait.
         #[arg(long, default_value_t = EngineConfig::default().queue_commands_max)]
         queue_commands_max: usize,
@@ -147,6 +154,8 @@ fn main() -> anyhow::Result<()> {
             body_bytes_max,
             request_timeout_ms,
             events_page_max,
+            events_page_bytes_max,
+            subscribers_max,
             queue_commands_max,
             batch_commands_max,
             blob_bytes_max,
@@ -163,6 +172,8 @@ fn main() -> anyhow::Result<()> {
                     body_bytes_max,
                     request_timeout_ms,
                     events_page_max,
+                    events_page_bytes_max,
+                    subscribers_max,
                 },
                 engine: EngineConfig {
                     queue_commands_max,

@@ -48,7 +48,7 @@ impl ServeConfig {
     /// Checks every limit before anything starts: a zero or an extreme is refused by
     /// its flag's name, never met later as a panic or a server that answers nothing.
     pub fn check(&self) -> Result<(), LimitError> {
-        let limits: [(&'static str, u64, u64, u64); 9] = [
+        let limits: [(&'static str, u64, u64, u64); 11] = [
             (
                 "body-bytes-max",
                 self.api.body_bytes_max as u64,
@@ -66,6 +66,18 @@ impl ServeConfig {
                 u64::from(self.api.events_page_max),
                 1,
                 100_000,
+            ),
+            (
+                "events-page-bytes-max",
+                self.api.events_page_bytes_max as u64,
+                1_024,
+                1 << 30,
+            ),
+            (
+                "subscribers-max",
+                self.api.subscribers_max as u64,
+                1,
+                1 << 20,
             ),
             (
                 "queue-commands-max",

@@ -89,7 +89,15 @@ pub trait LogStorage: Send + Sync + 'static {
     fn append(&self, batch: &AppendBatch) -> Result<(), StoreError>;
     fn idempotency(&self, composite_key: &[u8]) -> Result<Option<IdempotencyEntry>, StoreError>;
     /// Encoded `EventRecord`s from `from`, at most `limit`, stopping before `end`.
-    fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Stored records from `from` up to `end`: at most `limit` of them, and no more than
+    /// `bytes_max` bytes together, except that the first is returned whatever its size.
+    fn read_encoded(
+        &self,
+        from: u64,
+        end: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Calls `visit` with every stored (seq key, encoded record) in order.
     fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError>;
     /// How many leading events the idempotency index covers; 0 for a new or deleted
@@ -240,8 +248,15 @@ impl LogStorage for RocksStore {
             })
     }
 
-    fn read_encoded(&self, from: u64, end: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn read_encoded(
+        &self,
+        from: u64,
+        end: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         if from >= end {
             return Ok(out);
         }
@@ -252,6 +267,10 @@ impl LogStorage for RocksStore {
         );
         for item in iterator.take(limit.min((end - from) as usize)) {
             let (_, value) = item?;
+            bytes = bytes.saturating_add(value.len());
+            if bytes > bytes_max && !out.is_empty() {
+                break;
+            }
             out.push(value.into_vec());
         }
         Ok(out)

@@ -232,6 +232,10 @@ fn limits_that_cannot_run_are_refused_at_start_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("--events-page-max", "0"),
+        ("--events-page-bytes-max", "0"),
+        ("--subscribers-max", "0"),
+        ("--events-page-bytes-max", "18446744073709551615"),
+        ("--subscribers-max", "18446744073709551615"),
         ("--queue-commands-max", "0"),
         ("--batch-commands-max", "0"),
         ("--body-bytes-max", "0"),
@@ -352,4 +356,166 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
         "the error must name seq {heartbeat_seq}: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Pages are bounded by bytes as well as by records, in JSON and in protobuf, and a
+/// page that stops early is a prefix the next page continues.
+#[tokio::test]
+async fn event_pages_are_bounded_in_bytes_and_page_on() {
+    use blyan_sdk::codec;
+    use blyan_sdk::model::{Action, Burn, Command};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--events-page-bytes-max", "2048"]).await;
+    let network = server.network_id().await;
+    let oracle = server.dev_key("burn-oracle");
+    let client = server.client();
+    for index in 0..30u64 {
+        let command = Command {
+            idempotency_key: format!("burn-{index}").into_bytes(),
+            action: Action::RecordBurn(Burn {
+                chain_tx_id: format!("0x{index:064x}"),
+                burner: "0xholder".into(),
+                amount: 1_000,
+            }),
+        };
+        client
+            .submit(&codec::sign_command(&oracle, &network, &command))
+            .await
+            .unwrap();
+    }
+    let events = client.head().await.unwrap().events;
+    let http = reqwest::Client::new();
+    let mut from = 0;
+    let mut pages = 0;
+    while from < events {
+        let page: serde_json::Value = http
+            .get(format!("{}/v1/events?from={from}&limit=1000", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let records = page["records"].as_array().unwrap();
+        assert!(!records.is_empty());
+        assert_eq!(
+            records[0]["seq"], from,
+            "pages continue where the last stopped"
+        );
+        if from == 0 {
+            // The genesis holds the default plugins: a page of one record, however
+            // large, so that paging always moves on.
+            assert_eq!(records.len(), 1);
+        }
+        from += records.len() as u64;
+        pages += 1;
+        if from >= events {
+            break;
+        }
+        let proto = http
+            .get(format!(
+                "{}/v1/events?from={from}&limit=1000&format=proto",
+                server.url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            proto.len() <= 2048 + 64,
+            "a protobuf page of {} bytes",
+            proto.len()
+        );
+    }
+    assert!(
+        pages >= 3,
+        "{events} events in {pages} pages of at most 2 KiB"
+    );
+    // Every record once, in order, through the client too.
+    let mut seqs = Vec::new();
+    let mut from = 0;
+    while from < events {
+        let page = client.events(from, 1_000).await.unwrap();
+        seqs.extend(page.iter().map(|record| record.seq));
+        from += page.len() as u64;
+    }
+    assert_eq!(seqs, (0..events).collect::<Vec<_>>());
+}
+
+/// Past the subscriber cap a WebSocket upgrade is answered 503 in JSON; a subscriber
+/// that sends an oversized message is dropped, and its place is free again.
+#[tokio::test]
+async fn websocket_subscribers_are_capped_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--subscribers-max", "2"]).await;
+    let address = address(&server);
+    let upgrade = |key: &str| {
+        format!(
+            "GET /v1/events/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        )
+    };
+    async fn status_line(stream: &mut TcpStream) -> String {
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1];
+        while !answer.ends_with(b"\r\n\r\n") {
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(read > 0);
+            answer.push(buffer[0]);
+        }
+        String::from_utf8_lossy(&answer).to_string()
+    }
+    let mut subscribers = Vec::new();
+    for key in ["dGhlIHNhbXBsZSBub25jZQ==", "AQIDBAUGBwgJCgsMDQ4PEA=="] {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(upgrade(key).as_bytes()).await.unwrap();
+        let answer = status_line(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        subscribers.push(stream);
+    }
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/events/ws", server.url))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "EBESExQVFhcYGRobHB0eHw==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_subscribers");
+
+    // A masked binary frame that announces 1 MiB: past the 64 KiB limit, so the
+    // server closes the connection instead of buffering it.
+    let mut frame = vec![0x82, 0xFF];
+    frame.extend_from_slice(&(1u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend_from_slice(&[0u8; 4096]);
+    let mut first = subscribers.remove(0);
+    let _ = first.write_all(&frame).await;
+    assert!(closed_within(&mut first, Duration::from_secs(5)).await);
+    // Its place is free again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(upgrade("ICEiIyQlJicoKSorLC0uLw==").as_bytes())
+            .await
+            .unwrap();
+        let answer = status_line(&mut stream).await;
+        if answer.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the place was not freed: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
