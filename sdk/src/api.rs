@@ -108,6 +108,8 @@ pub struct ProposalView {
     pub approvals: BTreeSet<PublicKey>,
     pub proposed_seq: u64,
     pub activated_seq: Option<u64>,
+    /// What an approval of this proposal must name, hex.
+    pub content_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

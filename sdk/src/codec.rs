@@ -126,6 +126,7 @@ pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
         },
         pb::command::Action::ApproveProposal(approval) => Action::ApproveProposal {
             proposal_id: approval.proposal_id,
+            proposal_hash: array(&approval.proposal_hash, "proposal_hash")?,
         },
     };
     Ok(Command {
@@ -157,11 +158,13 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
             parameters: Some(parameters_to_pb(parameters)),
             activation_round: *activation_round,
         }),
-        Action::ApproveProposal { proposal_id } => {
-            pb::command::Action::ApproveProposal(pb::ApproveProposal {
-                proposal_id: *proposal_id,
-            })
-        }
+        Action::ApproveProposal {
+            proposal_id,
+            proposal_hash,
+        } => pb::command::Action::ApproveProposal(pb::ApproveProposal {
+            proposal_id: *proposal_id,
+            proposal_hash: proposal_hash.to_vec(),
+        }),
     };
     pb::Command {
         idempotency_key: command.idempotency_key.clone(),

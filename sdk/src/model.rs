@@ -60,6 +60,8 @@ pub enum Action {
     },
     ApproveProposal {
         proposal_id: u64,
+        /// The content hash of the proposal approved ([`crate::core::governance::Proposal::content_hash`]).
+        proposal_hash: Hash,
     },
 }
 

@@ -530,7 +530,21 @@ mod tests {
                 activation_round: 1,
             }),
         );
-        log.command(2, "a1", Action::ApproveProposal { proposal_id: 1 });
+        let proposal_hash = log
+            .state
+            .governance()
+            .proposals()
+            .get(&1)
+            .expect("proposal 1")
+            .content_hash();
+        log.command(
+            2,
+            "a1",
+            Action::ApproveProposal {
+                proposal_id: 1,
+                proposal_hash,
+            },
+        );
         log.input(ServerInput::OpenRound { round: 1 });
         log.command(0, "b2", burn("tx2"));
         log.input(ServerInput::PolicyResult(PolicyResult {

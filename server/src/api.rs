@@ -654,6 +654,7 @@ async fn governance(State(app): State<AppState>) -> Json<GovernanceView> {
             approvals: proposal.approvals.clone(),
             proposed_seq: proposal.proposed_seq,
             activated_seq: proposal.activated_seq,
+            content_hash: hex::encode(proposal.content_hash()),
         })
         .collect();
     Json(GovernanceView {

@@ -978,7 +978,18 @@ mod tests {
             .submit(signed(&keys.governance[0], b"p", propose))
             .await
             .unwrap();
-        let approve = Action::ApproveProposal { proposal_id: 1 };
+        let proposal_hash = engine
+            .published()
+            .state
+            .governance()
+            .proposals()
+            .get(&1)
+            .expect("proposal 1")
+            .content_hash();
+        let approve = Action::ApproveProposal {
+            proposal_id: 1,
+            proposal_hash,
+        };
         engine
             .submit(signed(&keys.governance[1], b"a", approve))
             .await

@@ -110,13 +110,18 @@ async fn a_plugin_is_activated_at_m_of_n_approvals_and_every_module_stays_stored
     // A key outside governance can't approve.
     let network = server.network_id().await;
     let outsider = Keypair::generate();
+    let content_hash = proposal["content_hash"].as_str().unwrap().to_string();
+    let proposal_hash: [u8; 32] = hex::decode(&content_hash).unwrap().try_into().unwrap();
     let approve = |key: &Keypair, idempotency: &str| {
         codec::sign_command(
             key,
             &network,
             &Command {
                 idempotency_key: idempotency.as_bytes().to_vec(),
-                action: Action::ApproveProposal { proposal_id: 1 },
+                action: Action::ApproveProposal {
+                    proposal_id: 1,
+                    proposal_hash,
+                },
             },
         )
     };
@@ -138,6 +143,8 @@ async fn a_plugin_is_activated_at_m_of_n_approvals_and_every_module_stays_stored
             &key_file(&server, "governance-2"),
             "--proposal",
             "1",
+            "--hash",
+            &content_hash,
         ],
     );
     assert!(ok, "approve failed: {out}{err}");
@@ -168,29 +175,41 @@ async fn a_plugin_is_activated_at_m_of_n_approvals_and_every_module_stays_stored
         r#"{ "validator_quorum": 5, "reward_share_bps": 9000 }"#,
     )
     .unwrap();
-    for (role, args) in [
-        (
-            "governance-3",
-            vec![
-                "governance",
-                "propose-parameters",
-                "--file",
-                parameters.to_str().unwrap(),
-                "--activation-round",
-                "2",
-            ],
-        ),
-        (
-            "governance-1",
-            vec!["governance", "approve", "--proposal", "2"],
-        ),
-    ] {
-        let key = key_file(&server, role);
-        let mut args = args;
-        args.extend_from_slice(&["--key", &key]);
-        let (ok, out, err) = blyan(&server, &args);
-        assert!(ok, "{role}: {out}{err}");
-    }
+    let key = key_file(&server, "governance-3");
+    let (ok, out, err) = blyan(
+        &server,
+        &[
+            "governance",
+            "propose-parameters",
+            "--file",
+            parameters.to_str().unwrap(),
+            "--activation-round",
+            "2",
+            "--key",
+            &key,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let governance = get_json(&format!("{}/v1/governance", server.url)).await;
+    let second_hash = governance["proposals"][1]["content_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = key_file(&server, "governance-1");
+    let (ok, out, err) = blyan(
+        &server,
+        &[
+            "governance",
+            "approve",
+            "--proposal",
+            "2",
+            "--hash",
+            &second_hash,
+            "--key",
+            &key,
+        ],
+    );
+    assert!(ok, "{out}{err}");
     let governance = get_json(&format!("{}/v1/governance", server.url)).await;
     assert_eq!(
         governance["proposals"][1]["status"], "activated",
@@ -445,14 +464,23 @@ async fn bad_governance_inputs_are_refused_with_their_code_and_change_nothing() 
             activation_round,
         }),
     };
-    let approve = |key: &str, proposal_id: u64| Command {
+    let approve = |key: &str, proposal_id: u64, proposal_hash: [u8; 32]| Command {
         idempotency_key: key.as_bytes().to_vec(),
-        action: Action::ApproveProposal { proposal_id },
+        action: Action::ApproveProposal {
+            proposal_id,
+            proposal_hash,
+        },
     };
     // Accepted once: proposal 1, approved by its proposer.
     let accepted = codec::sign_command(&governor, &network, &propose("p1", &sound, 1));
     let (status, receipt) = post_raw(&server.url, codec::encode_signed_command(&accepted)).await;
     assert_eq!(status, 200, "{receipt}");
+    let governance = get_json(&format!("{}/v1/governance", server.url)).await;
+    let first_hash: [u8; 32] =
+        hex::decode(governance["proposals"][0]["content_hash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
 
     // Its retry returns the identical answer and adds nothing.
     let before = head(&server.url).await;
@@ -477,7 +505,7 @@ async fn bad_governance_inputs_are_refused_with_their_code_and_change_nothing() 
     }
 
     // Bad signatures, on a proposal and on an approval.
-    for command in [propose("p2", &sound, 1), approve("a1", 1)] {
+    for command in [propose("p2", &sound, 1), approve("a1", 1, first_hash)] {
         let mut forged = codec::sign_command(&governor, &network, &command);
         forged.signature[7] ^= 0x01;
         expect_refused(
@@ -492,8 +520,9 @@ async fn bad_governance_inputs_are_refused_with_their_code_and_change_nothing() 
     // A second approval (the proposer's own counted already), an unknown proposal, an
     // activation in the past, an empty module.
     for (command, status, code) in [
-        (approve("a2", 1), 409, "already_approved"),
-        (approve("a3", 99), 404, "proposal_not_found"),
+        (approve("a2", 1, first_hash), 409, "already_approved"),
+        (approve("a3", 99, first_hash), 404, "proposal_not_found"),
+        (approve("a5", 1, [7; 32]), 409, "proposal_hash_mismatch"),
         (propose("p3", &sound, 0), 422, "invalid_field"),
         (propose("p4", &[], 1), 422, "plugin_malformed"),
     ] {
@@ -549,6 +578,69 @@ async fn bad_governance_inputs_are_refused_with_their_code_and_change_nothing() 
     assert_eq!(
         governance["proposals"].as_array().unwrap().len(),
         1,
+        "{governance}"
+    );
+}
+
+/// An approval names the content it approves: one refused because its proposal did
+/// not exist yet can't be replayed onto whatever proposal later takes that id.
+#[tokio::test]
+async fn an_approval_binds_to_the_content_it_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let network = server.network_id().await;
+    let proposer = server.dev_key("governance-1");
+    let approver = server.dev_key("governance-2");
+    let approve = |idempotency: &str, proposal_hash: [u8; 32]| {
+        codec::encode_signed_command(&codec::sign_command(
+            &approver,
+            &network,
+            &Command {
+                idempotency_key: idempotency.as_bytes().to_vec(),
+                action: Action::ApproveProposal {
+                    proposal_id: 1,
+                    proposal_hash,
+                },
+            },
+        ))
+    };
+    // Signed for the content the approver reviewed, before any proposal 1 exists.
+    let early = approve("early", [7; 32]);
+    expect_refused(&server, early.clone(), 404, "proposal_not_found").await;
+
+    let proposal = codec::sign_command(
+        &proposer,
+        &network,
+        &Command {
+            idempotency_key: b"parameters".to_vec(),
+            action: Action::ProposeParameters {
+                parameters: blyan_sdk::model::Parameters {
+                    validator_quorum: 9,
+                    ..Default::default()
+                },
+                activation_round: 2,
+            },
+        },
+    );
+    server.client().submit(&proposal).await.unwrap();
+
+    // The same bytes again, now that proposal 1 is other content: refused.
+    let before = head(&server.url).await;
+    expect_refused(&server, early, 409, "proposal_hash_mismatch").await;
+    assert_eq!(head(&server.url).await, before);
+
+    // Named by its content hash, the approval goes through and activates it.
+    let governance = get_json(&format!("{}/v1/governance", server.url)).await;
+    let content_hash: [u8; 32] =
+        hex::decode(governance["proposals"][0]["content_hash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let (status, receipt) = post_raw(&server.url, approve("reviewed", content_hash)).await;
+    assert_eq!(status, 200, "{receipt}");
+    let governance = get_json(&format!("{}/v1/governance", server.url)).await;
+    assert_eq!(
+        governance["proposals"][0]["status"], "activated",
         "{governance}"
     );
 }

@@ -143,6 +143,10 @@ enum GovernanceCommand {
         key: PathBuf,
         #[arg(long)]
         proposal: u64,
+        /// The content hash of the proposal reviewed, as `governance list` shows it;
+        /// the approval is refused if the proposal under that id is other content.
+        #[arg(long)]
+        hash: String,
         #[arg(long)]
         idempotency_key: Option<String>,
     },
@@ -252,10 +256,16 @@ async fn governance(cli: &Cli, command: &GovernanceCommand) -> anyhow::Result<()
         GovernanceCommand::Approve {
             key,
             proposal,
+            hash,
             idempotency_key,
         } => {
+            let proposal_hash = hex::decode(hash)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .context("--hash must be 64 hex characters")?;
             let action = Action::ApproveProposal {
                 proposal_id: *proposal,
+                proposal_hash,
             };
             submit(cli, key, idempotency_key.clone(), action).await
         }

@@ -55,6 +55,8 @@ pub enum GovernanceRejection {
     },
     #[error("the signer already approved proposal {0}")]
     AlreadyApproved(u64),
+    #[error("proposal {proposal_id} is not the content approved: its hash is {found}")]
+    ProposalHashMismatch { proposal_id: u64, found: String },
 }
 
 impl GovernanceRejection {
@@ -67,6 +69,7 @@ impl GovernanceRejection {
             GovernanceRejection::ProposalAlreadyActivated(_) => "proposal_already_activated",
             GovernanceRejection::ProposalExpired { .. } => "proposal_expired",
             GovernanceRejection::AlreadyApproved(_) => "already_approved",
+            GovernanceRejection::ProposalHashMismatch { .. } => "proposal_hash_mismatch",
         }
     }
 
@@ -78,7 +81,8 @@ impl GovernanceRejection {
             GovernanceRejection::ProposalNotFound(_) => RejectionClass::NotFound,
             GovernanceRejection::ProposalAlreadyActivated(_)
             | GovernanceRejection::ProposalExpired { .. }
-            | GovernanceRejection::AlreadyApproved(_) => RejectionClass::Conflict,
+            | GovernanceRejection::AlreadyApproved(_)
+            | GovernanceRejection::ProposalHashMismatch { .. } => RejectionClass::Conflict,
         }
     }
 }
@@ -463,8 +467,19 @@ impl RootHash for StoredPlugin {
     }
 }
 
-impl RootHash for Proposal {
-    fn hash_into(&self, hasher: &mut RootHasher) {
+/// blake3 key-derivation context of a proposal's content hash.
+pub const PROPOSAL_CONTEXT: &str = "blyan-ledger 2026-12 proposal v1";
+
+impl Proposal {
+    /// What an approval names: the proposer, the subject and the activation round,
+    /// hashed as the state root writes them.
+    pub fn content_hash(&self) -> Hash {
+        let mut hasher = RootHasher(blake3::Hasher::new_derive_key(PROPOSAL_CONTEXT));
+        self.content_into(&mut hasher);
+        *hasher.0.finalize().as_bytes()
+    }
+
+    fn content_into(&self, hasher: &mut RootHasher) {
         hasher.bytes(&self.proposer.0);
         match &self.subject {
             Subject::Plugin { kind, hash } => {
@@ -478,6 +493,12 @@ impl RootHash for Proposal {
             }
         }
         hasher.u64(self.activation_round);
+    }
+}
+
+impl RootHash for Proposal {
+    fn hash_into(&self, hasher: &mut RootHasher) {
+        self.content_into(hasher);
         hasher.u64(self.approvals.len() as u64);
         for approver in &self.approvals {
             hasher.bytes(&approver.0);
@@ -634,12 +655,20 @@ pub(crate) fn decide_approve(
     genesis: &Genesis,
     signer: PublicKey,
     proposal_id: u64,
+    proposal_hash: &Hash,
 ) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
     let proposal = governance
         .proposals
         .get(&proposal_id)
         .ok_or(GovernanceRejection::ProposalNotFound(proposal_id))?;
+    let found = proposal.content_hash();
+    if &found != proposal_hash {
+        return Err(GovernanceRejection::ProposalHashMismatch {
+            proposal_id,
+            found: hex::encode(found),
+        });
+    }
     if proposal.activated_seq.is_some() {
         return Err(GovernanceRejection::ProposalAlreadyActivated(proposal_id));
     }
@@ -731,8 +760,36 @@ mod tests {
         })
     }
 
-    fn approve(proposal_id: u64) -> Action {
-        Action::ApproveProposal { proposal_id }
+    /// An approval of proposal `proposal_id` as `state` holds it (of nothing in
+    /// particular if it holds none).
+    fn approve(state: &State, proposal_id: u64) -> Action {
+        let proposal_hash = state
+            .governance()
+            .proposals()
+            .get(&proposal_id)
+            .map_or([0; 32], Proposal::content_hash);
+        Action::ApproveProposal {
+            proposal_id,
+            proposal_hash,
+        }
+    }
+
+    #[test]
+    fn an_approval_of_other_content_is_refused() {
+        let state = given(&[genesis(2)]);
+        let events = when(&state, &governor(1), propose(PluginKind::Scoring, 1, 1)).unwrap();
+        let state = then(state, &events);
+        let other = Action::ApproveProposal {
+            proposal_id: 1,
+            proposal_hash: [9; 32],
+        };
+        assert!(matches!(
+            when(&state, &governor(2), other),
+            Err(Rejection::Governance(
+                GovernanceRejection::ProposalHashMismatch { proposal_id: 1, .. }
+            ))
+        ));
+        assert!(when(&state, &governor(2), approve(&state, 1)).is_ok());
     }
 
     /// Applies `events` on top of `state`.
@@ -759,7 +816,7 @@ mod tests {
         );
         let events = when(&state, &governor(1), propose(PluginKind::Scoring, 1, 1)).unwrap();
         let state = then(state, &events);
-        assert_eq!(when(&state, &outsider, approve(1)), refused);
+        assert_eq!(when(&state, &outsider, approve(&state, 1)), refused);
     }
 
     #[test]
@@ -798,13 +855,13 @@ mod tests {
 
         // The proposer approving again does not count twice.
         assert_eq!(
-            when(&state, &governor(1), approve(1)),
+            when(&state, &governor(1), approve(&state, 1)),
             Err(Rejection::Governance(GovernanceRejection::AlreadyApproved(
                 1
             )))
         );
         // A second key reaches 2 of 3: approved and activated in one decision.
-        let events = when(&state, &governor(2), approve(1)).unwrap();
+        let events = when(&state, &governor(2), approve(&state, 1)).unwrap();
         assert_eq!(
             events,
             vec![
@@ -823,13 +880,13 @@ mod tests {
         );
         let state = then(state, &events);
         assert_eq!(
-            when(&state, &governor(3), approve(1)),
+            when(&state, &governor(3), approve(&state, 1)),
             Err(Rejection::Governance(
                 GovernanceRejection::ProposalAlreadyActivated(1)
             ))
         );
         assert_eq!(
-            when(&state, &governor(3), approve(7)),
+            when(&state, &governor(3), approve(&state, 7)),
             Err(Rejection::Governance(
                 GovernanceRejection::ProposalNotFound(7)
             ))
@@ -848,7 +905,7 @@ mod tests {
         // While round 1 is open, governance activates a new sharding plugin for round 2.
         let proposed = when(&state, &governor(1), propose(PluginKind::Sharding, 1, 2)).unwrap();
         let state = then(state, &proposed);
-        let approved = when(&state, &governor(3), approve(1)).unwrap();
+        let approved = when(&state, &governor(3), approve(&state, 1)).unwrap();
         assert!(matches!(approved[1], Event::PluginActivated { .. }));
         let state = then(state, &approved);
 
@@ -899,7 +956,7 @@ mod tests {
         let state = then(state, &events);
         let state = then(state.clone(), &[open_round(state.governance())]);
         assert_eq!(
-            when(&state, &governor(2), approve(1)),
+            when(&state, &governor(2), approve(&state, 1)),
             Err(Rejection::Governance(
                 GovernanceRejection::ProposalExpired {
                     proposal_id: 1,
@@ -984,7 +1041,7 @@ mod tests {
         )
         .unwrap();
         let state = then(state, &events);
-        let events = when(&state, &governor(2), approve(1)).unwrap();
+        let events = when(&state, &governor(2), approve(&state, 1)).unwrap();
         assert!(matches!(events[1], Event::ParametersActivated { .. }));
         let state = then(state, &events);
         assert_eq!(

@@ -185,9 +185,10 @@ pub fn decide(
             parameters,
             *activation_round,
         )?,
-        Action::ApproveProposal { proposal_id } => {
-            governance::decide_approve(governance, genesis, signer, *proposal_id)?
-        }
+        Action::ApproveProposal {
+            proposal_id,
+            proposal_hash,
+        } => governance::decide_approve(governance, genesis, signer, *proposal_id, proposal_hash)?,
     })
 }
 
