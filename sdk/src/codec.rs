@@ -11,7 +11,7 @@ use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
     Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, Genesis, LoggedEvent,
     Parameters, PinnedPlugin, PluginFallback, PluginKind, PluginModule, PluginProposal,
-    PolicyFailure, PolicyResult, RoundPins, ServerInput, SignedCommand,
+    PolicyFailure, PolicyResult, RoundPins, ServerInput, SignedCommand, limits,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,6 +204,10 @@ fn parameters_from_pb(message: pb::Parameters) -> Result<Parameters, DecodeError
         reveal_deadline_ms: message.reveal_deadline_ms,
         reward_share_bps: message.reward_share_bps,
         max_score: message.max_score,
+        model_experts: message
+            .model_experts
+            .unwrap_or(limits::EXPERTS_PER_NODE_MAX as u32),
+        heartbeat_interval_min_ms: message.heartbeat_interval_min_ms.unwrap_or(0),
     })
 }
 
@@ -217,6 +221,8 @@ fn parameters_to_pb(parameters: &Parameters) -> pb::Parameters {
         reveal_deadline_ms: parameters.reveal_deadline_ms,
         reward_share_bps: parameters.reward_share_bps,
         max_score: parameters.max_score,
+        model_experts: Some(parameters.model_experts),
+        heartbeat_interval_min_ms: Some(parameters.heartbeat_interval_min_ms),
     }
 }
 

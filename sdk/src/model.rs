@@ -31,6 +31,9 @@ pub mod limits {
     /// A score fits 2^40, so the scores of a million nodes sum below 2^64, as the
     /// reward plugin's input requires.
     pub const MAX_SCORE_MAX: u64 = 1 << 40;
+    /// Most registered nodes: the bound `MAX_SCORE_MAX` assumes (2^20, about a
+    /// million), enforced where nodes are admitted.
+    pub const NODES_MAX: usize = 1 << 20;
 }
 
 /// A command as the signer sent it, after its signature was checked.
@@ -136,6 +139,10 @@ pub struct Parameters {
     pub reveal_deadline_ms: u64,
     pub reward_share_bps: u32,
     pub max_score: u64,
+    /// Experts the model has; a node may claim only experts `0..model_experts`.
+    pub model_experts: u32,
+    /// Shortest time between two heartbeats of one node, in log time.
+    pub heartbeat_interval_min_ms: u64,
 }
 
 impl Default for Parameters {
@@ -149,6 +156,8 @@ impl Default for Parameters {
             reveal_deadline_ms: 300_000,
             reward_share_bps: 8_000,
             max_score: 1_000_000_000,
+            model_experts: 64,
+            heartbeat_interval_min_ms: 10_000,
         }
     }
 }
@@ -167,6 +176,7 @@ impl Parameters {
             ("reveal_deadline_ms", self.reveal_deadline_ms),
             ("reward_share_bps", u64::from(self.reward_share_bps)),
             ("max_score", self.max_score),
+            ("model_experts", u64::from(self.model_experts)),
         ];
         for (field, value) in nonzero {
             if value == 0 {
@@ -180,6 +190,18 @@ impl Parameters {
             return Err((
                 "reward_share_bps",
                 format!("must be at most {}", limits::REWARD_SHARE_BPS_MAX),
+            ));
+        }
+        if self.model_experts as usize > limits::EXPERTS_PER_NODE_MAX {
+            return Err((
+                "model_experts",
+                format!("must be at most {}", limits::EXPERTS_PER_NODE_MAX),
+            ));
+        }
+        if self.heartbeat_interval_min_ms >= self.heartbeat_timeout_ms {
+            return Err((
+                "heartbeat_interval_min_ms",
+                "must be shorter than heartbeat_timeout_ms".into(),
             ));
         }
         if self.max_score > limits::MAX_SCORE_MAX {

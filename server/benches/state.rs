@@ -18,7 +18,7 @@ use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::genesis::DEV_NETWORK_ID;
-use blyan_sdk::model::{Action, Capabilities, Command as LedgerCommand, limits};
+use blyan_sdk::model::{Action, Capabilities, Command as LedgerCommand, Parameters, limits};
 
 const SAMPLES: usize = 200;
 
@@ -33,7 +33,7 @@ fn capabilities(maximal: bool) -> Capabilities {
         Capabilities {
             gpu_model: "G".repeat(limits::GPU_MODEL_CHARS_MAX),
             vram_mib: u32::MAX,
-            experts: (0..limits::EXPERTS_PER_NODE_MAX as u32).collect(),
+            experts: (0..Parameters::default().model_experts).collect(),
             endpoint: format!("https://{}", "e".repeat(limits::ENDPOINT_CHARS_MAX - 8)),
         }
     } else {

@@ -9,8 +9,9 @@
 //! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found` |
 //! | 412 | `precondition_failed` (a blob's `If-*` headers) |
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
-//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired` |
+//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
+//! | 429 | `heartbeat_too_soon` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 503 | `writer_stopped`, `no_genesis` |
 //!
@@ -256,6 +257,7 @@ impl From<SubmitError> for ApiError {
                 RejectionClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 RejectionClass::NotFound => StatusCode::NOT_FOUND,
                 RejectionClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                RejectionClass::TooSoon => StatusCode::TOO_MANY_REQUESTS,
             },
             SubmitError::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
             SubmitError::WriterStopped => StatusCode::SERVICE_UNAVAILABLE,

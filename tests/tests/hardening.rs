@@ -272,9 +272,8 @@ fn limits_that_cannot_run_are_refused_at_start_by_name() {
     }
 }
 
-/// A log whose hash chain is intact but whose meaning is corrupt: a heartbeat from a
-/// node that never registered, every record after it sealed again so that each link
-/// holds. Start-up refuses it by the bad seq, and nothing panics.
+/// A log whose hash chain is intact but whose meaning is corrupt: one node registered
+/// twice, every record after the altered one sealed again so that each link holds. Start-up refuses it by the bad seq, and nothing panics.
 #[tokio::test]
 async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic() {
     use blyan_sdk::codec;
@@ -285,7 +284,7 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path(), &[]).await;
     let network = server.network_id().await;
-    let node = Keypair::generate();
+    let (node, other) = (Keypair::generate(), Keypair::generate());
     let client = server.client();
     let capabilities = Capabilities {
         gpu_model: "RTX 4090".into(),
@@ -293,20 +292,17 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
         experts: vec![1, 2],
         endpoint: "https://node.test:8443".into(),
     };
-    let mut heartbeat_seq = 0;
-    for (key, action) in [
-        ("register", Action::RegisterNode(capabilities)),
-        ("beat", Action::Heartbeat),
-    ] {
+    let mut altered_seq = 0;
+    for key in [&node, &other] {
         let command = Command {
-            idempotency_key: key.as_bytes().to_vec(),
-            action,
+            idempotency_key: b"register".to_vec(),
+            action: Action::RegisterNode(capabilities.clone()),
         };
         let receipt = client
-            .submit(&codec::sign_command(&node, &network, &command))
+            .submit(&codec::sign_command(key, &network, &command))
             .await
             .unwrap();
-        heartbeat_seq = receipt.seq;
+        altered_seq = receipt.seq;
     }
     server.kill9();
 
@@ -319,16 +315,19 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
         let read = |seq: u64| {
             Record::decode(&db.get_cf(&events, seq.to_be_bytes()).unwrap().unwrap()).unwrap()
         };
-        let mut prev_hash = read(heartbeat_seq - 1).hash;
-        let mut seq = heartbeat_seq;
+        let mut prev_hash = read(altered_seq - 1).hash;
+        let mut seq = altered_seq;
         while let Some(bytes) = db.get_cf(&events, seq.to_be_bytes()).unwrap() {
             let record = Record::decode(&bytes).unwrap();
             let mut logged = codec::decode_logged_event(&record.body).unwrap();
-            if seq == heartbeat_seq {
-                let Event::HeartbeatRecorded { node, .. } = &mut logged.event else {
-                    panic!("seq {seq} is the heartbeat");
+            if seq == altered_seq {
+                let Event::NodeRegistered {
+                    node: registered, ..
+                } = &mut logged.event
+                else {
+                    panic!("seq {seq} is the second registration");
                 };
-                *node = Keypair::generate().public();
+                *registered = node.public();
             }
             let sealed = Record::seal(
                 seq,
@@ -352,8 +351,8 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
     assert!(!output.status.success(), "the server started on the log");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("seq {heartbeat_seq}")) && stderr.contains("is not registered"),
-        "the error must name seq {heartbeat_seq}: {stderr}"
+        stderr.contains(&format!("seq {altered_seq}")) && stderr.contains("is already registered"),
+        "the error must name seq {altered_seq}: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -518,4 +517,61 @@ async fn websocket_subscribers_are_capped_and_bounded() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Sybil bounds at admission: a node may claim only the model's experts, and a
+/// heartbeat within the minimum interval is refused (429) and logs nothing.
+#[tokio::test]
+async fn nodes_claim_only_the_models_experts_and_heartbeat_no_faster_than_allowed() {
+    use blyan_e2e::{expect_refused, head};
+    use blyan_sdk::codec;
+    use blyan_sdk::crypto::Keypair;
+    use blyan_sdk::model::{Action, Capabilities, Command, Parameters};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let network = server.network_id().await;
+    let node = Keypair::generate();
+    let signed = |key: &str, action: Action| {
+        codec::encode_signed_command(&codec::sign_command(
+            &node,
+            &network,
+            &Command {
+                idempotency_key: key.as_bytes().to_vec(),
+                action,
+            },
+        ))
+    };
+    let capabilities = |experts: Vec<u32>| Capabilities {
+        gpu_model: "RTX 4090".into(),
+        vram_mib: 24_576,
+        experts,
+        endpoint: "https://node.test:8443".into(),
+    };
+    let experts = Parameters::default().model_experts;
+    expect_refused(
+        &server,
+        signed("r0", Action::RegisterNode(capabilities(vec![0, experts]))),
+        422,
+        "invalid_field",
+    )
+    .await;
+    let (status, receipt) = blyan_e2e::post_raw(
+        &server.url,
+        signed(
+            "r1",
+            Action::RegisterNode(capabilities(vec![0, experts - 1])),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    let before = head(&server.url).await;
+    expect_refused(
+        &server,
+        signed("h1", Action::Heartbeat),
+        429,
+        "heartbeat_too_soon",
+    )
+    .await;
+    assert_eq!(head(&server.url).await, before);
 }

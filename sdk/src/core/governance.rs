@@ -528,6 +528,8 @@ pub(crate) fn parameters_into(hasher: &mut RootHasher, parameters: &Parameters) 
     hasher.u64(parameters.reveal_deadline_ms);
     hasher.u64(u64::from(parameters.reward_share_bps));
     hasher.u64(parameters.max_score);
+    hasher.u64(u64::from(parameters.model_experts));
+    hasher.u64(parameters.heartbeat_interval_min_ms);
 }
 
 /// The value of the activation with the highest `activation_round <= round`; among

@@ -93,6 +93,8 @@ pub enum RejectionClass {
     NotFound,
     /// The command carries more than the ledger stores (413).
     TooLarge,
+    /// Too soon after the last one; retry later (429).
+    TooSoon,
     /// The server is not ready (503).
     Unavailable,
 }
@@ -165,12 +167,17 @@ pub fn decide(
     let signer = command.signer;
     let governance = &state.governance;
     Ok(match &command.command.action {
-        Action::RegisterNode(capabilities) => {
+        Action::RegisterNode(capabilities) => state.registry.decide_register(
+            signer,
+            capabilities,
+            governance.parameters(),
+            context,
+        )?,
+        Action::Heartbeat => {
             state
                 .registry
-                .decide_register(signer, capabilities, context)?
+                .decide_heartbeat(signer, governance.parameters(), context)?
         }
-        Action::Heartbeat => state.registry.decide_heartbeat(signer, context)?,
         Action::RecordBurn(burn) => state.burns.decide_record(genesis, signer, burn, context)?,
         Action::ProposePlugin(proposal) => {
             governance::decide_propose_plugin(governance, genesis, signer, proposal)?
@@ -562,6 +569,7 @@ pub(crate) mod tests {
             governance_threshold: 1,
             parameters: Parameters {
                 checkpoint_interval_events: 3,
+                heartbeat_interval_min_ms: 1_000,
                 ..Parameters::default()
             },
             plugins: Vec::new(),
@@ -718,6 +726,55 @@ pub(crate) mod tests {
         let events = when(&state, &node, Action::Heartbeat).unwrap();
         let after = given(&[genesis(), registered, events[0].clone()]);
         assert_eq!(after.node(&node.public()).unwrap().last_heartbeat_ms, 5_000);
+    }
+
+    #[test]
+    fn heartbeat_within_the_minimum_interval_then_too_soon() {
+        let node = Keypair::from_secret([9; 32]);
+        let registered = Event::NodeRegistered {
+            node: node.public(),
+            capabilities: capabilities(),
+            time_ms: 4_500,
+        };
+        let state = given(&[genesis(), registered]);
+        assert_eq!(
+            when(&state, &node, Action::Heartbeat),
+            Err(Rejection::Registry(RegistryRejection::HeartbeatTooSoon {
+                since_ms: 500,
+                interval_min_ms: 1_000
+            }))
+        );
+        assert_eq!(
+            Rejection::Registry(RegistryRejection::HeartbeatTooSoon {
+                since_ms: 500,
+                interval_min_ms: 1_000
+            })
+            .class(),
+            RejectionClass::TooSoon
+        );
+    }
+
+    #[test]
+    fn register_past_the_models_experts_then_invalid() {
+        let node = Keypair::from_secret([9; 32]);
+        let state = given(&[genesis()]);
+        let experts = Parameters::default().model_experts;
+        let past = Capabilities {
+            experts: vec![0, experts],
+            ..capabilities()
+        };
+        assert!(matches!(
+            when(&state, &node, Action::RegisterNode(past)),
+            Err(Rejection::Registry(RegistryRejection::InvalidField {
+                field: "experts",
+                ..
+            }))
+        ));
+        let last = Capabilities {
+            experts: vec![0, experts - 1],
+            ..capabilities()
+        };
+        assert!(when(&state, &node, Action::RegisterNode(last)).is_ok());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::hashed::{HashedMap, RootHash};
 use super::{Context, RejectionClass, RootHasher, check_text};
 use crate::crypto::PublicKey;
-use crate::model::{Capabilities, Event, limits};
+use crate::model::{Capabilities, Event, Parameters, limits};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -25,6 +25,12 @@ pub enum RegistryRejection {
     NodeAlreadyRegistered(PublicKey),
     #[error("node {0} is not registered")]
     NodeNotRegistered(PublicKey),
+    #[error("the registry holds {0} nodes, the most it admits")]
+    RegistryFull(usize),
+    #[error(
+        "a heartbeat {since_ms} ms after the last; the shortest interval is {interval_min_ms} ms"
+    )]
+    HeartbeatTooSoon { since_ms: u64, interval_min_ms: u64 },
 }
 
 impl RegistryRejection {
@@ -33,6 +39,8 @@ impl RegistryRejection {
             RegistryRejection::InvalidField { .. } => "invalid_field",
             RegistryRejection::NodeAlreadyRegistered(_) => "node_already_registered",
             RegistryRejection::NodeNotRegistered(_) => "node_not_registered",
+            RegistryRejection::RegistryFull(_) => "registry_full",
+            RegistryRejection::HeartbeatTooSoon { .. } => "heartbeat_too_soon",
         }
     }
 
@@ -40,7 +48,9 @@ impl RegistryRejection {
         match self {
             RegistryRejection::InvalidField { .. } => RejectionClass::Invalid,
             RegistryRejection::NodeAlreadyRegistered(_)
-            | RegistryRejection::NodeNotRegistered(_) => RejectionClass::Conflict,
+            | RegistryRejection::NodeNotRegistered(_)
+            | RegistryRejection::RegistryFull(_) => RejectionClass::Conflict,
+            RegistryRejection::HeartbeatTooSoon { .. } => RejectionClass::TooSoon,
         }
     }
 }
@@ -55,7 +65,10 @@ fn invalid((field, reason): (&'static str, String)) -> RegistryRejection {
     RegistryRejection::InvalidField { field, reason }
 }
 
-fn check_capabilities(capabilities: &Capabilities) -> Result<(), RegistryRejection> {
+fn check_capabilities(
+    capabilities: &Capabilities,
+    parameters: &Parameters,
+) -> Result<(), RegistryRejection> {
     check_text(
         "gpu_model",
         &capabilities.gpu_model,
@@ -83,6 +96,17 @@ fn check_capabilities(capabilities: &Capabilities) -> Result<(), RegistryRejecti
     if !experts.windows(2).all(|pair| pair[0] < pair[1]) {
         return Err(invalid(("experts", "must be strictly increasing".into())));
     }
+    if let Some(last) = experts.last()
+        && *last >= parameters.model_experts
+    {
+        return Err(invalid((
+            "experts",
+            format!(
+                "expert {last} is past the model's {} experts",
+                parameters.model_experts
+            ),
+        )));
+    }
     Ok(())
 }
 
@@ -91,11 +115,15 @@ impl Registry {
         &self,
         signer: PublicKey,
         capabilities: &Capabilities,
+        parameters: &Parameters,
         context: &Context,
     ) -> Result<Vec<Event>, RegistryRejection> {
-        check_capabilities(capabilities)?;
+        check_capabilities(capabilities, parameters)?;
         if self.nodes.contains_key(&signer) {
             return Err(RegistryRejection::NodeAlreadyRegistered(signer));
+        }
+        if self.nodes.len() >= limits::NODES_MAX {
+            return Err(RegistryRejection::RegistryFull(self.nodes.len()));
         }
         Ok(vec![Event::NodeRegistered {
             node: signer,
@@ -107,10 +135,19 @@ impl Registry {
     pub(super) fn decide_heartbeat(
         &self,
         signer: PublicKey,
+        parameters: &Parameters,
         context: &Context,
     ) -> Result<Vec<Event>, RegistryRejection> {
-        if !self.nodes.contains_key(&signer) {
-            return Err(RegistryRejection::NodeNotRegistered(signer));
+        let node = self
+            .nodes
+            .get(&signer)
+            .ok_or(RegistryRejection::NodeNotRegistered(signer))?;
+        let since_ms = context.time_ms.saturating_sub(node.last_heartbeat_ms);
+        if since_ms < parameters.heartbeat_interval_min_ms {
+            return Err(RegistryRejection::HeartbeatTooSoon {
+                since_ms,
+                interval_min_ms: parameters.heartbeat_interval_min_ms,
+            });
         }
         Ok(vec![Event::HeartbeatRecorded {
             node: signer,

@@ -155,6 +155,8 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
         reveal_deadline_ms,
         reward_share_bps,
         max_score,
+        model_experts,
+        heartbeat_interval_min_ms,
     } = parameters;
     match field {
         0 => *heartbeat_timeout_ms = heartbeat_timeout_ms.wrapping_add(by),
@@ -165,12 +167,14 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
         5 => *reveal_deadline_ms = reveal_deadline_ms.wrapping_add(by),
         6 => *reward_share_bps = reward_share_bps.wrapping_add(by as u32 | 1),
         7 => *max_score = max_score.wrapping_add(by),
+        8 => *model_experts = model_experts.wrapping_add(by as u32 | 1),
+        9 => *heartbeat_interval_min_ms = heartbeat_interval_min_ms.wrapping_add(by),
         _ => return None,
     }
     Some(())
 }
 
-const PARAMETERS: usize = 8;
+const PARAMETERS: usize = 10;
 
 /// The fields `every_field` changes one by one before the parameter sets.
 const FIELDS: usize = 51;
@@ -435,7 +439,7 @@ fn field_count() -> usize {
 
 #[test]
 fn every_field_is_counted() {
-    // The fields above, and four parameter sets of eight.
+    // The fields above, and four parameter sets of ten.
     assert_eq!(field_count(), FIELDS + 4 * PARAMETERS);
 }
 
