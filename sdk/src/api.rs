@@ -108,7 +108,9 @@ pub struct ProposalView {
     pub approvals: BTreeSet<PublicKey>,
     pub proposed_seq: u64,
     pub activated_seq: Option<u64>,
-    /// What an approval of this proposal must name, hex.
+    /// What an approval of this proposal must name, hex (empty from a server older
+    /// than approvals that name it).
+    #[serde(default)]
     pub content_hash: String,
 }
 

@@ -35,7 +35,11 @@ impl ClientError {
     fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport(error) => !error.is_decode() && !error.is_builder(),
-            ClientError::Api { status, .. } => *status >= 500 || *status == 429,
+            // A heartbeat too soon stays too soon for its whole interval: the caller
+            // decides when to send the next.
+            ClientError::Api { status, body } => {
+                *status >= 500 || (*status == 429 && body.code != "heartbeat_too_soon")
+            }
             ClientError::Decode(_) => false,
             ClientError::WebSocket(_) => true,
         }

@@ -126,7 +126,11 @@ pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
         },
         pb::command::Action::ApproveProposal(approval) => Action::ApproveProposal {
             proposal_id: approval.proposal_id,
-            proposal_hash: array(&approval.proposal_hash, "proposal_hash")?,
+            proposal_hash: if approval.proposal_hash.is_empty() {
+                None
+            } else {
+                Some(array(&approval.proposal_hash, "proposal_hash")?)
+            },
         },
     };
     Ok(Command {
@@ -163,7 +167,7 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
             proposal_hash,
         } => pb::command::Action::ApproveProposal(pb::ApproveProposal {
             proposal_id: *proposal_id,
-            proposal_hash: proposal_hash.to_vec(),
+            proposal_hash: proposal_hash.map(|hash| hash.to_vec()).unwrap_or_default(),
         }),
     };
     pb::Command {

@@ -63,8 +63,11 @@ pub enum Action {
     },
     ApproveProposal {
         proposal_id: u64,
-        /// The content hash of the proposal approved ([`crate::core::governance::Proposal::content_hash`]).
-        proposal_hash: Hash,
+        /// The content hash of the proposal approved
+        /// ([`crate::core::governance::Proposal::content_hash`]). `None` only in
+        /// approvals logged before approvals named it: they decode and replay as they
+        /// were decided, and the API refuses a new one without it.
+        proposal_hash: Option<Hash>,
     },
 }
 

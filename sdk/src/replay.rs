@@ -542,7 +542,7 @@ mod tests {
             "a1",
             Action::ApproveProposal {
                 proposal_id: 1,
-                proposal_hash,
+                proposal_hash: Some(proposal_hash),
             },
         );
         log.input(ServerInput::OpenRound { round: 1 });

@@ -7,7 +7,8 @@
 //! Each count of NODES starts the real `blyan-ledger` release binary on a fresh data
 //! directory, registers that many nodes (2 experts each, or the largest capabilities
 //! the ledger accepts with `max`), reads `VmRSS` before and after, then times 200
-//! rounds of: one heartbeat committed, `/v1/head` read, `/v1/head` read again.
+//! rounds of: one command committed (a burn, since a node may heartbeat only once per
+//! interval), `/v1/head` read, `/v1/head` read again.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
-use blyan_sdk::genesis::DEV_NETWORK_ID;
-use blyan_sdk::model::{Action, Capabilities, Command as LedgerCommand, Parameters, limits};
+use blyan_sdk::genesis::{DEV_NETWORK_ID, DevKeys};
+use blyan_sdk::model::{Action, Burn, Capabilities, Command as LedgerCommand, Parameters, limits};
 
 const SAMPLES: usize = 200;
 
@@ -150,18 +151,23 @@ async fn measure(nodes: usize, maximal: bool) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(pid);
 
+    let oracle = DevKeys::derive().burn_oracle;
     let (mut fresh, mut cached) = (Vec::new(), Vec::new());
     for sample in 0..SAMPLES {
         let body = signed(
-            &node_key(sample % nodes),
-            &format!("heartbeat-{sample}"),
-            Action::Heartbeat,
+            &oracle,
+            &format!("burn-{sample}"),
+            Action::RecordBurn(Burn {
+                chain_tx_id: format!("0x{sample:064x}"),
+                burner: "0xholder".into(),
+                amount: 1_000,
+            }),
         );
-        let receipt = client.submit_bytes_once(body).await.expect("heartbeat");
+        let receipt = client.submit_bytes_once(body).await.expect("burn");
         let started = Instant::now();
         let head = client.head().await.unwrap();
         fresh.push(started.elapsed().as_secs_f64() * 1e3);
-        assert!(head.events > receipt.seq, "the head includes the heartbeat");
+        assert!(head.events > receipt.seq, "the head includes the burn");
         let started = Instant::now();
         client.head().await.unwrap();
         cached.push(started.elapsed().as_secs_f64() * 1e3);

@@ -11,15 +11,17 @@
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
 //! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
-//! | 429 | `heartbeat_too_soon` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
-//! | 503 | `writer_stopped`, `no_genesis` |
+//! | 429 | `heartbeat_too_soon` |
+//! | 500 | `storage_error`, `internal_error` |
+//! | 503 | `writer_stopped`, `no_genesis`, `too_many_subscribers` |
 //!
 //! What the router, an extractor or a layer answers on its own is rewritten by
 //! [`json_errors`] into the same shape, keeping its status: `not_found`,
 //! `method_not_allowed`, `malformed_request` (a bad query, a missing WebSocket
-//! upgrade), `request_timeout`, `body_too_large` (a `Content-Length` past the limit,
-//! refused before any byte of the body is read), `upgrade_required`, `internal_error`.
+//! upgrade), `request_timeout`, `body_too_large` (a `Content-Length` more than 8 MiB
+//! past the limit is refused before any byte of the body is read), `upgrade_required`,
+//! `internal_error`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -315,6 +317,17 @@ async fn submit_command(
     })?;
     let command =
         codec::decode_command(&signed.body).map_err(|error| malformed(error.to_string()))?;
+    if let Action::ApproveProposal {
+        proposal_hash: None,
+        ..
+    } = &command.action
+    {
+        return Err(refuse(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "proposal_hash: an approval must name the content hash of the proposal it approves",
+        )));
+    }
     // A replayed proposal skips the check: the writer answers it from the idempotency
     // index (with the original receipt, or as a reused key), whatever the limits are
     // now. An index that can't be read counts as unseen; the writer then fails on it.
@@ -438,40 +451,43 @@ async fn events(
         }
         return Ok(([(header::CONTENT_TYPE, "application/x-protobuf")], page).into_response());
     }
-    // `{"records":[...]}`, each record rendered only as the client reads: what a slow
-    // reader holds is the page's stored bytes and one rendered record.
-    let count = encoded.len();
-    let records =
-        encoded
-            .into_iter()
-            .zip(query.from..)
-            .enumerate()
-            .map(move |(index, (value, seq))| {
-                let record = render_record(seq, &value).map_err(|error| {
-                    std::io::Error::other(format!("record {seq}: {}", error.message))
-                })?;
-                let mut chunk = if index == 0 {
-                    b"{\"records\":[".to_vec()
-                } else {
-                    b",".to_vec()
-                };
-                serde_json::to_writer(&mut chunk, &record).map_err(std::io::Error::other)?;
-                if index + 1 == count {
-                    chunk.extend_from_slice(b"]}");
-                }
-                Ok::<_, std::io::Error>(Bytes::from(chunk))
-            });
+    // Every record is decoded (and its hash checked) before the answer starts, so a
+    // bad one is a 500 in JSON; `{"records":[...]}` is then rendered record by record
+    // as the client reads, so a slow reader holds the page and one rendered record.
+    let checked: Vec<CheckedRecord> = encoded
+        .iter()
+        .zip(query.from..)
+        .map(|(value, seq)| CheckedRecord::decode(seq, value))
+        .collect::<Result<_, _>>()
+        .map_err(storage_error)?;
+    drop(encoded);
+    let count = checked.len();
+    let chunks = checked
+        .into_iter()
+        .enumerate()
+        .map(move |(index, checked)| {
+            let mut chunk = if index == 0 {
+                b"{\"records\":[".to_vec()
+            } else {
+                b",".to_vec()
+            };
+            serde_json::to_writer(&mut chunk, &render_record(&checked))
+                .map_err(std::io::Error::other)?;
+            if index + 1 == count {
+                chunk.extend_from_slice(b"]}");
+            }
+            Ok::<_, std::io::Error>(Bytes::from(chunk))
+        });
     let body = if count == 0 {
         axum::body::Body::from(r#"{"records":[]}"#)
     } else {
-        axum::body::Body::from_stream(futures_util::stream::iter(records))
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-fn render_record(seq: u64, value: &[u8]) -> Result<serde_json::Value, ApiError> {
-    let CheckedRecord { record, logged } =
-        CheckedRecord::decode(seq, value).map_err(storage_error)?;
+fn render_record(checked: &CheckedRecord) -> serde_json::Value {
+    let CheckedRecord { record, logged } = checked;
     let (cause, server_input) = match &logged.cause {
         Cause::Command(cause) => (
             Some(json!({
@@ -484,7 +500,7 @@ fn render_record(seq: u64, value: &[u8]) -> Result<serde_json::Value, ApiError> 
         Cause::Server(input) => (None, Some(render_input(input))),
         Cause::FollowUp => (None, None),
     };
-    Ok(json!({
+    json!({
         "seq": record.seq,
         "prev_hash": hex::encode(record.prev_hash),
         "time_ms": record.time_ms,
@@ -492,7 +508,7 @@ fn render_record(seq: u64, value: &[u8]) -> Result<serde_json::Value, ApiError> 
         "event": logged.event,
         "cause": cause,
         "server_input": server_input,
-    }))
+    })
 }
 
 /// A server input as JSON; a genesis input is its event, shown once there.

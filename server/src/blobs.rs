@@ -17,6 +17,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
+/// Longest wait for the next bytes of an upload; the upload as a whole takes as long
+/// as its bytes need.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where blobs live and how large one may be.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -114,6 +118,8 @@ impl BlobStore {
         Ok(Stored { hash: found, bytes })
     }
 
+    /// Reads the body into `path`, hashing it; an upload that sends nothing for
+    /// [`BODY_IDLE_TIMEOUT`] is dropped, so a trickle can't hold a connection forever.
     async fn write_incoming<S, E>(&self, path: &Path, mut body: S) -> Result<(Hash, u64), PutError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -122,7 +128,13 @@ impl BlobStore {
         let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(path).await?);
         let mut hasher = blake3::Hasher::new();
         let mut bytes = 0u64;
-        while let Some(chunk) = body.next().await {
+        loop {
+            let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next())
+                .await
+                .map_err(|_| {
+                    PutError::Interrupted(format!("no bytes for {} s", BODY_IDLE_TIMEOUT.as_secs()))
+                })?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|error| PutError::Interrupted(error.to_string()))?;
             bytes += chunk.len() as u64;
             if bytes > self.blob_bytes_max {

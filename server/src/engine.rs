@@ -111,7 +111,8 @@ impl Published {
         self.state.events_applied()
     }
 
-    /// The state root; it costs what the last commits changed, not the state.
+    /// The state root: constant work, since the maps' hashes were updated by the
+    /// commits' writes.
     pub fn state_root(&self) -> Hash {
         self.state.root()
     }
@@ -988,7 +989,7 @@ mod tests {
             .content_hash();
         let approve = Action::ApproveProposal {
             proposal_id: 1,
-            proposal_hash,
+            proposal_hash: Some(proposal_hash),
         };
         engine
             .submit(signed(&keys.governance[1], b"a", approve))

@@ -2,7 +2,8 @@
 //! an idle keep-alive connection, a write timeout for clients that stop reading, and a
 //! back-off on accept errors instead of a spin.
 //!
-//! HTTP/1.1 through hyper's connection builder, with upgrades for the WebSocket stream.
+//! HTTP/1.1 through hyper's connection builder, with upgrades for the WebSocket stream
+//! (HTTP/2 without TLS, which `axum::serve` also took, is not served).
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// Bounds on connections, each a `serve` flag.
@@ -76,6 +77,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             let io = TokioIo::new(WriteTimeout::new(
                 stream,
                 Duration::from_millis(limits.write_timeout_ms),
+                permit,
             ));
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -85,27 +87,29 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended");
             }
-            drop(permit);
         });
     }
 }
 
 /// A TCP stream whose writes fail with `TimedOut` once one has waited `timeout` for
-/// the peer to read.
+/// the peer to read. It holds its connection's permit for as long as the socket
+/// lives, an upgraded WebSocket included, so the cap counts every open socket.
 struct WriteTimeout {
     stream: TcpStream,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
     waiting: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl WriteTimeout {
-    fn new(stream: TcpStream, timeout: Duration) -> WriteTimeout {
+    fn new(stream: TcpStream, timeout: Duration, permit: OwnedSemaphorePermit) -> WriteTimeout {
         WriteTimeout {
             stream,
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             waiting: false,
+            _permit: permit,
         }
     }
 

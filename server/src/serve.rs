@@ -138,8 +138,10 @@ fn open_files_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// The connection cap, lowered to fit under the open-files limit so that accepting a
-/// connection never runs the process out of descriptors.
+/// The connection cap, lowered to fit under the open-files limit with room for the
+/// log, so that open sockets (WebSocket subscribers included: each holds a
+/// connection's permit) can't take every descriptor. A blob served or uploaded holds
+/// one more file while it streams.
 fn fitted_connections_max(configured: usize) -> usize {
     let Some(files) = open_files_limit() else {
         return configured;

@@ -120,7 +120,7 @@ async fn a_plugin_is_activated_at_m_of_n_approvals_and_every_module_stays_stored
                 idempotency_key: idempotency.as_bytes().to_vec(),
                 action: Action::ApproveProposal {
                     proposal_id: 1,
-                    proposal_hash,
+                    proposal_hash: Some(proposal_hash),
                 },
             },
         )
@@ -468,7 +468,7 @@ async fn bad_governance_inputs_are_refused_with_their_code_and_change_nothing() 
         idempotency_key: key.as_bytes().to_vec(),
         action: Action::ApproveProposal {
             proposal_id,
-            proposal_hash,
+            proposal_hash: Some(proposal_hash),
         },
     };
     // Accepted once: proposal 1, approved by its proposer.
@@ -591,7 +591,7 @@ async fn an_approval_binds_to_the_content_it_approves() {
     let network = server.network_id().await;
     let proposer = server.dev_key("governance-1");
     let approver = server.dev_key("governance-2");
-    let approve = |idempotency: &str, proposal_hash: [u8; 32]| {
+    let approve = |idempotency: &str, proposal_hash: Option<[u8; 32]>| {
         codec::encode_signed_command(&codec::sign_command(
             &approver,
             &network,
@@ -604,20 +604,34 @@ async fn an_approval_binds_to_the_content_it_approves() {
             },
         ))
     };
-    // Signed for the content the approver reviewed, before any proposal 1 exists.
-    let early = approve("early", [7; 32]);
+    let parameters = |validator_quorum| blyan_sdk::model::Parameters {
+        validator_quorum,
+        ..Default::default()
+    };
+    // The approver reviewed content A (quorum 5, from round 2, by governance-1) and
+    // signs its approval before any proposal 1 exists.
+    let reviewed = blyan_sdk::core::governance::Proposal {
+        proposer: proposer.public(),
+        subject: blyan_sdk::core::governance::Subject::Parameters(parameters(5)),
+        activation_round: 2,
+        approvals: Default::default(),
+        proposed_seq: 0,
+        activated_seq: None,
+    }
+    .content_hash();
+    let early = approve("early", Some(reviewed));
     expect_refused(&server, early.clone(), 404, "proposal_not_found").await;
+    // An approval that names no content is refused by the API.
+    expect_refused(&server, approve("unbound", None), 422, "invalid_field").await;
 
     let proposal = codec::sign_command(
         &proposer,
         &network,
         &Command {
             idempotency_key: b"parameters".to_vec(),
+            // Content B takes id 1: quorum 9.
             action: Action::ProposeParameters {
-                parameters: blyan_sdk::model::Parameters {
-                    validator_quorum: 9,
-                    ..Default::default()
-                },
+                parameters: parameters(9),
                 activation_round: 2,
             },
         },
@@ -636,7 +650,8 @@ async fn an_approval_binds_to_the_content_it_approves() {
             .unwrap()
             .try_into()
             .unwrap();
-    let (status, receipt) = post_raw(&server.url, approve("reviewed", content_hash)).await;
+    assert_ne!(content_hash, reviewed);
+    let (status, receipt) = post_raw(&server.url, approve("reviewed", Some(content_hash))).await;
     assert_eq!(status, 200, "{receipt}");
     let governance = get_json(&format!("{}/v1/governance", server.url)).await;
     assert_eq!(

@@ -103,6 +103,12 @@ async fn past_the_connection_cap_new_connections_wait_and_then_are_served() {
         .await
         .expect("served once idle connections time out");
     assert!(response.status().is_success());
+    // It waited behind the cap until idle connections timed out (1 s).
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "served after {:?}: the cap did not hold",
+        started.elapsed()
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     for stream in &mut idle {
         assert!(closed_within(stream, Duration::from_secs(5)).await);

@@ -143,7 +143,7 @@ enum GovernanceCommand {
         key: PathBuf,
         #[arg(long)]
         proposal: u64,
-        /// The content hash of the proposal reviewed, as `governance list` shows it;
+        /// The content hash of the proposal reviewed, as `--json governance list` shows it;
         /// the approval is refused if the proposal under that id is other content.
         #[arg(long)]
         hash: String,
@@ -265,7 +265,7 @@ async fn governance(cli: &Cli, command: &GovernanceCommand) -> anyhow::Result<()
                 .context("--hash must be 64 hex characters")?;
             let action = Action::ApproveProposal {
                 proposal_id: *proposal,
-                proposal_hash,
+                proposal_hash: Some(proposal_hash),
             };
             submit(cli, key, idempotency_key.clone(), action).await
         }

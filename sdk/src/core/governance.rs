@@ -657,7 +657,7 @@ pub(crate) fn decide_approve(
     genesis: &Genesis,
     signer: PublicKey,
     proposal_id: u64,
-    proposal_hash: &Hash,
+    proposal_hash: Option<&Hash>,
 ) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
     let proposal = governance
@@ -665,7 +665,7 @@ pub(crate) fn decide_approve(
         .get(&proposal_id)
         .ok_or(GovernanceRejection::ProposalNotFound(proposal_id))?;
     let found = proposal.content_hash();
-    if &found != proposal_hash {
+    if proposal_hash.is_some_and(|named| named != &found) {
         return Err(GovernanceRejection::ProposalHashMismatch {
             proposal_id,
             found: hex::encode(found),
@@ -772,7 +772,7 @@ mod tests {
             .map_or([0; 32], Proposal::content_hash);
         Action::ApproveProposal {
             proposal_id,
-            proposal_hash,
+            proposal_hash: Some(proposal_hash),
         }
     }
 
@@ -783,7 +783,7 @@ mod tests {
         let state = then(state, &events);
         let other = Action::ApproveProposal {
             proposal_id: 1,
-            proposal_hash: [9; 32],
+            proposal_hash: Some([9; 32]),
         };
         assert!(matches!(
             when(&state, &governor(2), other),

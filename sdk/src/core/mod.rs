@@ -195,7 +195,13 @@ pub fn decide(
         Action::ApproveProposal {
             proposal_id,
             proposal_hash,
-        } => governance::decide_approve(governance, genesis, signer, *proposal_id, proposal_hash)?,
+        } => governance::decide_approve(
+            governance,
+            genesis,
+            signer,
+            *proposal_id,
+            proposal_hash.as_ref(),
+        )?,
     })
 }
 
