@@ -11,7 +11,7 @@
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
 //! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
-//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
+//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 429 | `heartbeat_too_soon` |
 //! | 500 | `storage_error`, `internal_error` |
 //! | 503 | `writer_stopped`, `no_genesis`, `too_many_subscribers` |
@@ -87,6 +87,9 @@ struct AppState {
     engine: Engine,
     config: ApiConfig,
     subscribers: Arc<tokio::sync::Semaphore>,
+    /// One conformance check compiles at a time: a burst of proposals queues instead
+    /// of taking every core and its memory at once.
+    compiles: Arc<tokio::sync::Semaphore>,
     host: Arc<Host>,
     blobs: Arc<BlobStore>,
 }
@@ -125,6 +128,7 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .with_state(AppState {
             engine,
             subscribers: Arc::new(tokio::sync::Semaphore::new(config.subscribers_max)),
+            compiles: Arc::new(tokio::sync::Semaphore::new(1)),
             config,
             host,
             blobs,
@@ -368,15 +372,25 @@ async fn conformance(
     let host = app.host.clone();
     let wasm = proposal.wasm.clone();
     let kind = proposal.kind;
-    let verdict = tokio::task::spawn_blocking(move || host.conformance(kind, &wasm))
+    let compiling = app
+        .compiles
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                error.to_string(),
-            )
-        })?;
+        .expect("the semaphore is never closed");
+    let verdict = tokio::task::spawn_blocking(move || {
+        let verdict = host.conformance(kind, &wasm);
+        drop(compiling);
+        verdict
+    })
+    .await
+    .map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            error.to_string(),
+        )
+    })?;
     verdict.map(|_| ()).map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -261,7 +261,19 @@ async fn hostile_proposals_are_refused_with_their_reason_and_change_nothing() {
     let (_, default) = genesis_plugin(&server, "reward").await;
     let oversized = hostile::padded_to(wasm(hostile::trap()), limits::PLUGIN_BYTES_MAX + 1);
 
-    let cases: Vec<(&str, PluginKind, Vec<u8>, u16, &str)> = vec![
+    let mut cases: Vec<(&str, PluginKind, Vec<u8>, u16, &str)> = hostile::compile_bombs()
+        .into_iter()
+        .map(|(name, text)| {
+            (
+                name,
+                PluginKind::Scoring,
+                wasm(text),
+                422,
+                "plugin_too_complex",
+            )
+        })
+        .collect();
+    cases.extend([
         (
             "infinite loop",
             PluginKind::Sharding,
@@ -325,7 +337,7 @@ async fn hostile_proposals_are_refused_with_their_reason_and_change_nothing() {
             422,
             "plugin_abi_version",
         ),
-    ];
+    ]);
     for (index, (name, kind, module, status, code)) in cases.into_iter().enumerate() {
         let before = head(&server.url).await;
         let signed = codec::sign_command(

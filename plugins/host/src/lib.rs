@@ -23,6 +23,7 @@ pub mod check;
 pub mod defaults;
 pub mod reference;
 pub mod sandbox;
+pub mod shape;
 
 include!("codegen.rs");
 

@@ -94,6 +94,8 @@ pub enum PluginError {
     TooLarge { size: usize, max: usize },
     #[error("not a valid WebAssembly module: {0}")]
     Malformed(String),
+    #[error("the module is too costly to compile: {0}")]
+    TooComplex(String),
     #[error("the module imports `{0}`; plugins may import nothing")]
     Import(String),
     #[error("{0}")]
@@ -120,6 +122,7 @@ impl PluginError {
         match self {
             PluginError::TooLarge { .. } => "plugin_too_large",
             PluginError::Malformed(_) => "plugin_malformed",
+            PluginError::TooComplex(_) => "plugin_too_complex",
             PluginError::Import(_) => "plugin_imports",
             PluginError::Export(_) => "plugin_exports",
             PluginError::AbiVersion { .. } => "plugin_abi_version",
@@ -377,7 +380,8 @@ impl Host {
 
     /// Compiles `wasm`, or returns the cached compilation of the same bytes.
     ///
-    /// Refuses a module that is too large or malformed, imports anything, lacks an
+    /// Refuses a module that is too large, too costly to compile ([`crate::shape`]) or
+    /// malformed, imports anything, lacks an
     /// export of the ABI (or has one of the wrong type), or returns another ABI
     /// version.
     pub fn compile(&self, wasm: &[u8]) -> Result<Arc<Compiled>, PluginError> {
@@ -392,6 +396,7 @@ impl Host {
             return Ok(compiled);
         }
         check_memory_minimum(wasm, self.limits.memory_bytes_max)?;
+        crate::shape::check(wasm)?;
         let module = Module::new(&self.engine, wasm)
             .map_err(|e| PluginError::Malformed(format!("{e:#}")))?;
         if let Some(import) = module.imports().next() {

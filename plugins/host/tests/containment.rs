@@ -373,3 +373,26 @@ fn a_second_table_is_refused() {
     // Refused by the pooling allocator's per-instance limit, before the store's.
     assert!(error.to_string().contains("tables count"), "{error}");
 }
+
+/// Each shape of compile bomb is refused before compiling, in well under a second,
+/// and the host then compiles and runs the default plugin as before.
+#[test]
+fn compile_bombs_are_refused_before_they_compile() {
+    let host = host();
+    for (shape, text) in hostile::compile_bombs() {
+        let module = wasm(&text);
+        let started = Instant::now();
+        let error = host
+            .conformance(PluginKind::Scoring, &module)
+            .expect_err("a compile bomb is refused");
+        assert_eq!(error.code(), "plugin_too_complex", "{shape}: {error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{shape}: refused after {:?}",
+            started.elapsed()
+        );
+    }
+    let scoring = defaults::wasm(PluginKind::Scoring);
+    host.conformance(PluginKind::Scoring, scoring)
+        .expect("the default plugin passes");
+}

@@ -108,3 +108,29 @@ pub fn padded_to(minimal: Vec<u8>, size: usize) -> Vec<u8> {
     module.resize(size, 0);
     module
 }
+
+/// A function with `locals` i64 locals and `branches` `br_if`s, as WebAssembly text:
+/// the shape whose compile time grows as their product.
+fn costly_function(locals: usize, branches: usize) -> String {
+    let declared = "i64 ".repeat(locals);
+    let branch = "(br_if 0 (i32.const 0)) ";
+    format!(
+        "(func (local {declared}) (block {}))",
+        branch.repeat(branches)
+    )
+}
+
+/// Compile bombs, one per bound of the shape check: the second compiles in about 6 s
+/// and the third in about 9 s without it; the first declares more locals than any
+/// plugin needs.
+pub fn compile_bombs() -> Vec<(&'static str, String)> {
+    let bomb = |functions: usize, locals: usize, branches: usize| {
+        let extra = costly_function(locals, branches).repeat(functions);
+        with_policy(1, "(unreachable)", "").replacen("(module", &format!("(module {extra}"), 1)
+    };
+    vec![
+        ("many locals", bomb(1, 20_000, 10)),
+        ("locals times branches", bomb(1, 5_000, 20_000)),
+        ("summed over functions", bomb(100, 2_000, 2_000)),
+    ]
+}
