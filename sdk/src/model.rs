@@ -34,6 +34,9 @@ pub mod limits {
     /// Most registered nodes: the bound `MAX_SCORE_MAX` assumes (2^20, about a
     /// million), enforced where nodes are admitted.
     pub const NODES_MAX: usize = 1 << 20;
+    /// Proposals one governance key may have pending at once (not activated, their
+    /// activation round not yet open).
+    pub const PENDING_PROPOSALS_PER_KEY_MAX: usize = 4;
 }
 
 /// A command as the signer sent it, after its signature was checked.

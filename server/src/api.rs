@@ -9,7 +9,7 @@
 //! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found` |
 //! | 412 | `precondition_failed` (a blob's `If-*` headers) |
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
-//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch` |
+//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 429 | `heartbeat_too_soon` |
@@ -352,21 +352,23 @@ async fn submit_command(
 }
 
 /// The dry run a plugin proposal must pass before it reaches the writer. Only a
-/// governance key's proposal of an acceptable size is worth compiling; any other is
-/// refused by `decide` with its own code.
+/// governance key's proposal of an acceptable size, from a key with room for another
+/// pending proposal, is worth compiling; any other is refused by `decide` with its own
+/// code.
 async fn conformance(
     app: &AppState,
     signer: &PublicKey,
     proposal: &PluginProposal,
 ) -> Result<(), ApiError> {
-    let governance = {
+    let worth_compiling = {
         let published = app.engine.published();
-        published
-            .state
+        let state = &published.state;
+        state
             .genesis()
             .is_some_and(|genesis| genesis.governance_keys.contains(signer))
+            && state.governance().pending_proposals(signer) < limits::PENDING_PROPOSALS_PER_KEY_MAX
     };
-    if !governance || proposal.wasm.len() > limits::PLUGIN_BYTES_MAX {
+    if !worth_compiling || proposal.wasm.len() > limits::PLUGIN_BYTES_MAX {
         return Ok(());
     }
     let host = app.host.clone();

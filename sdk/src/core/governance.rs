@@ -55,6 +55,8 @@ pub enum GovernanceRejection {
     },
     #[error("the signer already approved proposal {0}")]
     AlreadyApproved(u64),
+    #[error("the signer has {pending} pending proposals, the most a key may have")]
+    TooManyPending { pending: usize },
     #[error("proposal {proposal_id} is not the content approved: its hash is {found}")]
     ProposalHashMismatch { proposal_id: u64, found: String },
 }
@@ -70,6 +72,7 @@ impl GovernanceRejection {
             GovernanceRejection::ProposalExpired { .. } => "proposal_expired",
             GovernanceRejection::AlreadyApproved(_) => "already_approved",
             GovernanceRejection::ProposalHashMismatch { .. } => "proposal_hash_mismatch",
+            GovernanceRejection::TooManyPending { .. } => "too_many_pending_proposals",
         }
     }
 
@@ -82,7 +85,8 @@ impl GovernanceRejection {
             GovernanceRejection::ProposalAlreadyActivated(_)
             | GovernanceRejection::ProposalExpired { .. }
             | GovernanceRejection::AlreadyApproved(_)
-            | GovernanceRejection::ProposalHashMismatch { .. } => RejectionClass::Conflict,
+            | GovernanceRejection::ProposalHashMismatch { .. }
+            | GovernanceRejection::TooManyPending { .. } => RejectionClass::Conflict,
         }
     }
 }
@@ -175,6 +179,21 @@ impl Governance {
 
     pub fn round(&self) -> Option<&RoundPins> {
         self.round.as_ref()
+    }
+
+    /// Proposals of `proposer` that can still be approved: not activated, and their
+    /// activation round not yet open. A proposal whose round opened has expired and no
+    /// longer counts.
+    pub fn pending_proposals(&self, proposer: &PublicKey) -> usize {
+        let round = self.round_number();
+        self.proposals
+            .iter()
+            .filter(|(_, proposal)| {
+                proposal.proposer == *proposer
+                    && proposal.activated_seq.is_none()
+                    && proposal.activation_round > round
+            })
+            .count()
     }
 
     /// The number of the round open now; 0 before the first.
@@ -550,6 +569,16 @@ fn require_governance(genesis: &Genesis, signer: PublicKey) -> Result<(), Govern
     }
 }
 
+/// A key may keep only a few proposals pending, so that one key below the threshold
+/// can't fill the log and the state with modules nobody approves.
+fn require_room(governance: &Governance, signer: &PublicKey) -> Result<(), GovernanceRejection> {
+    let pending = governance.pending_proposals(signer);
+    if pending >= limits::PENDING_PROPOSALS_PER_KEY_MAX {
+        return Err(GovernanceRejection::TooManyPending { pending });
+    }
+    Ok(())
+}
+
 fn require_future(
     governance: &Governance,
     activation_round: u64,
@@ -594,6 +623,7 @@ pub(crate) fn decide_propose_plugin(
     proposal: &PluginProposal,
 ) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
+    require_room(governance, &signer)?;
     let size = proposal.wasm.len();
     if size > limits::PLUGIN_BYTES_MAX {
         return Err(GovernanceRejection::PluginTooLarge {
@@ -633,6 +663,7 @@ pub(crate) fn decide_propose_parameters(
     activation_round: u64,
 ) -> Result<Vec<Event>, GovernanceRejection> {
     require_governance(genesis, signer)?;
+    require_room(governance, &signer)?;
     parameters
         .validate()
         .map_err(|(field, reason)| GovernanceRejection::InvalidField { field, reason })?;
@@ -727,9 +758,9 @@ mod tests {
 
     use super::*;
     use crate::core::tests::{given, when};
-    use crate::core::{Rejection, State};
+    use crate::core::{Context, Rejection, State};
     use crate::crypto::Keypair;
-    use crate::model::Action;
+    use crate::model::{Action, ServerInput};
 
     fn governor(i: u8) -> Keypair {
         Keypair::from_secret([10 + i; 32])
@@ -774,6 +805,37 @@ mod tests {
             proposal_id,
             proposal_hash: Some(proposal_hash),
         }
+    }
+
+    #[test]
+    fn a_key_keeps_only_a_few_proposals_pending_and_expired_ones_free_room() {
+        let mut state = given(&[genesis(2)]);
+        for tag in 0..limits::PENDING_PROPOSALS_PER_KEY_MAX as u8 {
+            let events = when(&state, &governor(1), propose(PluginKind::Scoring, tag, 1)).unwrap();
+            state = then(state, &events);
+        }
+        let refused = when(&state, &governor(1), propose(PluginKind::Scoring, 99, 1));
+        assert_eq!(
+            refused,
+            Err(Rejection::Governance(GovernanceRejection::TooManyPending {
+                pending: limits::PENDING_PROPOSALS_PER_KEY_MAX
+            }))
+        );
+        // Another key has its own room.
+        assert!(when(&state, &governor(2), propose(PluginKind::Scoring, 99, 1)).is_ok());
+        // Once round 1 opens, the proposals for it have expired and free the room.
+        let opened = crate::core::decide_input(
+            &state,
+            &ServerInput::OpenRound { round: 1 },
+            &Context { time_ms: 6_000 },
+        )
+        .unwrap();
+        let state = then(state, &opened);
+        assert_eq!(
+            state.governance().pending_proposals(&governor(1).public()),
+            0
+        );
+        assert!(when(&state, &governor(1), propose(PluginKind::Scoring, 99, 2)).is_ok());
     }
 
     #[test]
