@@ -42,7 +42,7 @@ fn record_seed() -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    #![proptest_config(mutation::config(2_000))]
 
     #[test]
     fn commands_decode_or_refuse(mutations in proptest::collection::vec(mutation(), 1..8)) {

@@ -25,7 +25,7 @@ fn seeds() -> Vec<(pb::PolicyInput, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+    #![proptest_config(mutation::config(1_000))]
 
     #[test]
     fn plugin_outputs_decode_and_check_or_refuse(

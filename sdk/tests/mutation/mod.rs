@@ -3,6 +3,18 @@
 
 use proptest::prelude::*;
 
+/// `short` cases in the suite; `PROPTEST_CASES` in the environment makes a long run.
+pub fn config(short: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(short);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
 /// One edit of a seed: flip a byte, insert one, cut the rest, or splice a run of one
 /// byte value.
 #[derive(Debug, Clone)]
