@@ -4,6 +4,7 @@
 //! edge) and the server (which stores `EventRecord`s). Each message here is a
 //! compatibility promise: fields are only ever added, and tags are never reused.
 
+pub mod check;
 pub mod column;
 mod plugin_kind;
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::core::governance::Subject;
 use crate::core::registry::Node;
 use crate::crypto::PublicKey;
-use crate::model::{Checkpoint, Genesis, Parameters, PluginKind, RoundPins};
+use crate::model::{
+    Checkpoint, Genesis, Parameters, Phase, PluginKind, PoolItem, RoundPins, Shard,
+};
 
 /// The answer to an accepted command: where its event is in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,4 +160,145 @@ pub struct PluginView {
     pub kind: PluginKind,
     pub bytes: usize,
     pub stored_seq: u64,
+}
+
+/// A Merkle inclusion proof: leaf `index` of `count`, with rs_merkle's proof hashes
+/// (hex); check it with [`crate::merkle::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerkleProofView {
+    pub index: usize,
+    pub count: usize,
+    pub hashes: Vec<String>,
+}
+
+/// `GET /v1/rounds` (a list of these) and the head of `GET /v1/rounds/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundSummary {
+    pub round: u64,
+    pub expert: u32,
+    pub pool_id: u64,
+    pub phase: Phase,
+    /// When the phase closes, in log time; 0 while a policy call is awaited or once over.
+    pub deadline_ms: u64,
+    pub nodes: usize,
+    pub committee: Vec<PublicKey>,
+    #[serde(with = "crate::model::u128_string")]
+    pub reward_pool: u128,
+    pub commits: u32,
+    pub reveals: u32,
+    pub submissions: u32,
+    pub abort_reason: Option<String>,
+}
+
+/// A revealed delta of a round and, once scored, its score.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaView {
+    pub node: PublicKey,
+    /// Hex.
+    pub delta_hash: String,
+    pub delta_bytes: u64,
+    pub score: Option<u64>,
+}
+
+/// A payout of a finalized round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutView {
+    pub key: PublicKey,
+    #[serde(with = "crate::model::u128_string")]
+    pub amount: u128,
+}
+
+/// `GET /v1/rounds/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundView {
+    #[serde(flatten)]
+    pub summary: RoundSummary,
+    /// Hex.
+    pub seed: String,
+    /// Hex.
+    pub assignments_root: String,
+    /// Hex.
+    pub scores_root: String,
+    pub deltas: Vec<DeltaView>,
+    pub node_rewards: Vec<PayoutView>,
+    pub validator_rewards: Vec<PayoutView>,
+    /// Hex, once finalized.
+    pub rewards_root: Option<String>,
+    /// What the round carried over to the next one, once over.
+    #[serde(with = "crate::model::u128_string")]
+    pub carried: u128,
+}
+
+/// One item a node or a validator works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemView {
+    pub id: u32,
+    #[serde(flatten)]
+    pub item: PoolItem,
+}
+
+/// `GET /v1/rounds/{id}/assignments/{node}`: a node's shard, its items, and the
+/// shard's proof against the round's assignments root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentView {
+    pub round: u64,
+    pub expert: u32,
+    pub pool_id: u64,
+    pub shard: Shard,
+    pub items: Vec<ItemView>,
+    /// Hex.
+    pub assignments_root: String,
+    pub proof: MerkleProofView,
+}
+
+/// A delta a validator measures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub node: PublicKey,
+    /// Hex: the blob to fetch.
+    pub delta_hash: String,
+    pub delta_bytes: u64,
+}
+
+/// `GET /v1/rounds/{id}/tasks/{validator}`: the deltas a committee member measures,
+/// in the order its measurements go, and the held-out items it measures on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TasksView {
+    pub round: u64,
+    pub expert: u32,
+    pub pool_id: u64,
+    pub deltas: Vec<TaskView>,
+    pub held_out: Vec<ItemView>,
+}
+
+/// `GET /v1/pools/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolView {
+    pub id: u64,
+    pub curator: PublicKey,
+    pub name: String,
+    /// Hex.
+    pub merkle_root: String,
+    pub items: Vec<ItemView>,
+}
+
+/// `GET /v1/pools/{id}/items/{item}/proof`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemProofView {
+    pub pool_id: u64,
+    #[serde(flatten)]
+    pub item: ItemView,
+    /// Hex: the pool's items root.
+    pub merkle_root: String,
+    /// Hex: the content hash of the item's leaf.
+    pub leaf: String,
+    pub proof: MerkleProofView,
+}
+
+/// `GET /v1/validators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorView {
+    pub key: PublicKey,
+    pub reputation: u64,
+    pub admitted_seq: u64,
 }

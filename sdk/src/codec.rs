@@ -9,9 +9,10 @@ use prost::Message;
 
 use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
-    Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, Genesis, LoggedEvent,
-    Parameters, PinnedPlugin, PluginFallback, PluginKind, PluginModule, PluginProposal,
-    PolicyFailure, PolicyResult, RoundPins, ServerInput, SignedCommand, limits,
+    Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, Genesis, Hash, LoggedEvent,
+    Parameters, Payout, Phase, PinnedPlugin, PluginFallback, PluginKind, PluginModule,
+    PluginProposal, PolicyFailure, PolicyResult, PoolItem, PoolSpec, Reveal, RoundOutcome,
+    RoundPins, RoundPlan, ServerInput, Shard, SignedCommand, ValidatorOutcome, limits,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +38,92 @@ fn array<const N: usize>(bytes: &[u8], field: &str) -> Result<[u8; N], DecodeErr
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, DecodeError> {
     value.ok_or_else(|| DecodeError(format!("{field} is missing")))
+}
+
+fn u128_required(value: Option<pb::U128>, field: &str) -> Result<u128, DecodeError> {
+    Ok(u128_from_pb(&required(value, field)?))
+}
+
+/// A column of 32-byte keys.
+fn keys(bytes: &[u8], field: &str) -> Result<Vec<PublicKey>, DecodeError> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(DecodeError(format!(
+            "{field}: not a whole number of 32-byte keys"
+        )));
+    }
+    bytes
+        .chunks_exact(32)
+        .map(|chunk| key(chunk, field))
+        .collect()
+}
+
+fn keys_to_pb(keys: &[PublicKey]) -> Vec<u8> {
+    keys.iter().flat_map(|key| key.0).collect()
+}
+
+fn hashes(bytes: &[u8], field: &str) -> Result<Vec<Hash>, DecodeError> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(DecodeError(format!(
+            "{field}: not a whole number of 32-byte hashes"
+        )));
+    }
+    bytes
+        .chunks_exact(32)
+        .map(|chunk| array(chunk, field))
+        .collect()
+}
+
+fn phase_from_pb(value: i32) -> Result<Phase, DecodeError> {
+    Ok(match pb::Phase::try_from(value) {
+        Ok(pb::Phase::Assigning) => Phase::Assigning,
+        Ok(pb::Phase::Commit) => Phase::Commit,
+        Ok(pb::Phase::Reveal) => Phase::Reveal,
+        Ok(pb::Phase::Validate) => Phase::Validate,
+        Ok(pb::Phase::Scoring) => Phase::Scoring,
+        Ok(pb::Phase::Rewarding) => Phase::Rewarding,
+        Ok(pb::Phase::Finalized) => Phase::Finalized,
+        Ok(pb::Phase::Aborted) => Phase::Aborted,
+        Ok(pb::Phase::Unspecified) | Err(_) => {
+            return Err(DecodeError(format!("unknown phase {value}")));
+        }
+    })
+}
+
+fn phase_to_pb(phase: Phase) -> pb::Phase {
+    match phase {
+        Phase::Assigning => pb::Phase::Assigning,
+        Phase::Commit => pb::Phase::Commit,
+        Phase::Reveal => pb::Phase::Reveal,
+        Phase::Validate => pb::Phase::Validate,
+        Phase::Scoring => pb::Phase::Scoring,
+        Phase::Rewarding => pb::Phase::Rewarding,
+        Phase::Finalized => pb::Phase::Finalized,
+        Phase::Aborted => pb::Phase::Aborted,
+    }
+}
+
+fn pool_items_from_pb(items: Vec<pb::PoolItem>) -> Result<Vec<PoolItem>, DecodeError> {
+    items
+        .into_iter()
+        .map(|item| {
+            Ok(PoolItem {
+                bytes: item.bytes,
+                checksum: array(&item.checksum, "checksum")?,
+                held_out: item.held_out,
+            })
+        })
+        .collect()
+}
+
+fn pool_items_to_pb(items: &[PoolItem]) -> Vec<pb::PoolItem> {
+    items
+        .iter()
+        .map(|item| pb::PoolItem {
+            bytes: item.bytes,
+            checksum: item.checksum.to_vec(),
+            held_out: item.held_out,
+        })
+        .collect()
 }
 
 pub fn u128_to_pb(value: u128) -> pb::U128 {
@@ -132,6 +219,29 @@ pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
                 Some(array(&approval.proposal_hash, "proposal_hash")?)
             },
         },
+        pb::command::Action::RegisterPool(pool) => Action::RegisterPool(PoolSpec {
+            name: pool.name,
+            items: pool_items_from_pb(pool.items)?,
+        }),
+        pb::command::Action::CommitDelta(commit) => Action::CommitDelta {
+            round: commit.round,
+            commitment: array(&commit.commitment, "commitment")?,
+        },
+        pb::command::Action::RevealDelta(reveal) => Action::RevealDelta(Reveal {
+            round: reveal.round,
+            delta_hash: array(&reveal.delta_hash, "delta_hash")?,
+            salt: array(&reveal.salt, "salt")?,
+            delta_bytes: reveal.delta_bytes,
+        }),
+        pb::command::Action::SubmitMeasurements(submit) => Action::SubmitMeasurements {
+            round: submit.round,
+            values: submit.values,
+        },
+        pb::command::Action::ProposeValidator(proposal) => Action::ProposeValidator {
+            validator: key(&proposal.validator, "validator")?,
+            admit: proposal.admit,
+            activation_round: proposal.activation_round,
+        },
     };
     Ok(Command {
         idempotency_key: message.idempotency_key,
@@ -169,6 +279,37 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
             proposal_id: *proposal_id,
             proposal_hash: proposal_hash.map(|hash| hash.to_vec()).unwrap_or_default(),
         }),
+        Action::RegisterPool(pool) => pb::command::Action::RegisterPool(pb::RegisterPool {
+            name: pool.name.clone(),
+            items: pool_items_to_pb(&pool.items),
+        }),
+        Action::CommitDelta { round, commitment } => {
+            pb::command::Action::CommitDelta(pb::CommitDelta {
+                round: *round,
+                commitment: commitment.to_vec(),
+            })
+        }
+        Action::RevealDelta(reveal) => pb::command::Action::RevealDelta(pb::RevealDelta {
+            round: reveal.round,
+            delta_hash: reveal.delta_hash.to_vec(),
+            salt: reveal.salt.to_vec(),
+            delta_bytes: reveal.delta_bytes,
+        }),
+        Action::SubmitMeasurements { round, values } => {
+            pb::command::Action::SubmitMeasurements(pb::SubmitMeasurements {
+                round: *round,
+                values: values.clone(),
+            })
+        }
+        Action::ProposeValidator {
+            validator,
+            admit,
+            activation_round,
+        } => pb::command::Action::ProposeValidator(pb::ProposeValidator {
+            validator: validator.0.to_vec(),
+            admit: *admit,
+            activation_round: *activation_round,
+        }),
     };
     pb::Command {
         idempotency_key: command.idempotency_key.clone(),
@@ -196,6 +337,7 @@ fn capabilities_to_pb(capabilities: &Capabilities) -> pb::NodeCapabilities {
 }
 
 fn parameters_from_pb(message: pb::Parameters) -> Result<Parameters, DecodeError> {
+    let defaults = Parameters::default();
     Ok(Parameters {
         heartbeat_timeout_ms: message.heartbeat_timeout_ms,
         round_burn_threshold: u128_from_pb(&required(
@@ -212,6 +354,25 @@ fn parameters_from_pb(message: pb::Parameters) -> Result<Parameters, DecodeError
             .model_experts
             .unwrap_or(limits::EXPERTS_PER_NODE_MAX as u32),
         heartbeat_interval_min_ms: message.heartbeat_interval_min_ms.unwrap_or(0),
+        nodes_per_round_min: message
+            .nodes_per_round_min
+            .unwrap_or(defaults.nodes_per_round_min),
+        validators_per_round: message
+            .validators_per_round
+            .unwrap_or(defaults.validators_per_round),
+        validators_per_delta: message
+            .validators_per_delta
+            .unwrap_or(defaults.validators_per_delta),
+        scored_deltas_min: message
+            .scored_deltas_min
+            .unwrap_or(defaults.scored_deltas_min),
+        validator_reward_bps: message
+            .validator_reward_bps
+            .unwrap_or(defaults.validator_reward_bps),
+        validate_deadline_ms: message
+            .validate_deadline_ms
+            .unwrap_or(defaults.validate_deadline_ms),
+        delta_bytes_max: message.delta_bytes_max.unwrap_or(defaults.delta_bytes_max),
     })
 }
 
@@ -227,6 +388,13 @@ fn parameters_to_pb(parameters: &Parameters) -> pb::Parameters {
         max_score: parameters.max_score,
         model_experts: Some(parameters.model_experts),
         heartbeat_interval_min_ms: Some(parameters.heartbeat_interval_min_ms),
+        nodes_per_round_min: Some(parameters.nodes_per_round_min),
+        validators_per_round: Some(parameters.validators_per_round),
+        validators_per_delta: Some(parameters.validators_per_delta),
+        scored_deltas_min: Some(parameters.scored_deltas_min),
+        validator_reward_bps: Some(parameters.validator_reward_bps),
+        validate_deadline_ms: Some(parameters.validate_deadline_ms),
+        delta_bytes_max: Some(parameters.delta_bytes_max),
     }
 }
 
@@ -246,6 +414,11 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                 .map(|bytes| key(bytes, "governance key"))
                 .collect::<Result<_, _>>()?,
             governance_threshold: genesis.governance_threshold,
+            curator_keys: genesis
+                .curator_keys
+                .iter()
+                .map(|bytes| key(bytes, "curator key"))
+                .collect::<Result<_, _>>()?,
             parameters: parameters_from_pb(required(genesis.parameters, "parameters")?)?,
             plugins: genesis
                 .plugins
@@ -339,6 +512,20 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                 .map(|pinned| pinned_from_pb(pinned.kind, &pinned.wasm_hash))
                 .collect::<Result<_, _>>()?,
             parameters: parameters_from_pb(required(opened.parameters, "parameters")?)?,
+            plan: opened
+                .plan
+                .map(|plan| {
+                    Ok::<_, DecodeError>(RoundPlan {
+                        expert: plan.expert,
+                        pool_id: plan.pool_id,
+                        seed: array(&plan.seed, "seed")?,
+                        nodes: keys(&plan.nodes, "nodes")?,
+                        committee: keys(&plan.committee, "committee")?,
+                        burns: u128_required(plan.burns, "burns")?,
+                        reward_pool: u128_required(plan.reward_pool, "reward_pool")?,
+                    })
+                })
+                .transpose()?,
         }),
         Kind::PluginFallback(fallback) => {
             let kind = plugin_kind_from_pb(fallback.kind)?;
@@ -363,6 +550,128 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                 used_module,
             })
         }
+        Kind::PoolRegistered(registered) => {
+            // The items are the cause's: the log stores them once.
+            let items = match command.as_ref().map(|cause| decode_command(&cause.body)) {
+                Some(Ok(Command {
+                    action: Action::RegisterPool(pool),
+                    ..
+                })) => pool.items,
+                _ => {
+                    return Err(DecodeError(
+                        "a pool registration's cause must be a RegisterPool command".into(),
+                    ));
+                }
+            };
+            if items.len() != registered.item_count as usize {
+                return Err(DecodeError(
+                    "item_count is not the number of the cause's items".into(),
+                ));
+            }
+            Event::PoolRegistered {
+                pool_id: registered.pool_id,
+                curator: key(&registered.curator, "curator")?,
+                pool: PoolSpec {
+                    name: registered.name,
+                    items,
+                },
+                merkle_root: array(&registered.merkle_root, "merkle_root")?,
+            }
+        }
+        Kind::ValidatorProposed(proposed) => Event::ValidatorProposed {
+            proposal_id: proposed.proposal_id,
+            proposer: key(&proposed.proposer, "proposer")?,
+            validator: key(&proposed.validator, "validator")?,
+            admit: proposed.admit,
+            activation_round: proposed.activation_round,
+        },
+        Kind::ValidatorChanged(changed) => Event::ValidatorChanged {
+            proposal_id: changed.proposal_id,
+            validator: key(&changed.validator, "validator")?,
+            admit: changed.admit,
+        },
+        Kind::AssignmentsMade(made) => {
+            let nodes = keys(&made.nodes, "nodes")?;
+            if nodes.len() != made.starts.len() || nodes.len() != made.counts.len() {
+                return Err(DecodeError(
+                    "an assignment's nodes, starts and counts differ in length".into(),
+                ));
+            }
+            Event::AssignmentsMade {
+                round: made.round,
+                shards: nodes
+                    .into_iter()
+                    .zip(made.starts)
+                    .zip(made.counts)
+                    .map(|((node, start), count)| Shard { node, start, count })
+                    .collect(),
+                merkle_root: array(&made.merkle_root, "merkle_root")?,
+                deadline_ms: made.deadline_ms,
+            }
+        }
+        Kind::DeltaCommitted(committed) => Event::DeltaCommitted {
+            round: committed.round,
+            node: key(&committed.node, "node")?,
+            commitment: array(&committed.commitment, "commitment")?,
+        },
+        Kind::DeltaRevealed(revealed) => Event::DeltaRevealed {
+            node: key(&revealed.node, "node")?,
+            reveal: Reveal {
+                round: revealed.round,
+                delta_hash: array(&revealed.delta_hash, "delta_hash")?,
+                salt: array(&revealed.salt, "salt")?,
+                delta_bytes: revealed.delta_bytes,
+            },
+        },
+        Kind::PhaseStarted(started) => Event::PhaseStarted {
+            round: started.round,
+            phase: phase_from_pb(started.phase)?,
+            deadline_ms: started.deadline_ms,
+        },
+        Kind::MeasurementsSubmitted(submitted) => Event::MeasurementsSubmitted {
+            round: submitted.round,
+            validator: key(&submitted.validator, "validator")?,
+            values: submitted.values,
+        },
+        Kind::ScoresRecorded(recorded) => Event::ScoresRecorded {
+            round: recorded.round,
+            scores: recorded.scores,
+            merkle_root: array(&recorded.merkle_root, "merkle_root")?,
+        },
+        Kind::RoundFinalized(finalized) => Event::RoundFinalized(RoundOutcome {
+            round: finalized.round,
+            nodes: finalized
+                .nodes
+                .into_iter()
+                .map(|payout| {
+                    Ok(Payout {
+                        key: key(&payout.key, "payout key")?,
+                        amount: u128_required(payout.amount, "amount")?,
+                    })
+                })
+                .collect::<Result<_, DecodeError>>()?,
+            validators: finalized
+                .validators
+                .into_iter()
+                .map(|outcome| {
+                    Ok(ValidatorOutcome {
+                        validator: key(&outcome.validator, "validator")?,
+                        agreed: outcome.agreed,
+                        disagreed: outcome.disagreed,
+                        reward: u128_required(outcome.reward, "reward")?,
+                        reputation: outcome.reputation,
+                    })
+                })
+                .collect::<Result<_, DecodeError>>()?,
+            rewards_root: array(&finalized.rewards_root, "rewards_root")?,
+            accepted: hashes(&finalized.accepted, "accepted")?,
+            carried: u128_required(finalized.carried, "carried")?,
+        }),
+        Kind::RoundAborted(aborted) => Event::RoundAborted {
+            round: aborted.round,
+            reason: aborted.reason,
+            carried: u128_required(aborted.carried, "carried")?,
+        },
     };
     let cause = match (command, server_input) {
         (Some(_), Some(_)) => {
@@ -495,6 +804,11 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 .map(|key| key.0.to_vec())
                 .collect(),
             governance_threshold: genesis.governance_threshold,
+            curator_keys: genesis
+                .curator_keys
+                .iter()
+                .map(|key| key.0.to_vec())
+                .collect(),
             parameters: Some(parameters_to_pb(&genesis.parameters)),
             plugins: genesis
                 .plugins
@@ -594,6 +908,15 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 })
                 .collect(),
             parameters: Some(parameters_to_pb(&pins.parameters)),
+            plan: pins.plan.as_ref().map(|plan| pb::RoundPlan {
+                expert: plan.expert,
+                pool_id: plan.pool_id,
+                seed: plan.seed.to_vec(),
+                nodes: keys_to_pb(&plan.nodes),
+                committee: keys_to_pb(&plan.committee),
+                burns: Some(u128_to_pb(plan.burns)),
+                reward_pool: Some(u128_to_pb(plan.reward_pool)),
+            }),
         }),
         Event::PluginFallback(fallback) => Kind::PluginFallback(pb::PluginFallbackV1 {
             round: fallback.round,
@@ -610,6 +933,139 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                     debug_assert_eq!(module.kind, fallback.kind);
                     module.wasm.to_vec()
                 }),
+        }),
+        Event::PoolRegistered {
+            pool_id,
+            curator,
+            pool,
+            merkle_root,
+        } => {
+            debug_assert!(
+                matches!(
+                    logged.cause.command().map(|cause| decode_command(&cause.body)),
+                    Some(Ok(Command { action: Action::RegisterPool(ref spec), .. })) if spec == pool
+                ),
+                "a pool's items are its cause's"
+            );
+            Kind::PoolRegistered(pb::PoolRegisteredV1 {
+                pool_id: *pool_id,
+                curator: curator.0.to_vec(),
+                name: pool.name.clone(),
+                item_count: pool.items.len() as u32,
+                merkle_root: merkle_root.to_vec(),
+            })
+        }
+        Event::ValidatorProposed {
+            proposal_id,
+            proposer,
+            validator,
+            admit,
+            activation_round,
+        } => Kind::ValidatorProposed(pb::ValidatorProposedV1 {
+            proposal_id: *proposal_id,
+            proposer: proposer.0.to_vec(),
+            validator: validator.0.to_vec(),
+            admit: *admit,
+            activation_round: *activation_round,
+        }),
+        Event::ValidatorChanged {
+            proposal_id,
+            validator,
+            admit,
+        } => Kind::ValidatorChanged(pb::ValidatorChangedV1 {
+            proposal_id: *proposal_id,
+            validator: validator.0.to_vec(),
+            admit: *admit,
+        }),
+        Event::AssignmentsMade {
+            round,
+            shards,
+            merkle_root,
+            deadline_ms,
+        } => Kind::AssignmentsMade(pb::AssignmentsMadeV1 {
+            round: *round,
+            nodes: shards.iter().flat_map(|shard| shard.node.0).collect(),
+            starts: shards.iter().map(|shard| shard.start).collect(),
+            counts: shards.iter().map(|shard| shard.count).collect(),
+            merkle_root: merkle_root.to_vec(),
+            deadline_ms: *deadline_ms,
+        }),
+        Event::DeltaCommitted {
+            round,
+            node,
+            commitment,
+        } => Kind::DeltaCommitted(pb::DeltaCommittedV1 {
+            round: *round,
+            node: node.0.to_vec(),
+            commitment: commitment.to_vec(),
+        }),
+        Event::DeltaRevealed { node, reveal } => Kind::DeltaRevealed(pb::DeltaRevealedV1 {
+            round: reveal.round,
+            node: node.0.to_vec(),
+            delta_hash: reveal.delta_hash.to_vec(),
+            salt: reveal.salt.to_vec(),
+            delta_bytes: reveal.delta_bytes,
+        }),
+        Event::PhaseStarted {
+            round,
+            phase,
+            deadline_ms,
+        } => Kind::PhaseStarted(pb::PhaseStartedV1 {
+            round: *round,
+            phase: phase_to_pb(*phase).into(),
+            deadline_ms: *deadline_ms,
+        }),
+        Event::MeasurementsSubmitted {
+            round,
+            validator,
+            values,
+        } => Kind::MeasurementsSubmitted(pb::MeasurementsSubmittedV1 {
+            round: *round,
+            validator: validator.0.to_vec(),
+            values: values.clone(),
+        }),
+        Event::ScoresRecorded {
+            round,
+            scores,
+            merkle_root,
+        } => Kind::ScoresRecorded(pb::ScoresRecordedV1 {
+            round: *round,
+            scores: scores.clone(),
+            merkle_root: merkle_root.to_vec(),
+        }),
+        Event::RoundFinalized(outcome) => Kind::RoundFinalized(pb::RoundFinalizedV1 {
+            round: outcome.round,
+            nodes: outcome
+                .nodes
+                .iter()
+                .map(|payout| pb::Payout {
+                    key: payout.key.0.to_vec(),
+                    amount: Some(u128_to_pb(payout.amount)),
+                })
+                .collect(),
+            validators: outcome
+                .validators
+                .iter()
+                .map(|validator| pb::ValidatorOutcome {
+                    validator: validator.validator.0.to_vec(),
+                    agreed: validator.agreed,
+                    disagreed: validator.disagreed,
+                    reward: Some(u128_to_pb(validator.reward)),
+                    reputation: validator.reputation,
+                })
+                .collect(),
+            rewards_root: outcome.rewards_root.to_vec(),
+            accepted: outcome.accepted.iter().flatten().copied().collect(),
+            carried: Some(u128_to_pb(outcome.carried)),
+        }),
+        Event::RoundAborted {
+            round,
+            reason,
+            carried,
+        } => Kind::RoundAborted(pb::RoundAbortedV1 {
+            round: *round,
+            reason: reason.clone(),
+            carried: Some(u128_to_pb(*carried)),
         }),
     };
     let (cause, server_input) = match &logged.cause {

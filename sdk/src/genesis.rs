@@ -22,6 +22,8 @@ pub const DEV_GOVERNANCE_THRESHOLD: u32 = 2;
 pub struct DevKeys {
     pub operator: Keypair,
     pub burn_oracle: Keypair,
+    /// Registers the dataset pools.
+    pub curator: Keypair,
     pub governance: Vec<Keypair>,
 }
 
@@ -37,6 +39,7 @@ impl DevKeys {
         DevKeys {
             operator: dev_key("operator"),
             burn_oracle: dev_key("burn-oracle"),
+            curator: dev_key("curator"),
             governance: (1..=DEV_GOVERNANCE_KEYS)
                 .map(|index| dev_key(&format!("governance-{index}")))
                 .collect(),
@@ -48,6 +51,7 @@ impl DevKeys {
         let mut files = vec![
             ("operator.json".to_string(), &self.operator),
             ("burn-oracle.json".to_string(), &self.burn_oracle),
+            ("curator.json".to_string(), &self.curator),
         ];
         for (index, key) in self.governance.iter().enumerate() {
             files.push((format!("governance-{}.json", index + 1), key));
@@ -62,6 +66,7 @@ impl DevKeys {
             burn_oracle_key: self.burn_oracle.public(),
             governance_keys: self.governance.iter().map(Keypair::public).collect(),
             governance_threshold: DEV_GOVERNANCE_THRESHOLD,
+            curator_keys: vec![self.curator.public()],
             parameters: Parameters::default(),
             plugins: Vec::new(),
         }

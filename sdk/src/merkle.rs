@@ -94,6 +94,27 @@ impl Frontier {
     }
 }
 
+/// The inclusion proof of leaf `index` in the tree over `contents` (each leaf is
+/// [`leaf_hash`] of its content), as rs_merkle's proof hashes.
+pub fn proof(contents: &[Hash], index: usize) -> Vec<Hash> {
+    let leaves: Vec<Hash> = contents.iter().map(leaf_hash).collect();
+    rs_merkle::MerkleTree::<Rfc6962Blake3>::from_leaves(&leaves)
+        .proof(&[index])
+        .proof_hashes()
+        .to_vec()
+}
+
+/// Whether `proof` shows `content` is leaf `index` of `count` under `root`.
+pub fn verify(root: &Hash, index: usize, count: usize, content: &Hash, proof: &[Hash]) -> bool {
+    index < count
+        && rs_merkle::MerkleProof::<Rfc6962Blake3>::new(proof.to_vec()).verify(
+            *root,
+            &[index],
+            &[leaf_hash(content)],
+            count,
+        )
+}
+
 /// The bytes the operator signs for a checkpoint.
 pub fn checkpoint_payload(tree_size: u64, merkle_root: &Hash) -> Vec<u8> {
     let mut payload = Vec::with_capacity(40);

@@ -37,6 +37,13 @@ pub mod limits {
     /// Proposals one governance key may have pending at once (not activated, their
     /// activation round not yet open).
     pub const PENDING_PROPOSALS_PER_KEY_MAX: usize = 4;
+    /// Items of one dataset pool.
+    pub const POOL_ITEMS_MAX: usize = 1 << 16;
+    pub const POOL_NAME_CHARS_MAX: usize = 128;
+    /// Admitted validators at once.
+    pub const VALIDATORS_MAX: usize = 4096;
+    /// Largest delta blob a round may accept (`Parameters::delta_bytes_max`).
+    pub const DELTA_BYTES_MAX: u64 = 1 << 30;
 }
 
 /// A command as the signer sent it, after its signature was checked.
@@ -72,6 +79,58 @@ pub enum Action {
         /// were decided, and the API refuses a new one without it.
         proposal_hash: Option<Hash>,
     },
+    /// A curator registers a dataset pool.
+    RegisterPool(PoolSpec),
+    /// A node of a round commits to its delta:
+    /// [`crate::core::rounds::commitment`] of the round, the node, the delta hash and a
+    /// salt.
+    CommitDelta {
+        round: u64,
+        commitment: Hash,
+    },
+    /// A node reveals the delta it committed to; the delta is a blob already uploaded.
+    RevealDelta(Reveal),
+    /// A validator of a round's committee submits one measurement per delta it was
+    /// assigned, in the order of its assignment.
+    SubmitMeasurements {
+        round: u64,
+        values: Vec<i64>,
+    },
+    /// A governance key proposes admitting (or removing) a validator key.
+    ProposeValidator {
+        validator: PublicKey,
+        admit: bool,
+        activation_round: u64,
+    },
+}
+
+/// A dataset pool: checksummed items, each a blob, some held out for measurement.
+/// An item's id is its index in `items`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    pub name: String,
+    pub items: Vec<PoolItem>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolItem {
+    pub bytes: u64,
+    /// The blake3 hash of the item's bytes; the blob's name.
+    #[serde(with = "hex_array")]
+    pub checksum: Hash,
+    /// Held-out items are never assigned for training; validators measure on them.
+    pub held_out: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reveal {
+    pub round: u64,
+    #[serde(with = "hex_array")]
+    pub delta_hash: Hash,
+    #[serde(with = "hex_array")]
+    pub salt: Hash,
+    /// The delta blob's size, which the API checks against the stored blob.
+    pub delta_bytes: u64,
 }
 
 pub use blyan_schemas::PluginKind;
@@ -149,6 +208,21 @@ pub struct Parameters {
     pub model_experts: u32,
     /// Shortest time between two heartbeats of one node, in log time.
     pub heartbeat_interval_min_ms: u64,
+    /// Eligible nodes a round needs to open.
+    pub nodes_per_round_min: u32,
+    /// Validators a round draws for its committee (N).
+    pub validators_per_round: u32,
+    /// Validators of the committee that measure each delta (K). `validator_quorum`
+    /// (M <= K) of them must measure it for it to score.
+    pub validators_per_delta: u32,
+    /// A round aborts when fewer deltas than this reach their quorum.
+    pub scored_deltas_min: u32,
+    /// The validators' share of a round's pool, in basis points.
+    pub validator_reward_bps: u32,
+    /// How long the committee has to measure once reveals close, in log time.
+    pub validate_deadline_ms: u64,
+    /// Largest delta blob a round accepts.
+    pub delta_bytes_max: u64,
 }
 
 impl Default for Parameters {
@@ -164,6 +238,13 @@ impl Default for Parameters {
             max_score: 1_000_000_000,
             model_experts: 64,
             heartbeat_interval_min_ms: 10_000,
+            nodes_per_round_min: 3,
+            validators_per_round: 16,
+            validators_per_delta: 5,
+            scored_deltas_min: 1,
+            validator_reward_bps: 1_000,
+            validate_deadline_ms: 300_000,
+            delta_bytes_max: 64 << 20,
         }
     }
 }
@@ -183,6 +264,12 @@ impl Parameters {
             ("reward_share_bps", u64::from(self.reward_share_bps)),
             ("max_score", self.max_score),
             ("model_experts", u64::from(self.model_experts)),
+            ("nodes_per_round_min", u64::from(self.nodes_per_round_min)),
+            ("validators_per_round", u64::from(self.validators_per_round)),
+            ("validators_per_delta", u64::from(self.validators_per_delta)),
+            ("scored_deltas_min", u64::from(self.scored_deltas_min)),
+            ("validate_deadline_ms", self.validate_deadline_ms),
+            ("delta_bytes_max", self.delta_bytes_max),
         ];
         for (field, value) in nonzero {
             if value == 0 {
@@ -196,6 +283,36 @@ impl Parameters {
             return Err((
                 "reward_share_bps",
                 format!("must be at most {}", limits::REWARD_SHARE_BPS_MAX),
+            ));
+        }
+        if self.validator_reward_bps > limits::REWARD_SHARE_BPS_MAX {
+            return Err((
+                "validator_reward_bps",
+                format!("must be at most {}", limits::REWARD_SHARE_BPS_MAX),
+            ));
+        }
+        if self.validator_quorum > self.validators_per_delta {
+            return Err((
+                "validator_quorum",
+                "must be at most validators_per_delta".into(),
+            ));
+        }
+        if self.validators_per_delta > self.validators_per_round {
+            return Err((
+                "validators_per_delta",
+                "must be at most validators_per_round".into(),
+            ));
+        }
+        if self.validators_per_round as usize > limits::VALIDATORS_MAX {
+            return Err((
+                "validators_per_round",
+                format!("must be at most {}", limits::VALIDATORS_MAX),
+            ));
+        }
+        if self.delta_bytes_max > limits::DELTA_BYTES_MAX {
+            return Err((
+                "delta_bytes_max",
+                format!("must be at most {}", limits::DELTA_BYTES_MAX),
             ));
         }
         if self.model_experts as usize > limits::EXPERTS_PER_NODE_MAX {
@@ -227,6 +344,9 @@ pub struct Genesis {
     pub burn_oracle_key: PublicKey,
     pub governance_keys: Vec<PublicKey>,
     pub governance_threshold: u32,
+    /// Keys that may register dataset pools.
+    #[serde(default)]
+    pub curator_keys: Vec<PublicKey>,
     pub parameters: Parameters,
     /// One plugin per kind, in force from round 1. Not read from a genesis file: the
     /// server fills in the plugins embedded in its binary. Shown by kind and hash.
@@ -287,6 +407,168 @@ pub enum Event {
     },
     RoundOpened(RoundPins),
     PluginFallback(PluginFallback),
+    PoolRegistered {
+        pool_id: u64,
+        curator: PublicKey,
+        pool: PoolSpec,
+        /// [`crate::core::pools::items_root`] of the items.
+        #[serde(with = "hex_array")]
+        merkle_root: Hash,
+    },
+    ValidatorProposed {
+        proposal_id: u64,
+        proposer: PublicKey,
+        validator: PublicKey,
+        admit: bool,
+        activation_round: u64,
+    },
+    /// A validator proposal reached its threshold: the key is admitted (or removed)
+    /// from this event on.
+    ValidatorChanged {
+        proposal_id: u64,
+        validator: PublicKey,
+        admit: bool,
+    },
+    /// The sharding plugin's checked output: the round's training items, node by node.
+    /// The commit phase runs until `deadline_ms`.
+    AssignmentsMade {
+        round: u64,
+        shards: Vec<Shard>,
+        #[serde(with = "hex_array")]
+        merkle_root: Hash,
+        deadline_ms: u64,
+    },
+    DeltaCommitted {
+        round: u64,
+        node: PublicKey,
+        #[serde(with = "hex_array")]
+        commitment: Hash,
+    },
+    DeltaRevealed {
+        node: PublicKey,
+        reveal: Reveal,
+    },
+    /// A phase closed, early (everyone acted) or at its deadline, and `phase` began.
+    PhaseStarted {
+        round: u64,
+        phase: Phase,
+        /// When `phase` closes; 0 for a phase that waits on a policy call.
+        deadline_ms: u64,
+    },
+    MeasurementsSubmitted {
+        round: u64,
+        validator: PublicKey,
+        values: Vec<i64>,
+    },
+    /// The scoring plugin's checked output: one score per revealed delta, in delta
+    /// order.
+    ScoresRecorded {
+        round: u64,
+        scores: Vec<u64>,
+        #[serde(with = "hex_array")]
+        merkle_root: Hash,
+    },
+    RoundFinalized(RoundOutcome),
+    /// A round short of nodes, commits, reveals or measurements: its pool carries over.
+    RoundAborted {
+        round: u64,
+        reason: String,
+        #[serde(with = "u128_string")]
+        carried: u128,
+    },
+}
+
+/// The phases of a learning round, in order; a round ends finalized or aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for the sharding plugin.
+    Assigning,
+    Commit,
+    Reveal,
+    Validate,
+    /// Waiting for the scoring plugin.
+    Scoring,
+    /// Waiting for the reward plugin.
+    Rewarding,
+    Finalized,
+    Aborted,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Assigning,
+        Phase::Commit,
+        Phase::Reveal,
+        Phase::Validate,
+        Phase::Scoring,
+        Phase::Rewarding,
+        Phase::Finalized,
+        Phase::Aborted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Assigning => "assigning",
+            Phase::Commit => "commit",
+            Phase::Reveal => "reveal",
+            Phase::Validate => "validate",
+            Phase::Scoring => "scoring",
+            Phase::Rewarding => "rewarding",
+            Phase::Finalized => "finalized",
+            Phase::Aborted => "aborted",
+        }
+    }
+
+    pub fn is_over(self) -> bool {
+        matches!(self, Phase::Finalized | Phase::Aborted)
+    }
+}
+
+/// Items `[start, start + count)` of the pool's training items go to `node`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub node: PublicKey,
+    pub start: u64,
+    pub count: u64,
+}
+
+/// How a round ended well: who was paid what, and what goes into the next version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoundOutcome {
+    pub round: u64,
+    /// One per revealed delta, in delta order (node key order).
+    pub nodes: Vec<Payout>,
+    /// One per committee member, in committee order.
+    pub validators: Vec<ValidatorOutcome>,
+    /// [`crate::core::rounds::payout_leaf`] of every payout, nodes then validators.
+    #[serde(with = "hex_array")]
+    pub rewards_root: Hash,
+    /// The delta hashes with a score above zero, for the expert's next version.
+    #[serde(with = "hex_vec")]
+    pub accepted: Vec<Hash>,
+    /// What was not paid and carries over to the next round.
+    #[serde(with = "u128_string")]
+    pub carried: u128,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Payout {
+    pub key: PublicKey,
+    #[serde(with = "u128_string")]
+    pub amount: u128,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ValidatorOutcome {
+    pub validator: PublicKey,
+    /// Measurements of scored deltas whose sign agreed with the final score.
+    pub agreed: u32,
+    pub disagreed: u32,
+    #[serde(with = "u128_string")]
+    pub reward: u128,
+    /// The validator's reputation after this round.
+    pub reputation: u64,
 }
 
 /// What a round runs with, fixed when it opens.
@@ -296,6 +578,30 @@ pub struct RoundPins {
     /// One plugin hash per kind, in kind order.
     pub plugins: Vec<PinnedPlugin>,
     pub parameters: Parameters,
+    /// What the round trains and with whom. `None` only in rounds logged before
+    /// learning rounds existed, which pinned and trained nothing.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<RoundPlan>,
+}
+
+/// A learning round's fixed facts, decided when it opens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundPlan {
+    pub expert: u32,
+    pub pool_id: u64,
+    /// Derived from the log head before the round opened: nobody chooses it.
+    #[serde(with = "hex_array")]
+    pub seed: Hash,
+    /// The eligible nodes when it opened, in ascending key order.
+    pub nodes: Vec<PublicKey>,
+    /// The validators drawn for it, in draw order.
+    pub committee: Vec<PublicKey>,
+    /// The burns this round consumed.
+    #[serde(with = "u128_string")]
+    pub burns: u128,
+    /// Its reward pool: the reward share of `burns`, plus what earlier rounds carried.
+    #[serde(with = "u128_string")]
+    pub reward_pool: u128,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -434,6 +740,20 @@ pub mod u128_string {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u128, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lists of hashes travel as lists of hex strings in JSON.
+pub mod hex_vec {
+    use serde::Serializer;
+    use serde::ser::SerializeSeq;
+
+    pub fn serialize<S: Serializer>(value: &[[u8; 32]], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(value.len()))?;
+        for hash in value {
+            seq.serialize_element(&hex::encode(hash))?;
+        }
+        seq.end()
     }
 }
 

@@ -174,6 +174,7 @@ impl Replayer {
         }
         let context = Context {
             time_ms: record.time_ms,
+            head: record.prev_hash,
         };
         let mut decided = None;
         let mut new_key = None;
@@ -368,8 +369,8 @@ mod tests {
     use crate::codec;
     use crate::genesis::DevKeys;
     use crate::model::{
-        Action, Burn, Checkpoint, Command, Genesis, PluginKind, PluginModule, PluginProposal,
-        PolicyFailure, PolicyResult, RoundPins,
+        Action, Burn, Capabilities, Checkpoint, Command, Genesis, Parameters, PluginKind,
+        PluginModule, PluginProposal, PolicyFailure, PolicyResult, PoolItem, PoolSpec, RoundPins,
     };
     use crate::record::{GENESIS_PREV_HASH, RECORD_CONTEXT};
 
@@ -381,6 +382,14 @@ mod tests {
     fn genesis(keys: &DevKeys) -> Genesis {
         let mut genesis = keys.genesis();
         genesis.parameters.checkpoint_interval_events = 3;
+        genesis.parameters = Parameters {
+            round_burn_threshold: 1,
+            nodes_per_round_min: 1,
+            validators_per_round: 1,
+            validators_per_delta: 1,
+            validator_quorum: 1,
+            ..genesis.parameters
+        };
         genesis.plugins = PluginKind::ALL
             .into_iter()
             .map(|kind| module(kind, 0))
@@ -388,15 +397,14 @@ mod tests {
         genesis
     }
 
-    fn context() -> Context {
-        Context { time_ms: 1_000 }
-    }
-
     /// Causes and the events they decide, without checkpoints: [`seal`] places those.
     struct Log {
         keys: DevKeys,
         state: State,
         logged: Vec<LoggedEvent>,
+        /// The chain [`seal`] makes of `logged`, kept as it grows: its head is what a
+        /// cause is decided after (a round's seed derives from it).
+        sealed: Vec<Record>,
     }
 
     impl Log {
@@ -406,10 +414,21 @@ mod tests {
             let mut log = Log {
                 state: State::default(),
                 logged: Vec::new(),
+                sealed: Vec::new(),
                 keys,
             };
             log.input(input);
             log
+        }
+
+        fn context(&self) -> Context {
+            Context {
+                time_ms: 1_000,
+                head: self
+                    .sealed
+                    .last()
+                    .map_or(GENESIS_PREV_HASH, |record| record.hash),
+            }
         }
 
         fn push(&mut self, cause: Cause, decided: Vec<Event>) {
@@ -421,10 +440,11 @@ mod tests {
                     event,
                 });
             }
+            self.sealed = seal(&self.keys, &self.logged, true);
         }
 
         fn input(&mut self, input: ServerInput) {
-            let decided = decide_input(&self.state, &input, &context()).unwrap();
+            let decided = decide_input(&self.state, &input, &self.context()).unwrap();
             self.push(Cause::Server(input), decided);
         }
 
@@ -432,6 +452,7 @@ mod tests {
         fn command(&mut self, signer: usize, key: &str, action: Action) {
             let keypair = match signer {
                 0 => &self.keys.burn_oracle,
+                CURATOR => &self.keys.curator,
                 index => &self.keys.governance[index - 1],
             };
             let command = Command {
@@ -443,7 +464,7 @@ mod tests {
                 signer: keypair.public(),
                 command,
             };
-            let decided = decide(&self.state, &authenticated, &context()).unwrap();
+            let decided = decide(&self.state, &authenticated, &self.context()).unwrap();
             self.push(Cause::Command(signed), decided);
         }
     }
@@ -515,17 +536,21 @@ mod tests {
         })
     }
 
-    /// Genesis, burns, a scoring plugin proposed and approved (threshold 2), round 1
-    /// opened, and a policy call of it whose pinned plugin failed.
+    /// `Log::command`'s signer for the curator key.
+    const CURATOR: usize = 99;
+
+    /// Genesis, burns, a sharding plugin proposed and approved (threshold 2), a pool,
+    /// a validator and a node, round 1 opened, and its sharding call, whose pinned
+    /// plugin failed.
     fn honest() -> Log {
         let mut log = Log::new();
         log.command(0, "b1", burn("tx1"));
-        let pinned = module(PluginKind::Scoring, 1);
+        let pinned = module(PluginKind::Sharding, 1);
         log.command(
             1,
             "p1",
             Action::ProposePlugin(PluginProposal {
-                kind: PluginKind::Scoring,
+                kind: PluginKind::Sharding,
                 wasm: pinned.wasm.clone(),
                 activation_round: 1,
             }),
@@ -545,13 +570,71 @@ mod tests {
                 proposal_hash: Some(proposal_hash),
             },
         );
+        let item = |held_out| PoolItem {
+            bytes: 1,
+            checksum: [u8::from(held_out); 32],
+            held_out,
+        };
+        log.command(
+            CURATOR,
+            "pool",
+            Action::RegisterPool(PoolSpec {
+                name: "pool".into(),
+                items: vec![item(false), item(true)],
+            }),
+        );
+        let validator = log.keys.governance[2].public();
+        log.command(
+            1,
+            "v1",
+            Action::ProposeValidator {
+                validator,
+                admit: true,
+                activation_round: 1,
+            },
+        );
+        let proposal_hash = log
+            .state
+            .governance()
+            .proposals()
+            .get(&2)
+            .expect("proposal 2")
+            .content_hash();
+        log.command(
+            2,
+            "v2",
+            Action::ApproveProposal {
+                proposal_id: 2,
+                proposal_hash: Some(proposal_hash),
+            },
+        );
+        log.command(
+            3,
+            "node",
+            Action::RegisterNode(Capabilities {
+                gpu_model: "H100".into(),
+                vram_mib: 81_920,
+                experts: vec![0],
+                endpoint: "https://node".into(),
+            }),
+        );
         log.input(ServerInput::OpenRound { round: 1 });
         log.command(0, "b2", burn("tx2"));
+        // The one node gets the one training item.
+        let output = blyan_schemas::v1::PolicyOutput {
+            kind: Some(blyan_schemas::v1::policy_output::Kind::Sharding(
+                blyan_schemas::v1::ShardingOutput {
+                    node_indexes: blyan_schemas::column::to_column([0u32]),
+                    starts: blyan_schemas::column::to_column([0u64]),
+                    counts: blyan_schemas::column::to_column([1u64]),
+                },
+            )),
+        };
         log.input(ServerInput::PolicyResult(PolicyResult {
             round: 1,
-            kind: PluginKind::Scoring,
-            module_hash: module(PluginKind::Scoring, 0).hash,
-            output: vec![8, 1],
+            kind: PluginKind::Sharding,
+            module_hash: module(PluginKind::Sharding, 0).hash,
+            output: prost::Message::encode_to_vec(&output),
             failures: vec![PolicyFailure {
                 hash: pinned.hash,
                 reason_code: "plugin_out_of_fuel".into(),
@@ -660,7 +743,9 @@ mod tests {
         let mut logged = honest.logged.clone();
         logged.remove(activation);
         let records = seal(&honest.keys, &logged, true);
-        let next_cause = seq_of(&records, |event| matches!(event, Event::RoundOpened(_)));
+        let next_cause = seq_of(&records, |event| {
+            matches!(event, Event::PoolRegistered { .. })
+        });
         refused_at(&records, next_cause, "decided 1 more event(s)");
 
         // A log that ends right after the approval misses the activation too.

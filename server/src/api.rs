@@ -51,6 +51,8 @@ use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+mod rounds;
+
 use crate::blobs::{BlobStore, PutError};
 use crate::engine::{Engine, Submission, SubmitError};
 
@@ -104,6 +106,16 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .route("/v1/governance", get(governance))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{hash}", get(plugin))
+        .route("/v1/rounds", get(rounds::list))
+        .route("/v1/rounds/{id}", get(rounds::show))
+        .route(
+            "/v1/rounds/{id}/assignments/{node}",
+            get(rounds::assignment),
+        )
+        .route("/v1/rounds/{id}/tasks/{validator}", get(rounds::tasks))
+        .route("/v1/pools/{id}", get(rounds::pool))
+        .route("/v1/pools/{id}/items/{item}/proof", get(rounds::item_proof))
+        .route("/v1/validators", get(rounds::validators))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -343,12 +355,61 @@ async fn submit_command(
             .await
             .map_err(refuse)?;
     }
+    if !seen() {
+        blobs_present(&app, &command.action).map_err(refuse)?;
+    }
     let receipt = app.engine.submit(Submission { signed, command }).await?;
     Ok(Json(Receipt {
         seq: receipt.seq,
         event_hash: hex::encode(receipt.event_hash),
     })
     .into_response())
+}
+
+/// A command that names blobs is accepted only once they are stored, at the size it
+/// says: a reveal's delta, and every item of a pool.
+fn blobs_present(app: &AppState, action: &Action) -> Result<(), ApiError> {
+    let named: Vec<(blyan_sdk::model::Hash, u64)> = match action {
+        Action::RevealDelta(reveal) => vec![(reveal.delta_hash, reveal.delta_bytes)],
+        Action::RegisterPool(pool) => pool
+            .items
+            .iter()
+            .map(|item| (item.checksum, item.bytes))
+            .collect(),
+        Action::RegisterNode(_)
+        | Action::Heartbeat
+        | Action::RecordBurn(_)
+        | Action::ProposePlugin(_)
+        | Action::ProposeParameters { .. }
+        | Action::ApproveProposal { .. }
+        | Action::CommitDelta { .. }
+        | Action::SubmitMeasurements { .. }
+        | Action::ProposeValidator { .. } => Vec::new(),
+    };
+    for (hash, bytes) in named {
+        match app.blobs.stat(&hash).map_err(storage_error)? {
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "blob_missing",
+                    format!("blob {} is not stored; upload it first", hex::encode(hash)),
+                ));
+            }
+            Some(stored) if stored.bytes != bytes => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "blob_size_mismatch",
+                    format!(
+                        "blob {} holds {} bytes, the command says {bytes}",
+                        hex::encode(hash),
+                        stored.bytes
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The dry run a plugin proposal must pass before it reaches the writer. Only a

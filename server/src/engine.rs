@@ -550,7 +550,6 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<(Input, Reply)>) -> Result<(), StoreError> {
         let time_ms = (self.config.clock_ms)().max(self.time_ms_last);
         self.time_ms_last = time_ms;
-        let context = Context { time_ms };
         let mut append = AppendBatch::default();
         let mut outcomes = Vec::with_capacity(batch.len());
         // Index entries of this batch, for duplicates inside one batch.
@@ -559,6 +558,10 @@ impl Writer {
             let submission = match input {
                 Input::Command(submission) => submission,
                 Input::Server(input) => {
+                    let context = Context {
+                        time_ms,
+                        head: self.head_hash,
+                    };
                     outcomes.push(match decide_input(&self.state, input, &context) {
                         Ok(decided) if decided.is_empty() => Outcome::Done(Ok(None)),
                         Ok(decided) => {
@@ -598,6 +601,10 @@ impl Writer {
             let authenticated = Authenticated {
                 signer: submission.signed.signer,
                 command: submission.command.clone(),
+            };
+            let context = Context {
+                time_ms,
+                head: self.head_hash,
             };
             match decide(&self.state, &authenticated, &context) {
                 Ok(decided) => {
@@ -670,8 +677,12 @@ impl Writer {
             merkle_root,
             signature,
         };
-        let decided = decide_input(&self.state, &input, &Context { time_ms })
-            .expect("a due checkpoint is decided");
+        let context = Context {
+            time_ms,
+            head: self.head_hash,
+        };
+        let decided =
+            decide_input(&self.state, &input, &context).expect("a due checkpoint is decided");
         for event in decided {
             let logged = LoggedEvent {
                 cause: Cause::Server(input.clone()),
@@ -945,20 +956,30 @@ mod tests {
 
     #[tokio::test]
     async fn server_inputs_go_through_the_queue_and_pass_the_audit() {
-        use blyan_plugin_host::reference;
-        use blyan_sdk::model::{Action, PluginProposal};
+        use blyan_sdk::model::{
+            Action, Capabilities, Parameters, PluginProposal, PoolItem, PoolSpec,
+        };
 
         let dir = tempfile::tempdir().unwrap();
         let keys = DevKeys::derive();
         let store = RocksStore::open(dir.path()).unwrap();
+        let mut genesis = keys.genesis();
+        genesis.parameters = Parameters {
+            round_burn_threshold: 1,
+            nodes_per_round_min: 1,
+            validators_per_round: 1,
+            validators_per_delta: 1,
+            validator_quorum: 1,
+            ..genesis.parameters
+        };
         let (engine, writer) = Engine::start(
             store.clone(),
-            keys.genesis(),
+            genesis,
             keys.operator.clone(),
             EngineConfig::default(),
         )
         .unwrap();
-        // Governance pins a scoring module that can't run for round 1.
+        // Governance pins a sharding module that can't run for round 1.
         let broken = b"\0asm\x01\0\0\0broken".to_vec();
         let signed = |signer: &Keypair, key: &[u8], action: Action| {
             let command = Command {
@@ -970,8 +991,22 @@ mod tests {
                 command,
             }
         };
+        let approve = |proposal_id: u64| {
+            let proposal_hash = engine
+                .published()
+                .state
+                .governance()
+                .proposals()
+                .get(&proposal_id)
+                .expect("the proposal")
+                .content_hash();
+            Action::ApproveProposal {
+                proposal_id,
+                proposal_hash: Some(proposal_hash),
+            }
+        };
         let propose = Action::ProposePlugin(PluginProposal {
-            kind: PluginKind::Scoring,
+            kind: PluginKind::Sharding,
             wasm: broken.clone().into(),
             activation_round: 1,
         });
@@ -979,22 +1014,57 @@ mod tests {
             .submit(signed(&keys.governance[0], b"p", propose))
             .await
             .unwrap();
-        let proposal_hash = engine
-            .published()
-            .state
-            .governance()
-            .proposals()
-            .get(&1)
-            .expect("proposal 1")
-            .content_hash();
-        let approve = Action::ApproveProposal {
-            proposal_id: 1,
-            proposal_hash: Some(proposal_hash),
-        };
         engine
-            .submit(signed(&keys.governance[1], b"a", approve))
+            .submit(signed(&keys.governance[1], b"a", approve(1)))
             .await
             .unwrap();
+        // A round needs a pool, a validator, a live node and burns.
+        let item = |held_out| PoolItem {
+            bytes: 1,
+            checksum: [u8::from(held_out); 32],
+            held_out,
+        };
+        let pool = Action::RegisterPool(PoolSpec {
+            name: "pool".into(),
+            items: vec![item(false), item(false), item(true)],
+        });
+        engine
+            .submit(signed(&keys.curator, b"pool", pool))
+            .await
+            .unwrap();
+        let admit = Action::ProposeValidator {
+            validator: keys.governance[2].public(),
+            admit: true,
+            activation_round: 1,
+        };
+        engine
+            .submit(signed(&keys.governance[0], b"v", admit))
+            .await
+            .unwrap();
+        engine
+            .submit(signed(&keys.governance[1], b"va", approve(2)))
+            .await
+            .unwrap();
+        let node = Keypair::from_secret([40; 32]);
+        let capabilities = Capabilities {
+            gpu_model: "H100".into(),
+            vram_mib: 81_920,
+            experts: vec![0],
+            endpoint: "https://node".into(),
+        };
+        engine
+            .submit(signed(&node, b"n", Action::RegisterNode(capabilities)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            engine
+                .submit_input(ServerInput::OpenRound { round: 1 })
+                .await,
+            Err(SubmitError::Rejected(Rejection::Rounds(
+                blyan_sdk::core::rounds::RoundRejection::NotReady { .. }
+            )))
+        ));
+        engine.submit(burn(&keys, "tx-1")).await.unwrap();
         let opened = engine
             .submit_input(ServerInput::OpenRound { round: 1 })
             .await
@@ -1009,10 +1079,10 @@ mod tests {
             )))
         );
         let host = Arc::new(crate::policy::host());
-        let input = reference::input(PluginKind::Scoring);
-        let (_, fallback) = crate::policy::call(&engine, host, PluginKind::Scoring, input)
+        let (_, fallback) = crate::policy::call(&engine, host, 1)
             .await
-            .unwrap();
+            .unwrap()
+            .expect("the round awaits its assignments");
         let fallback = fallback.expect("the broken module falls back");
         assert_eq!(fallback.seq, opened.seq + 1);
         {
@@ -1022,6 +1092,9 @@ mod tests {
             let logged = fallbacks.get(&fallback.seq).expect("under its seq");
             assert_eq!(logged.failed_hash, *blake3::hash(&broken).as_bytes());
             assert_eq!(logged.reason_code, "plugin_malformed");
+            let round = published.state.rounds().get(1).expect("round 1");
+            assert_eq!(round.phase, blyan_sdk::model::Phase::Commit);
+            assert_eq!(round.shards.iter().map(|shard| shard.count).sum::<u64>(), 2);
         }
         drop(engine);
         writer.await.unwrap().unwrap();
@@ -1044,16 +1117,8 @@ mod tests {
             )
             .collect();
         assert_eq!(
-            kinds,
-            [
-                "genesis",
-                "command",
-                "follow_up",
-                "command",
-                "follow_up",
-                "open_round",
-                "policy_result"
-            ]
+            kinds[kinds.len() - 3..],
+            ["open_round", "policy_result", "follow_up"]
         );
     }
 }

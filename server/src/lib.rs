@@ -18,5 +18,6 @@ pub mod engine;
 pub mod listen;
 pub mod metrics;
 pub mod policy;
+pub mod scheduler;
 pub mod serve;
 pub mod store;

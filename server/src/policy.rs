@@ -3,17 +3,19 @@
 //! - At proposal time the API runs [`Host::conformance`] before a `ProposePlugin`
 //!   reaches the writer, so a module that can't answer the reference input is refused
 //!   with the reason and never enters the log.
-//! - A round's policy call goes through [`run_policy`]: the pinned plugin, then the one
-//!   pinned before it, then the genesis plugin, then the default embedded in this
-//!   binary. [`call`] runs it on a blocking worker and hands the result (the output,
-//!   the module that produced it and every failure before it) to the writer as a
-//!   `PolicyResult` server input, which the core decides into `PluginFallback` events.
-//!   A replay decides those again from the logged input; it does not re-run plugins.
+//! - A round's policy call goes through [`run_policy`]: the plugin the round pinned,
+//!   then the one pinned before it, then the genesis plugin, then the default embedded
+//!   in this binary. [`call`] runs it on a blocking worker and hands the result (the
+//!   output, the module that produced it and every failure before it) to the writer as
+//!   a `PolicyResult` server input, which the core checks against the input it rebuilds
+//!   and decides into `PluginFallback` events and the round's own events. A replay
+//!   decides those again from the logged input; it does not re-run plugins.
 
 use std::sync::Arc;
 
 use blyan_plugin_host::{self as host, Host, Limits, defaults, pb};
 use blyan_sdk::core::governance::Governance;
+use blyan_sdk::core::rounds::{self, Round};
 use blyan_sdk::model::{
     PluginKind, PluginModule, PolicyFailure, PolicyResult, ServerInput, limits,
 };
@@ -46,16 +48,16 @@ pub struct AllFailed {
     pub failures: String,
 }
 
-/// Runs `input` through the fallback chain of `kind` in the round open now.
+/// Runs `input` through the fallback chain of `kind` in round `round`.
 pub fn run_policy(
     host: &Host,
     governance: &Governance,
+    round: &Round,
     kind: PluginKind,
     input: &pb::PolicyInput,
 ) -> Result<PolicyRun, AllFailed> {
     let embedded = defaults::wasm(kind);
-    let mut chain: Vec<&[u8]> = governance
-        .fallback_chain(kind)
+    let mut chain: Vec<&[u8]> = rounds::fallback_chain(governance, round, kind)
         .iter()
         .filter_map(|hash| governance.plugin(hash))
         .map(|plugin| &plugin.wasm[..])
@@ -82,7 +84,7 @@ pub fn run_policy(
                 (governance.plugin(&run.used).is_none()).then(|| PluginModule::new(kind, embedded));
             Ok(PolicyRun {
                 result: PolicyResult {
-                    round: governance.round_number(),
+                    round: round.pins.round,
                     kind,
                     module_hash: run.used,
                     output: run.output.encode_to_vec(),
@@ -120,33 +122,48 @@ pub enum CallError {
     Submit(#[from] SubmitError),
 }
 
-/// Runs a policy call of the open round on a blocking worker, never on the writer
-/// thread, with the chain of the published governance and the host's limits, then
+/// Runs the policy call round `round` awaits on a blocking worker, never on the
+/// writer thread, with the chain of the published state and the host's limits, then
 /// hands the checked result to the writer as a server input. Returns the output and
-/// the receipt of the first event it decided, if any.
+/// the receipt of the first event it decided. `None` when the round awaits no call.
 pub async fn call(
     engine: &Engine,
     host: Arc<Host>,
-    kind: PluginKind,
-    input: pb::PolicyInput,
-) -> Result<(pb::PolicyOutput, Option<Receipt>), CallError> {
-    let governance = engine.published().state.governance().clone();
-    let run = tokio::task::spawn_blocking(move || run_policy(&host, &governance, kind, &input))
-        .await
-        .expect("a policy worker panicked")?;
+    round: u64,
+) -> Result<Option<(pb::PolicyOutput, Option<Receipt>)>, CallError> {
+    let (governance, entry, kind, input) = {
+        let published = engine.published();
+        let state = &published.state;
+        let Some((kind, input)) = state.policy_input(round) else {
+            return Ok(None);
+        };
+        let entry = state
+            .rounds()
+            .get(round)
+            .expect("a round awaiting a call")
+            .clone();
+        (state.governance().clone(), entry, kind, input)
+    };
+    let run =
+        tokio::task::spawn_blocking(move || run_policy(&host, &governance, &entry, kind, &input))
+            .await
+            .expect("a policy worker panicked")?;
     let receipt = engine
         .submit_input(ServerInput::PolicyResult(run.result))
         .await?;
-    Ok((run.output, receipt))
+    Ok(Some((run.output, receipt)))
 }
 
 #[cfg(test)]
 mod tests {
-    use blyan_plugin_host::{check, reference};
-    use blyan_sdk::core::governance::open_round;
+    use blyan_plugin_host::check;
     use blyan_sdk::core::{Authenticated, Context, State, decide, decide_input};
+    use blyan_sdk::crypto::Keypair;
     use blyan_sdk::genesis::DevKeys;
-    use blyan_sdk::model::{Action, Command, Event, Hash, PluginProposal};
+    use blyan_sdk::model::{
+        Action, Burn, Capabilities, Command, Event, Hash, Parameters, PluginFallback,
+        PluginProposal, PoolItem, PoolSpec,
+    };
 
     use super::*;
 
@@ -163,13 +180,103 @@ mod tests {
         }
     }
 
+    /// Round parameters small enough for one node and one validator.
+    fn small(parameters: Parameters) -> Parameters {
+        Parameters {
+            round_burn_threshold: 1,
+            nodes_per_round_min: 1,
+            validators_per_round: 1,
+            validators_per_delta: 1,
+            validator_quorum: 1,
+            ..parameters
+        }
+    }
+
+    fn when(state: &mut State, signer: &Keypair, key: &[u8], action: Action) {
+        let command = Authenticated {
+            signer: signer.public(),
+            command: Command {
+                idempotency_key: key.to_vec(),
+                action,
+            },
+        };
+        let events = decide(
+            state,
+            &command,
+            &Context {
+                time_ms: 1,
+                head: [0; 32],
+            },
+        )
+        .unwrap();
+        apply(state, &events);
+    }
+
+    /// Opens round `round`: the first time with a pool, a validator and a node of
+    /// every expert, and each time with a burn past the threshold.
+    fn open_next(state: &mut State, keys: &DevKeys, round: u64) {
+        if round == 1 {
+            let item = |held_out| PoolItem {
+                bytes: 1,
+                checksum: [u8::from(held_out); 32],
+                held_out,
+            };
+            let pool = PoolSpec {
+                name: "pool".into(),
+                items: vec![item(false), item(true)],
+            };
+            when(state, &keys.curator, b"pool", Action::RegisterPool(pool));
+            let validator = Action::ProposeValidator {
+                validator: keys.governance[2].public(),
+                admit: true,
+                activation_round: 1,
+            };
+            when(state, &keys.governance[0], b"validator", validator);
+            let capabilities = Capabilities {
+                gpu_model: "H100".into(),
+                vram_mib: 81_920,
+                experts: (0..8).collect(),
+                endpoint: "https://node".into(),
+            };
+            when(
+                state,
+                &keys.governance[1],
+                b"node",
+                Action::RegisterNode(capabilities),
+            );
+        }
+        let burn = Action::RecordBurn(Burn {
+            chain_tx_id: format!("tx-{round}"),
+            burner: "0xb".into(),
+            amount: 10,
+        });
+        when(
+            state,
+            &keys.burn_oracle,
+            format!("burn-{round}").as_bytes(),
+            burn,
+        );
+        let input = ServerInput::OpenRound { round };
+        let events = decide_input(
+            state,
+            &input,
+            &Context {
+                time_ms: 1,
+                head: [0; 32],
+            },
+        )
+        .unwrap();
+        apply(state, &events);
+    }
+
     /// A dev-genesis state (threshold 1, so a proposal activates at once) with the
-    /// embedded defaults, where `modules` are activated for rounds 1, 2, ... and that
-    /// many rounds have opened.
+    /// embedded defaults, where sharding `modules` are activated for rounds 1, 2, ...
+    /// and that many rounds have opened.
     fn state_with(modules: &[Vec<u8>]) -> State {
         let keys = DevKeys::derive();
         let mut genesis = keys.genesis();
         genesis.governance_threshold = 1;
+        genesis.parameters = small(genesis.parameters);
         genesis.plugins = PluginKind::ALL
             .into_iter()
             .map(|kind| PluginModule::new(kind, defaults::wasm(kind)))
@@ -177,29 +284,53 @@ mod tests {
         let mut state = State::default();
         state.apply(&Event::GenesisCreated(Box::new(genesis)));
         for (round, wasm) in (1..).zip(modules) {
-            let command = Authenticated {
-                signer: keys.governance[0].public(),
-                command: Command {
-                    idempotency_key: vec![round as u8],
-                    action: Action::ProposePlugin(PluginProposal {
-                        kind: PluginKind::Scoring,
-                        wasm: wasm.clone().into(),
-                        activation_round: round,
-                    }),
-                },
-            };
-            let events = decide(&state, &command, &Context { time_ms: 1 }).unwrap();
-            apply(&mut state, &events);
-            let opened = open_round(state.governance());
-            apply(&mut state, &[opened]);
+            let proposal = Action::ProposePlugin(PluginProposal {
+                kind: PluginKind::Sharding,
+                wasm: wasm.clone().into(),
+                activation_round: round,
+            });
+            when(&mut state, &keys.governance[0], &[round as u8], proposal);
+            open_next(&mut state, &keys, round);
         }
         state
+    }
+
+    /// The sharding call round `round` awaits, through its chain.
+    fn run(state: &State, round: u64) -> (pb::PolicyInput, PolicyRun) {
+        let (kind, input) = state.policy_input(round).expect("the round awaits a call");
+        assert_eq!(kind, PluginKind::Sharding);
+        let entry = state.rounds().get(round).unwrap();
+        let run = run_policy(&host(), state.governance(), entry, kind, &input).unwrap();
+        (input, run)
+    }
+
+    fn fallbacks(events: &[Event]) -> Vec<&PluginFallback> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::PluginFallback(fallback) => Some(fallback),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The events the core decides for a run's result.
     fn decided(state: &State, run: &PolicyRun) -> Vec<Event> {
         let input = ServerInput::PolicyResult(run.result.clone());
-        decide_input(state, &input, &Context { time_ms: 1 }).unwrap()
+        let events = decide_input(
+            state,
+            &input,
+            &Context {
+                time_ms: 1,
+                head: [0; 32],
+            },
+        )
+        .unwrap();
+        assert!(
+            matches!(events.last(), Some(Event::AssignmentsMade { .. })),
+            "the output becomes the round's assignments: {events:?}"
+        );
+        events
     }
 
     fn hash(wasm: &[u8]) -> Hash {
@@ -208,29 +339,27 @@ mod tests {
 
     #[test]
     fn a_working_pinned_plugin_runs_without_fallback() {
-        let good = variant(defaults::SCORING, 1);
+        let good = variant(defaults::SHARDING, 1);
         let state = state_with(std::slice::from_ref(&good));
-        let input = reference::input(PluginKind::Scoring);
-        let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
+        let (input, run) = run(&state, 1);
         assert_eq!(run.result.module_hash, hash(&good));
-        assert!(decided(&state, &run).is_empty());
+        assert!(fallbacks(&decided(&state, &run)).is_empty());
         assert_eq!(check::output(&input, &run.output), Ok(()));
     }
 
     #[test]
     fn a_failing_pinned_plugin_falls_back_to_the_one_before_it_and_says_so() {
-        let good = variant(defaults::SCORING, 1);
+        let good = variant(defaults::SHARDING, 1);
         let broken = b"\0asm\x01\0\0\0broken".to_vec();
         let mut state = state_with(&[good.clone(), broken.clone()]);
-        let input = reference::input(PluginKind::Scoring);
-        let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
+        let (_, run) = run(&state, 2);
         assert_eq!(
             run.result.module_hash,
             hash(&good),
             "the plugin pinned before"
         );
         let events = decided(&state, &run);
-        let [Event::PluginFallback(fallback)] = events.as_slice() else {
+        let [fallback] = fallbacks(&events)[..] else {
             panic!("{events:?}")
         };
         assert_eq!(fallback.round, 2);
@@ -258,63 +387,49 @@ mod tests {
         genesis.plugins = PluginKind::ALL
             .into_iter()
             .map(|kind| match kind {
-                PluginKind::Scoring => PluginModule::new(kind, broken_genesis.clone()),
+                PluginKind::Sharding => PluginModule::new(kind, broken_genesis.clone()),
                 _ => PluginModule::new(kind, defaults::wasm(kind)),
             })
             .collect();
+        genesis.parameters = small(genesis.parameters);
         let mut state = State::default();
         state.apply(&Event::GenesisCreated(Box::new(genesis)));
-        let command = Authenticated {
-            signer: keys.governance[1].public(),
-            command: Command {
-                idempotency_key: b"p".to_vec(),
-                action: Action::ProposePlugin(PluginProposal {
-                    kind: PluginKind::Scoring,
-                    wasm: broken_pinned.clone().into(),
-                    activation_round: 1,
-                }),
-            },
-        };
-        let events = decide(&state, &command, &Context { time_ms: 1 }).unwrap();
-        apply(&mut state, &events);
-        let opened = open_round(state.governance());
-        apply(&mut state, &[opened]);
+        let proposal = Action::ProposePlugin(PluginProposal {
+            kind: PluginKind::Sharding,
+            wasm: broken_pinned.clone().into(),
+            activation_round: 1,
+        });
+        when(&mut state, &keys.governance[1], b"p", proposal);
+        open_next(&mut state, &keys, 1);
 
-        let input = reference::input(PluginKind::Scoring);
-        let run = run_policy(&host(), state.governance(), PluginKind::Scoring, &input).unwrap();
-        assert_eq!(run.result.module_hash, hash(defaults::SCORING));
+        let (_, run) = run(&state, 1);
+        assert_eq!(run.result.module_hash, hash(defaults::SHARDING));
         let events = decided(&state, &run);
-        let failed: Vec<Hash> = events
+        let failed: Vec<Hash> = fallbacks(&events)
             .iter()
-            .map(|event| match event {
-                Event::PluginFallback(fallback) => fallback.failed_hash,
-                other => panic!("{other:?}"),
-            })
+            .map(|fallback| fallback.failed_hash)
             .collect();
         assert_eq!(failed, [hash(&broken_pinned), hash(&broken_genesis)]);
 
         // The log did not hold this binary's default: the first fallback stores it,
         // so the log still holds every module it ran.
-        let stored: Vec<Option<Hash>> = events
+        let stored: Vec<Option<Hash>> = fallbacks(&events)
             .iter()
-            .map(|event| match event {
-                Event::PluginFallback(fallback) => fallback.used_module.as_ref().map(|m| m.hash),
-                other => panic!("{other:?}"),
-            })
+            .map(|fallback| fallback.used_module.as_ref().map(|m| m.hash))
             .collect();
-        assert_eq!(stored, [Some(hash(defaults::SCORING)), None]);
+        assert_eq!(stored, [Some(hash(defaults::SHARDING)), None]);
         assert!(
             state
                 .governance()
-                .plugin(&hash(defaults::SCORING))
+                .plugin(&hash(defaults::SHARDING))
                 .is_none()
         );
         apply(&mut state, &events);
         let plugin = state
             .governance()
-            .plugin(&hash(defaults::SCORING))
+            .plugin(&hash(defaults::SHARDING))
             .expect("stored by the fallback");
-        assert_eq!(&plugin.wasm[..], defaults::SCORING);
-        assert_eq!(plugin.kind, PluginKind::Scoring);
+        assert_eq!(&plugin.wasm[..], defaults::SHARDING);
+        assert_eq!(plugin.kind, PluginKind::Sharding);
     }
 }

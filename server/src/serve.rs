@@ -14,6 +14,7 @@ use crate::blobs::BlobStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::listen::{self, ConnectionLimits};
 use crate::policy;
+use crate::scheduler;
 use crate::store::RocksStore;
 
 #[derive(Debug, Clone)]
@@ -200,6 +201,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let (genesis, operator) = genesis_and_operator(&config)?;
     let store = RocksStore::open(&config.data_dir.join("log")).context("opening the log")?;
     let started = std::time::Instant::now();
+    let clock_ms = config.engine.clock_ms;
     let (engine, writer) = Engine::start(store, genesis, operator, config.engine)?;
     {
         let published = engine.published();
@@ -216,12 +218,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, network_id = %engine.network_id(), "serving");
     let blobs = BlobStore::open(&config.data_dir.join("blobs"), config.blob_bytes_max)
         .context("opening the blob store")?;
-    let router = api::app(
-        engine,
-        config.api,
-        Arc::new(policy::host()),
-        Arc::new(blobs),
-    );
+    let host = Arc::new(policy::host());
+    tokio::spawn(scheduler::run(engine.clone(), host.clone(), clock_ms));
+    let router = api::app(engine, config.api, host, Arc::new(blobs));
     let connections = ConnectionLimits {
         connections_max: fitted_connections_max(config.connections.connections_max),
         ..config.connections

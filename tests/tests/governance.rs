@@ -641,9 +641,9 @@ async fn an_approval_binds_to_the_content_it_approves() {
         &network,
         &Command {
             idempotency_key: b"parameters".to_vec(),
-            // Content B takes id 1: quorum 9.
+            // Content B takes id 1: quorum 4.
             action: Action::ProposeParameters {
-                parameters: parameters(9),
+                parameters: parameters(4),
                 activation_round: 2,
             },
         },

@@ -11,7 +11,8 @@
 //!   per call; a fresh store per call; compiled modules cached by blake3 hash (the
 //!   most recently used, up to `Limits::cached_modules_max`); modules with imports
 //!   refused.
-//! - [`check`]: the host-side checks every output must pass before anything uses it.
+//! - [`check`] (from `blyan-schemas`, so that the ledger's core runs the same checks
+//!   again): the host-side checks every output must pass before anything uses it.
 //! - [`run_with_fallback`]: runs the plugins of one kind from newest to oldest until
 //!   one gives a checked output, recording why each failure failed.
 //! - [`defaults`]: the default plugins, built for wasm32 by this crate's build script
@@ -19,7 +20,7 @@
 //!
 //! The ABI (version [`ABI_VERSION`]) is documented in plugins/README.md.
 
-pub mod check;
+pub use blyan_schemas::check;
 pub mod defaults;
 pub mod reference;
 pub mod sandbox;

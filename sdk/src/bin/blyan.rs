@@ -288,6 +288,12 @@ async fn governance(cli: &Cli, command: &GovernanceCommand) -> anyhow::Result<()
                         format!("{kind} plugin {}", hex::encode(hash))
                     }
                     Subject::Parameters(_) => "parameters".to_string(),
+                    Subject::Validator { validator, admit } => {
+                        format!(
+                            "{} validator {validator}",
+                            if *admit { "admit" } else { "remove" }
+                        )
+                    }
                 };
                 let status = serde_json::to_value(proposal.status)?;
                 println!(

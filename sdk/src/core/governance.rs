@@ -112,6 +112,11 @@ pub enum Subject {
         hash: Hash,
     },
     Parameters(Parameters),
+    /// Admit (or remove) a validator key; in force once approved.
+    Validator {
+        validator: PublicKey,
+        admit: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,10 +219,23 @@ impl Governance {
             .get(&kind)
             .map(Vec::as_slice)
             .unwrap_or_default();
+        self.fallback_chain_from(kind, history.last())
+    }
+
+    /// The chain of a round that pinned `pinned` of `kind`: that plugin, the one pinned
+    /// before it, and the genesis plugin (without repeats). A round that pinned none of
+    /// the kind gets the genesis plugin alone.
+    pub fn fallback_chain_from(&self, kind: PluginKind, pinned: Option<&Hash>) -> Vec<Hash> {
+        let history = self
+            .pinned_history
+            .get(&kind)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let position = pinned.and_then(|pinned| history.iter().rposition(|hash| hash == pinned));
         let mut chain: Vec<Hash> = Vec::new();
         let candidates = [
-            history.last(),
-            history.len().checked_sub(2).and_then(|i| history.get(i)),
+            position.map(|i| &history[i]),
+            position.and_then(|i| i.checked_sub(1)).map(|i| &history[i]),
             history.first(),
         ];
         for hash in candidates.into_iter().flatten() {
@@ -383,7 +401,33 @@ impl Governance {
             }
         }
         self.parameters = pins.parameters.clone();
-        self.round = Some(pins.clone());
+        // The plan lives with the round itself; governance keeps the pins.
+        self.round = Some(RoundPins {
+            plan: None,
+            ..pins.clone()
+        });
+    }
+
+    pub(super) fn apply_validator_proposed(
+        &mut self,
+        proposal_id: u64,
+        proposer: PublicKey,
+        validator: PublicKey,
+        admit: bool,
+        activation_round: u64,
+        seq: u64,
+    ) {
+        self.propose(
+            proposal_id,
+            proposer,
+            Subject::Validator { validator, admit },
+            activation_round,
+            seq,
+        );
+    }
+
+    pub(super) fn apply_validator_changed(&mut self, proposal_id: u64, seq: u64) {
+        self.activate(proposal_id, seq);
     }
 
     pub(super) fn apply_fallback(&mut self, fallback: &PluginFallback, seq: u64) {
@@ -510,6 +554,11 @@ impl Proposal {
                 hasher.u64(2);
                 parameters_into(hasher, parameters);
             }
+            Subject::Validator { validator, admit } => {
+                hasher.u64(3);
+                hasher.bytes(&validator.0);
+                hasher.u64(u64::from(*admit));
+            }
         }
         hasher.u64(self.activation_round);
     }
@@ -549,6 +598,13 @@ pub(crate) fn parameters_into(hasher: &mut RootHasher, parameters: &Parameters) 
     hasher.u64(parameters.max_score);
     hasher.u64(u64::from(parameters.model_experts));
     hasher.u64(parameters.heartbeat_interval_min_ms);
+    hasher.u64(u64::from(parameters.nodes_per_round_min));
+    hasher.u64(u64::from(parameters.validators_per_round));
+    hasher.u64(u64::from(parameters.validators_per_delta));
+    hasher.u64(u64::from(parameters.scored_deltas_min));
+    hasher.u64(u64::from(parameters.validator_reward_bps));
+    hasher.u64(parameters.validate_deadline_ms);
+    hasher.u64(parameters.delta_bytes_max);
 }
 
 /// The value of the activation with the highest `activation_round <= round`; among
@@ -683,6 +739,40 @@ pub(crate) fn decide_propose_parameters(
     Ok(proposed(genesis, proposal_id, signer, event, activated))
 }
 
+pub(crate) fn decide_propose_validator(
+    governance: &Governance,
+    genesis: &Genesis,
+    signer: PublicKey,
+    validator: PublicKey,
+    admit: bool,
+    activation_round: u64,
+    admitted: usize,
+) -> Result<Vec<Event>, GovernanceRejection> {
+    require_governance(genesis, signer)?;
+    require_room(governance, &signer)?;
+    require_future(governance, activation_round)?;
+    if admit && admitted >= limits::VALIDATORS_MAX {
+        return Err(GovernanceRejection::InvalidField {
+            field: "validator",
+            reason: format!("{admitted} validators are admitted, the most there can be"),
+        });
+    }
+    let proposal_id = governance.next_proposal_id();
+    let activated = Event::ValidatorChanged {
+        proposal_id,
+        validator,
+        admit,
+    };
+    let event = Event::ValidatorProposed {
+        proposal_id,
+        proposer: signer,
+        validator,
+        admit,
+        activation_round,
+    };
+    Ok(proposed(genesis, proposal_id, signer, event, activated))
+}
+
 pub(crate) fn decide_approve(
     governance: &Governance,
     genesis: &Genesis,
@@ -735,6 +825,11 @@ pub(crate) fn decide_approve(
                 parameters: parameters.clone(),
                 activation_round: proposal.activation_round,
             },
+            Subject::Validator { validator, admit } => Event::ValidatorChanged {
+                proposal_id,
+                validator: *validator,
+                admit: *admit,
+            },
         });
     }
     Ok(events)
@@ -749,6 +844,7 @@ pub fn open_round(governance: &Governance) -> Event {
         round,
         plugins,
         parameters,
+        plan: None,
     })
 }
 
@@ -758,9 +854,9 @@ mod tests {
 
     use super::*;
     use crate::core::tests::{given, when};
-    use crate::core::{Context, Rejection, State};
+    use crate::core::{Rejection, State};
     use crate::crypto::Keypair;
-    use crate::model::{Action, ServerInput};
+    use crate::model::Action;
 
     fn governor(i: u8) -> Keypair {
         Keypair::from_secret([10 + i; 32])
@@ -777,6 +873,7 @@ mod tests {
             burn_oracle_key: Keypair::from_secret([2; 32]).public(),
             governance_keys: (1..=3).map(|i| governor(i).public()).collect(),
             governance_threshold: threshold,
+            curator_keys: Vec::new(),
             parameters: Parameters::default(),
             plugins: PluginKind::ALL
                 .into_iter()
@@ -824,13 +921,7 @@ mod tests {
         // Another key has its own room.
         assert!(when(&state, &governor(2), propose(PluginKind::Scoring, 99, 1)).is_ok());
         // Once round 1 opens, the proposals for it have expired and free the room.
-        let opened = crate::core::decide_input(
-            &state,
-            &ServerInput::OpenRound { round: 1 },
-            &Context { time_ms: 6_000 },
-        )
-        .unwrap();
-        let state = then(state, &opened);
+        let state = then(state.clone(), &[open_round(state.governance())]);
         assert_eq!(
             state.governance().pending_proposals(&governor(1).public()),
             0
@@ -1091,7 +1182,7 @@ mod tests {
             }))
         ));
         let wanted = Parameters {
-            validator_quorum: 7,
+            validator_quorum: 4,
             checkpoint_interval_events: 50,
             ..Parameters::default()
         };

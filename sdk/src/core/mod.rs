@@ -14,25 +14,33 @@ pub mod burns;
 pub mod governance;
 pub mod hashed;
 pub mod log;
+pub mod pools;
 pub mod registry;
 pub mod rounds;
+pub mod validators;
 
 #[cfg(test)]
 mod root_coverage;
 
 use crate::crypto::PublicKey;
-use crate::model::{Action, Checkpoint, Command, Event, Genesis, Hash, ServerInput, limits};
+use crate::model::{
+    Action, Checkpoint, Command, Event, Genesis, Hash, Phase, RoundPins, ServerInput, limits,
+};
 use burns::{BurnEntry, BurnRejection, Burns};
 use governance::{Governance, GovernanceRejection};
 use log::LogRejection;
+use pools::{PoolRejection, Pools};
 use registry::{Node, Registry, RegistryRejection};
-use rounds::RoundRejection;
+use rounds::{RoundRejection, Rounds, World};
+use validators::Validators;
 
 /// What `decide` may know about the outside world, all of it recorded in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {
     /// Log time of the record the events will be written in.
     pub time_ms: u64,
+    /// The hash of the last record before them: what a round's seed derives from.
+    pub head: Hash,
 }
 
 /// A command whose signature has been checked; `signer` is the actor.
@@ -52,6 +60,11 @@ pub struct State {
     burns: Burns,
     checkpoint_last: Option<Checkpoint>,
     governance: Governance,
+    pools: Pools,
+    validators: Validators,
+    rounds: Rounds,
+    /// A round ended since the last checkpoint: the next event is one.
+    round_ended: bool,
     /// Number of events applied; also the seq of the next event.
     events_applied: u64,
 }
@@ -76,6 +89,8 @@ pub enum Rejection {
     Log(#[from] LogRejection),
     #[error(transparent)]
     Rounds(#[from] RoundRejection),
+    #[error(transparent)]
+    Pools(#[from] PoolRejection),
 }
 
 /// What the caller should do about a rejection; the API maps each to one HTTP status.
@@ -109,6 +124,7 @@ impl Rejection {
             Rejection::Governance(rejection) => rejection.code(),
             Rejection::Log(rejection) => rejection.code(),
             Rejection::Rounds(rejection) => rejection.code(),
+            Rejection::Pools(rejection) => rejection.code(),
         }
     }
 
@@ -121,6 +137,7 @@ impl Rejection {
             Rejection::Governance(rejection) => rejection.class(),
             Rejection::Log(rejection) => rejection.class(),
             Rejection::Rounds(rejection) => rejection.class(),
+            Rejection::Pools(rejection) => rejection.class(),
         }
     }
 }
@@ -202,6 +219,29 @@ pub fn decide(
             *proposal_id,
             proposal_hash.as_ref(),
         )?,
+        Action::ProposeValidator {
+            validator,
+            admit,
+            activation_round,
+        } => governance::decide_propose_validator(
+            governance,
+            genesis,
+            signer,
+            *validator,
+            *admit,
+            *activation_round,
+            state.validators.len(),
+        )?,
+        Action::RegisterPool(spec) => state.pools.decide_register(genesis, signer, spec)?,
+        Action::CommitDelta { round, commitment } => {
+            rounds::decide_commit(&state.rounds, signer, *round, commitment, context)?
+        }
+        Action::RevealDelta(reveal) => {
+            rounds::decide_reveal(&state.rounds, signer, reveal, context)?
+        }
+        Action::SubmitMeasurements { round, values } => {
+            rounds::decide_measurements(&state.rounds, signer, *round, values, context)?
+        }
     })
 }
 
@@ -219,7 +259,7 @@ pub fn decide_input(
             .map(|_| ())
             .ok_or(Rejection::NoGenesis)
     };
-    let governance = &state.governance;
+    let world = state.world();
     Ok(match input {
         ServerInput::Genesis(genesis) => log::decide_genesis(state, genesis)?,
         ServerInput::Checkpoint {
@@ -231,15 +271,15 @@ pub fn decide_input(
         }
         ServerInput::Tick { time_ms } => {
             genesis_applied()?;
-            rounds::decide_tick(*time_ms, context.time_ms)?
+            rounds::decide_tick(&state.rounds, *time_ms, context)?
         }
         ServerInput::OpenRound { round } => {
             genesis_applied()?;
-            rounds::decide_open_round(governance, *round)?
+            rounds::decide_open_round(&state.rounds, &world, *round, context)?
         }
         ServerInput::PolicyResult(result) => {
             genesis_applied()?;
-            rounds::decide_policy_result(governance, result)?
+            rounds::decide_policy_result(&state.rounds, &world, result, context)?
         }
     })
 }
@@ -336,11 +376,86 @@ impl State {
                     governance.round_number()
                 ))
             }
+            Event::RoundOpened(RoundPins {
+                plan: Some(plan), ..
+            }) => {
+                if self.rounds.live.contains_key(&plan.expert) {
+                    Err(format!(
+                        "expert {} already has a round running",
+                        plan.expert
+                    ))
+                } else if plan.burns > self.burns.total - self.rounds.burns_consumed {
+                    Err("a round consumes more burns than were recorded".into())
+                } else if plan.reward_pool < self.rounds.carried {
+                    Err("a round's pool leaves out what was carried".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Event::PoolRegistered { pool_id, .. } => {
+                let next = self.pools.newest().map_or(1, |(id, _)| id + 1);
+                if *pool_id == next {
+                    Ok(())
+                } else {
+                    Err(format!("pool {pool_id} is not the next id, {next}"))
+                }
+            }
+            Event::ValidatorProposed { proposal_id, .. } => next_proposal(proposal_id),
+            Event::ValidatorChanged { proposal_id, .. } => unactivated(proposal_id),
+            Event::AssignmentsMade { round, .. } => {
+                self.running(*round).and_then(|entry| match entry.phase {
+                    Phase::Assigning => Ok(()),
+                    phase => Err(format!("round {round} is in its {} phase", phase.name())),
+                })
+            }
+            Event::DeltaCommitted { round, node, .. } => {
+                self.running(*round)?;
+                match self.rounds.commit(*round, node) {
+                    Some(_) => Err(format!("{node} already committed in round {round}")),
+                    None => Ok(()),
+                }
+            }
+            Event::DeltaRevealed { node, reveal } => {
+                self.running(reveal.round)?;
+                match self.rounds.reveal(reveal.round, node) {
+                    Some(_) => Err(format!("{node} already revealed in round {}", reveal.round)),
+                    None => Ok(()),
+                }
+            }
+            Event::MeasurementsSubmitted {
+                round, validator, ..
+            } => {
+                self.running(*round)?;
+                match self.rounds.submission(*round, validator) {
+                    Some(_) => Err(format!("{validator} already submitted in round {round}")),
+                    None => Ok(()),
+                }
+            }
+            Event::PhaseStarted { round, .. }
+            | Event::ScoresRecorded { round, .. }
+            | Event::RoundAborted { round, .. } => self.running(*round).map(|_| ()),
+            Event::RoundFinalized(outcome) => {
+                let entry = self.running(outcome.round)?;
+                if outcome.carried > entry.plan.reward_pool {
+                    Err("a round carries more than its pool".into())
+                } else {
+                    Ok(())
+                }
+            }
             Event::NodeRegistered { .. }
             | Event::HeartbeatRecorded { .. }
             | Event::CheckpointCreated(_)
             | Event::RoundOpened(_)
             | Event::PluginFallback(_) => Ok(()),
+        }
+    }
+
+    /// The round `round`, if it is running.
+    fn running(&self, round: u64) -> Result<&rounds::Round, String> {
+        match self.rounds.get(round) {
+            None => Err(format!("round {round} does not exist")),
+            Some(entry) if entry.phase.is_over() => Err(format!("round {round} is over")),
+            Some(entry) => Ok(entry),
         }
     }
 
@@ -429,8 +544,93 @@ impl State {
                 *activation_round,
                 seq,
             ),
-            Event::RoundOpened(pins) => self.governance.apply_round_opened(pins),
+            Event::RoundOpened(pins) => {
+                self.governance.apply_round_opened(pins);
+                self.rounds.apply_opened(pins, self.burns.total, seq);
+            }
             Event::PluginFallback(fallback) => self.governance.apply_fallback(fallback, seq),
+            Event::PoolRegistered {
+                pool_id,
+                curator,
+                pool,
+                merkle_root,
+            } => self
+                .pools
+                .apply_registered(*pool_id, *curator, pool, *merkle_root, seq),
+            Event::ValidatorProposed {
+                proposal_id,
+                proposer,
+                validator,
+                admit,
+                activation_round,
+            } => self.governance.apply_validator_proposed(
+                *proposal_id,
+                *proposer,
+                *validator,
+                *admit,
+                *activation_round,
+                seq,
+            ),
+            Event::ValidatorChanged {
+                proposal_id,
+                validator,
+                admit,
+            } => {
+                self.governance.apply_validator_changed(*proposal_id, seq);
+                self.validators.apply_changed(*validator, *admit, seq);
+            }
+            Event::AssignmentsMade {
+                round,
+                shards,
+                merkle_root,
+                deadline_ms,
+            } => self
+                .rounds
+                .apply_assignments(*round, shards, merkle_root, *deadline_ms),
+            Event::DeltaCommitted {
+                round,
+                node,
+                commitment,
+            } => self.rounds.apply_committed(*round, *node, commitment, seq),
+            Event::DeltaRevealed { node, reveal } => self.rounds.apply_revealed(*node, reveal, seq),
+            Event::PhaseStarted {
+                round,
+                phase,
+                deadline_ms,
+            } => self
+                .rounds
+                .apply_phase_started(*round, *phase, *deadline_ms),
+            Event::MeasurementsSubmitted {
+                round,
+                validator,
+                values,
+            } => self
+                .rounds
+                .apply_measurements(*round, *validator, values, seq),
+            Event::ScoresRecorded {
+                round,
+                scores,
+                merkle_root,
+            } => self.rounds.apply_scores(*round, scores, merkle_root),
+            Event::RoundFinalized(outcome) => {
+                for validator in &outcome.validators {
+                    self.validators
+                        .apply_reputation(&validator.validator, validator.reputation);
+                }
+                self.rounds.apply_finalized(outcome);
+                self.round_ended = true;
+            }
+            Event::RoundAborted {
+                round,
+                reason,
+                carried,
+            } => {
+                self.rounds.apply_aborted(*round, reason, *carried);
+                self.round_ended = true;
+            }
+        }
+        if matches!(event, Event::CheckpointCreated(_)) {
+            self.round_ended = false;
         }
         self.events_applied = seq + 1;
     }
@@ -471,6 +671,46 @@ impl State {
         self.events_applied
     }
 
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    pub fn validators(&self) -> &Validators {
+        &self.validators
+    }
+
+    pub fn rounds(&self) -> &Rounds {
+        &self.rounds
+    }
+
+    fn world(&self) -> World<'_> {
+        World {
+            governance: &self.governance,
+            registry: &self.registry,
+            pools: &self.pools,
+            validators: &self.validators,
+            burns_total: self.burns.total,
+        }
+    }
+
+    /// The server inputs the scheduler owes the log at `time_ms`, the last record
+    /// being `head`: rounds that can open, deadlines that passed, and the policy calls
+    /// rounds await. Submitting them is the server's job; the core decides each.
+    pub fn due(&self, time_ms: u64, head: &Hash) -> Vec<rounds::Due> {
+        if self.genesis.is_none() {
+            return Vec::new();
+        }
+        rounds::due(&self.rounds, &self.world(), time_ms, head)
+    }
+
+    /// The input of the policy call `round` awaits, rebuilt from the state.
+    pub fn policy_input(
+        &self,
+        round: u64,
+    ) -> Option<(crate::model::PluginKind, blyan_schemas::v1::PolicyInput)> {
+        rounds::policy_input(&self.rounds, &self.world(), round)
+    }
+
     /// Events since the last checkpoint, or since the genesis before the first one.
     fn events_since_checkpoint(&self) -> u64 {
         let covered = self
@@ -484,8 +724,9 @@ impl State {
     /// event must be one.
     pub fn checkpoint_due(&self) -> bool {
         self.genesis.is_some()
-            && self.events_since_checkpoint()
-                >= self.governance.parameters().checkpoint_interval_events
+            && (self.round_ended
+                || self.events_since_checkpoint()
+                    >= self.governance.parameters().checkpoint_interval_events)
     }
 
     /// A deterministic hash over the whole state: every field written with a length
@@ -507,6 +748,10 @@ impl State {
                     hasher.bytes(&key.0);
                 }
                 hasher.u64(u64::from(genesis.governance_threshold));
+                hasher.u64(genesis.curator_keys.len() as u64);
+                for key in &genesis.curator_keys {
+                    hasher.bytes(&key.0);
+                }
                 governance::parameters_into(&mut hasher, &genesis.parameters);
                 hasher.u64(genesis.plugins.len() as u64);
                 for module in &genesis.plugins {
@@ -528,6 +773,10 @@ impl State {
             }
         }
         self.governance.hash_into(&mut hasher);
+        hasher.bytes(&self.pools.pools.checksum());
+        hasher.bytes(&self.validators.admitted.checksum());
+        self.rounds.hash_into(&mut hasher);
+        hasher.u64(u64::from(self.round_ended));
         *hasher.0.finalize().as_bytes()
     }
 }
@@ -573,6 +822,7 @@ pub(crate) mod tests {
             burn_oracle_key: oracle().public(),
             governance_keys: vec![Keypair::from_secret([3; 32]).public()],
             governance_threshold: 1,
+            curator_keys: Vec::new(),
             parameters: Parameters {
                 checkpoint_interval_events: 3,
                 heartbeat_interval_min_ms: 1_000,
@@ -621,7 +871,14 @@ pub(crate) mod tests {
                 action,
             },
         };
-        decide(state, &command, &Context { time_ms: 5_000 })
+        decide(
+            state,
+            &command,
+            &Context {
+                time_ms: 5_000,
+                head: [0; 32],
+            },
+        )
     }
 
     #[test]
@@ -853,7 +1110,14 @@ pub(crate) mod tests {
             },
         };
         assert!(matches!(
-            decide(&state, &command, &Context { time_ms: 0 }),
+            decide(
+                &state,
+                &command,
+                &Context {
+                    time_ms: 0,
+                    head: [0; 32]
+                }
+            ),
             Err(Rejection::InvalidField {
                 field: "idempotency_key",
                 ..

@@ -13,11 +13,15 @@ use super::State;
 use super::burns::{BurnEntry, Burns};
 use super::governance::{Activation, Governance, Proposal, StoredPlugin, Subject};
 use super::hashed::{HashedMap, RootHash};
+use super::pools::{Pool, Pools};
 use super::registry::{Node, Registry};
+use super::rounds::{Commit, Progress, Revealed, Round, Rounds, Submission};
+use super::validators::{Validator, Validators};
 use crate::crypto::PublicKey;
 use crate::model::{
-    Capabilities, Checkpoint, Genesis, Parameters, PinnedPlugin, PluginFallback, PluginKind,
-    PluginModule, RoundPins,
+    Capabilities, Checkpoint, Genesis, Parameters, Payout, Phase, PinnedPlugin, PluginFallback,
+    PluginKind, PluginModule, PoolItem, RoundOutcome, RoundPins, RoundPlan, Shard,
+    ValidatorOutcome,
 };
 
 fn key(byte: u8) -> PublicKey {
@@ -47,6 +51,7 @@ fn base() -> State {
         burn_oracle_key: key(2),
         governance_keys: vec![key(3)],
         governance_threshold: 1,
+        curator_keys: vec![key(4)],
         parameters: Parameters::default(),
         plugins: vec![scoring.clone()],
     };
@@ -125,6 +130,7 @@ fn base() -> State {
                     hash: pinned.hash,
                 }],
                 parameters: Parameters::default(),
+                plan: None,
             }),
             pinned_history: BTreeMap::from([(PluginKind::Scoring, vec![scoring.hash])]),
             fallbacks: HashedMap::from_iter([(
@@ -140,6 +146,128 @@ fn base() -> State {
                 },
             )]),
         },
+        pools: Pools {
+            pools: HashedMap::from_iter([(
+                1,
+                Pool {
+                    curator: key(4),
+                    name: "pool".into(),
+                    items: vec![PoolItem {
+                        bytes: 10,
+                        checksum: [5; 32],
+                        held_out: false,
+                    }]
+                    .into(),
+                    training: vec![0].into(),
+                    merkle_root: [6; 32],
+                    registered_seq: 3,
+                },
+            )]),
+        },
+        validators: Validators {
+            admitted: HashedMap::from_iter([(
+                key(5),
+                Validator {
+                    reputation: 1_000,
+                    admitted_seq: 4,
+                },
+            )]),
+        },
+        rounds: Rounds {
+            rounds: HashedMap::from_iter([(
+                1,
+                Round {
+                    pins: RoundPins {
+                        round: 1,
+                        plugins: vec![PinnedPlugin {
+                            kind: PluginKind::Scoring,
+                            hash: pinned.hash,
+                        }],
+                        parameters: Parameters::default(),
+                        plan: None,
+                    },
+                    plan: Arc::new(RoundPlan {
+                        expert: 0,
+                        pool_id: 1,
+                        seed: [7; 32],
+                        nodes: vec![key(9)],
+                        committee: vec![key(5)],
+                        burns: 5,
+                        reward_pool: 4,
+                    }),
+                    phase: Phase::Finalized,
+                    deadline_ms: 50,
+                    opened_seq: 7,
+                    shards: vec![Shard {
+                        node: key(9),
+                        start: 0,
+                        count: 1,
+                    }]
+                    .into(),
+                    assignments_root: [8; 32],
+                    deltas: vec![key(9)].into(),
+                    scores: vec![3].into(),
+                    scores_root: [9; 32],
+                    outcome: Some(Arc::new(RoundOutcome {
+                        round: 1,
+                        nodes: vec![Payout {
+                            key: key(9),
+                            amount: 3,
+                        }],
+                        validators: vec![ValidatorOutcome {
+                            validator: key(5),
+                            agreed: 1,
+                            disagreed: 0,
+                            reward: 1,
+                            reputation: 1_001,
+                        }],
+                        rewards_root: [10; 32],
+                        accepted: vec![[11; 32]],
+                        carried: 0,
+                    })),
+                    abort_reason: Some("none".into()),
+                },
+            )]),
+            progress: HashedMap::from_iter([(
+                1,
+                Progress {
+                    commits: 1,
+                    reveals: 1,
+                    submissions: 1,
+                },
+            )]),
+            commits: HashedMap::from_iter([(
+                (1, key(9)),
+                Commit {
+                    commitment: [12; 32],
+                    seq: 8,
+                },
+            )]),
+            reveals: HashedMap::from_iter([(
+                (1, key(9)),
+                Revealed {
+                    delta_hash: [11; 32],
+                    salt: [13; 32],
+                    delta_bytes: 100,
+                    seq: 9,
+                },
+            )]),
+            revealed_hashes: HashedMap::from_iter([((1, [11; 32]), key(9))]),
+            submissions: HashedMap::from_iter([(
+                (1, key(5)),
+                Submission {
+                    values: vec![7],
+                    seq: 10,
+                },
+            )]),
+            live: BTreeMap::from([(1, 1)]),
+            expert_last: Some(0),
+            burns_consumed: 5,
+            accrued: 4,
+            paid: 4,
+            carried: 1,
+        },
+        round_ended: true,
         events_applied: 9,
     }
 }
@@ -157,6 +285,13 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
         max_score,
         model_experts,
         heartbeat_interval_min_ms,
+        nodes_per_round_min,
+        validators_per_round,
+        validators_per_delta,
+        scored_deltas_min,
+        validator_reward_bps,
+        validate_deadline_ms,
+        delta_bytes_max,
     } = parameters;
     match field {
         0 => *heartbeat_timeout_ms = heartbeat_timeout_ms.wrapping_add(by),
@@ -169,15 +304,22 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
         7 => *max_score = max_score.wrapping_add(by),
         8 => *model_experts = model_experts.wrapping_add(by as u32 | 1),
         9 => *heartbeat_interval_min_ms = heartbeat_interval_min_ms.wrapping_add(by),
+        10 => *nodes_per_round_min = nodes_per_round_min.wrapping_add(by as u32 | 1),
+        11 => *validators_per_round = validators_per_round.wrapping_add(by as u32 | 1),
+        12 => *validators_per_delta = validators_per_delta.wrapping_add(by as u32 | 1),
+        13 => *scored_deltas_min = scored_deltas_min.wrapping_add(by as u32 | 1),
+        14 => *validator_reward_bps = validator_reward_bps.wrapping_add(by as u32 | 1),
+        15 => *validate_deadline_ms = validate_deadline_ms.wrapping_add(by),
+        16 => *delta_bytes_max = delta_bytes_max.wrapping_add(by),
         _ => return None,
     }
     Some(())
 }
 
-const PARAMETERS: usize = 10;
+const PARAMETERS: usize = 17;
 
 /// The fields `every_field` changes one by one before the parameter sets.
-const FIELDS: usize = 51;
+const FIELDS: usize = 115;
 
 /// Takes the first entry out of `map`, which must have one.
 fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
@@ -212,6 +354,24 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
                 pinned_history,
                 fallbacks,
             },
+        pools: Pools { pools },
+        validators: Validators { admitted },
+        rounds:
+            Rounds {
+                rounds,
+                progress,
+                commits,
+                reveals,
+                revealed_hashes,
+                submissions,
+                live,
+                expert_last,
+                burns_consumed,
+                accrued,
+                paid,
+                carried,
+            },
+        round_ended,
         events_applied,
     } = state;
     let Genesis {
@@ -220,6 +380,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         burn_oracle_key,
         governance_keys,
         governance_threshold,
+        curator_keys,
         parameters: genesis_parameters,
         plugins: genesis_plugins,
     } = Arc::make_mut(genesis.as_mut().expect("the base has a genesis"));
@@ -283,7 +444,60 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         round: round_number,
         plugins: round_plugins,
         parameters: round_parameters,
+        // Always `None` in governance: a round's plan lives with the round.
+        plan: _,
     } = round.as_mut().expect("the base has a round");
+    let (mut pool_id, mut pool) = pop_first(pools);
+    let Pool {
+        curator,
+        name: pool_name,
+        items: pool_items,
+        training,
+        merkle_root: pool_root,
+        registered_seq: pool_seq,
+    } = &mut pool;
+    let (mut validator_key, mut validator) = pop_first(admitted);
+    let Validator {
+        reputation,
+        admitted_seq,
+    } = &mut validator;
+    let (mut round_id, mut learning) = pop_first(rounds);
+    let Round {
+        pins: learning_pins,
+        plan,
+        phase,
+        deadline_ms,
+        opened_seq,
+        shards,
+        assignments_root,
+        deltas,
+        scores,
+        scores_root,
+        outcome,
+        abort_reason,
+    } = &mut learning;
+    let RoundPlan {
+        expert,
+        pool_id: plan_pool,
+        seed,
+        nodes: plan_nodes,
+        committee,
+        burns: plan_burns,
+        reward_pool,
+    } = Arc::make_mut(plan);
+    let RoundOutcome {
+        round: _,
+        nodes: node_payouts,
+        validators: validator_outcomes,
+        rewards_root,
+        accepted,
+        carried: outcome_carried,
+    } = Arc::make_mut(outcome.as_mut().expect("the base has an outcome"));
+    let (mut progress_key, mut progress_entry) = pop_first(progress);
+    let (mut commit_key, mut commit) = pop_first(commits);
+    let (mut reveal_key, mut revealed) = pop_first(reveals);
+    let (mut hash_key, mut hash_node) = pop_first(revealed_hashes);
+    let (mut submission_key, mut submission) = pop_first(submissions);
     let history = pinned_history
         .get_mut(&PluginKind::Scoring)
         .expect("the base has a pinned history");
@@ -408,6 +622,139 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         reason.push('x');
     } else if next() {
         flip(used_hash);
+    } else if next() {
+        curator_keys.push(key(byte));
+    } else if next() {
+        pool_id += by;
+    } else if next() {
+        flip(&mut curator.0);
+    } else if next() {
+        pool_name.push('x');
+    } else if next() {
+        Arc::make_mut(pool_items)[0].bytes += by;
+    } else if next() {
+        flip(&mut Arc::make_mut(pool_items)[0].checksum);
+    } else if next() {
+        Arc::make_mut(pool_items)[0].held_out ^= true;
+    } else if next() {
+        *training = vec![0, 1].into();
+    } else if next() {
+        flip(pool_root);
+    } else if next() {
+        *pool_seq += by;
+    } else if next() {
+        flip(&mut validator_key.0);
+    } else if next() {
+        *reputation += by;
+    } else if next() {
+        *admitted_seq += by;
+    } else if next() {
+        round_id += by;
+    } else if next() {
+        learning_pins.round += by;
+    } else if next() {
+        flip(&mut learning_pins.plugins[0].hash);
+    } else if next() {
+        *expert += 1;
+    } else if next() {
+        *plan_pool += by;
+    } else if next() {
+        flip(seed);
+    } else if next() {
+        plan_nodes.push(key(byte));
+    } else if next() {
+        committee.push(key(byte));
+    } else if next() {
+        *plan_burns += u128::from(by);
+    } else if next() {
+        *reward_pool += u128::from(by);
+    } else if next() {
+        *phase = Phase::Aborted;
+    } else if next() {
+        *deadline_ms += by;
+    } else if next() {
+        *opened_seq += by;
+    } else if next() {
+        *shards = vec![Shard {
+            node: key(9),
+            start: by,
+            count: 1,
+        }]
+        .into();
+    } else if next() {
+        flip(assignments_root);
+    } else if next() {
+        *deltas = vec![key(9), key(byte)].into();
+    } else if next() {
+        *scores = vec![3 + by].into();
+    } else if next() {
+        flip(scores_root);
+    } else if next() {
+        node_payouts[0].amount += u128::from(by);
+    } else if next() {
+        validator_outcomes[0].agreed += 1;
+    } else if next() {
+        validator_outcomes[0].disagreed += 1;
+    } else if next() {
+        validator_outcomes[0].reward += u128::from(by);
+    } else if next() {
+        validator_outcomes[0].reputation += by;
+    } else if next() {
+        flip(rewards_root);
+    } else if next() {
+        accepted.push([byte; 32]);
+    } else if next() {
+        *outcome_carried += u128::from(by);
+    } else if next() {
+        abort_reason.as_mut().expect("set").push('x');
+    } else if next() {
+        progress_key += by;
+    } else if next() {
+        progress_entry.commits += 1;
+    } else if next() {
+        progress_entry.reveals += 1;
+    } else if next() {
+        progress_entry.submissions += 1;
+    } else if next() {
+        flip(&mut commit_key.1.0);
+    } else if next() {
+        flip(&mut commit.commitment);
+    } else if next() {
+        commit.seq += by;
+    } else if next() {
+        flip(&mut reveal_key.1.0);
+    } else if next() {
+        flip(&mut revealed.delta_hash);
+    } else if next() {
+        flip(&mut revealed.salt);
+    } else if next() {
+        revealed.delta_bytes += by;
+    } else if next() {
+        revealed.seq += by;
+    } else if next() {
+        flip(&mut hash_key.1);
+    } else if next() {
+        flip(&mut hash_node.0);
+    } else if next() {
+        flip(&mut submission_key.1.0);
+    } else if next() {
+        submission.values.push(1);
+    } else if next() {
+        submission.seq += by;
+    } else if next() {
+        live.insert(2, 2);
+    } else if next() {
+        *expert_last = None;
+    } else if next() {
+        *burns_consumed += u128::from(by);
+    } else if next() {
+        *accrued += u128::from(by);
+    } else if next() {
+        *paid += u128::from(by);
+    } else if next() {
+        *carried += u128::from(by);
+    } else if next() {
+        *round_ended = false;
     } else {
         // The parameter sets: the genesis's, the governance's, each activation's and
         // the round's, each field of each.
@@ -416,6 +763,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
             parameters,
             parameters_activation_value,
             round_parameters,
+            &mut learning_pins.parameters,
         ];
         let (set, parameter) = (field / PARAMETERS, field % PARAMETERS);
         let parameters = sets.into_iter().nth(set)?;
@@ -427,6 +775,14 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     plugins.insert(plugin_hash, plugin);
     proposals.insert(proposal_id, proposal);
     fallbacks.insert(fallback_seq, fallback);
+    pools.insert(pool_id, pool);
+    admitted.insert(validator_key, validator);
+    rounds.insert(round_id, learning);
+    progress.insert(progress_key, progress_entry);
+    commits.insert(commit_key, commit);
+    reveals.insert(reveal_key, revealed);
+    revealed_hashes.insert(hash_key, hash_node);
+    submissions.insert(submission_key, submission);
     Some(())
 }
 
@@ -439,13 +795,13 @@ fn field_count() -> usize {
 
 #[test]
 fn every_field_is_counted() {
-    // The fields above, and four parameter sets of ten.
-    assert_eq!(field_count(), FIELDS + 4 * PARAMETERS);
+    // The fields above, and five parameter sets.
+    assert_eq!(field_count(), FIELDS + 5 * PARAMETERS);
 }
 
 proptest! {
     #[test]
-    fn changing_any_one_field_changes_the_root(field in 0..(FIELDS + 4 * PARAMETERS), by in 1u64..1 << 40) {
+    fn changing_any_one_field_changes_the_root(field in 0..(FIELDS + 5 * PARAMETERS), by in 1u64..1 << 40) {
         let base = base();
         let mut changed = base.clone();
         every_field(&mut changed, field, by).expect("a known field");

@@ -5,11 +5,11 @@
 //! unfair, but it can't assign an item twice, invent a score, or create or lose a
 //! single base unit of the reward pool.
 
-use blyan_schemas::column::{self, Fixed, Values};
+use crate::column::{self, Fixed, Values};
 
-use crate::pb;
-use crate::pb::NODE_KEY_LEN as KEY_LEN;
-use crate::pb::{policy_input, policy_output};
+use crate::v1 as pb;
+use crate::v1::NODE_KEY_LEN as KEY_LEN;
+use crate::v1::{policy_input, policy_output};
 
 /// Checks an output against the input it answers.
 pub fn output(input: &pb::PolicyInput, output: &pb::PolicyOutput) -> Result<(), String> {
@@ -222,7 +222,7 @@ pub fn u128_pb(value: u128) -> pb::U128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blyan_schemas::column::to_column;
+    use crate::column::to_column;
 
     fn shards(parts: &[(u32, u64, u64)]) -> pb::ShardingOutput {
         pb::ShardingOutput {

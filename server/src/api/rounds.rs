@@ -1,0 +1,276 @@
+//! The learning rounds' read API: rounds, a node's assignment, a validator's tasks,
+//! pools with item proofs, and the validators.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use blyan_sdk::api::{
+    AssignmentView, DeltaView, ItemProofView, ItemView, MerkleProofView, PayoutView, PoolView,
+    RoundSummary, RoundView, TaskView, TasksView, ValidatorView,
+};
+use blyan_sdk::core::State as LedgerState;
+use blyan_sdk::core::pools::{self, Pool};
+use blyan_sdk::core::rounds::{self, Round};
+use blyan_sdk::crypto::PublicKey;
+use blyan_sdk::merkle;
+use blyan_sdk::model::Hash;
+
+use super::{ApiError, AppState};
+
+fn not_found(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, code, message)
+}
+
+fn key(text: &str) -> Result<PublicKey, ApiError> {
+    PublicKey::from_hex(text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "the public key must be 64 hex characters",
+        )
+    })
+}
+
+fn proof_view(contents: &[Hash], index: usize) -> MerkleProofView {
+    MerkleProofView {
+        index,
+        count: contents.len(),
+        hashes: merkle::proof(contents, index)
+            .iter()
+            .map(hex::encode)
+            .collect(),
+    }
+}
+
+fn round_of(state: &LedgerState, round: u64) -> Result<&Round, ApiError> {
+    state
+        .rounds()
+        .get(round)
+        .ok_or_else(|| not_found("round_not_found", format!("round {round} does not exist")))
+}
+
+fn pool_of(state: &LedgerState, pool_id: u64) -> Result<&Pool, ApiError> {
+    state
+        .pools()
+        .get(pool_id)
+        .ok_or_else(|| not_found("pool_not_found", format!("pool {pool_id} does not exist")))
+}
+
+fn item_view(pool: &Pool, id: u32) -> ItemView {
+    ItemView {
+        id,
+        item: pool.items[id as usize],
+    }
+}
+
+fn summary(state: &LedgerState, id: u64, round: &Round) -> RoundSummary {
+    let progress = state.rounds().progress(id);
+    RoundSummary {
+        round: id,
+        expert: round.plan.expert,
+        pool_id: round.plan.pool_id,
+        phase: round.phase,
+        deadline_ms: round.deadline_ms,
+        nodes: round.plan.nodes.len(),
+        committee: round.plan.committee.clone(),
+        reward_pool: round.plan.reward_pool,
+        commits: progress.commits,
+        reveals: progress.reveals,
+        submissions: progress.submissions,
+        abort_reason: round.abort_reason.clone(),
+    }
+}
+
+pub(super) async fn list(State(app): State<AppState>) -> Json<Vec<RoundSummary>> {
+    let published = app.engine.published();
+    let state = &published.state;
+    Json(
+        state
+            .rounds()
+            .iter()
+            .map(|(id, round)| summary(state, *id, round))
+            .collect(),
+    )
+}
+
+pub(super) async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<RoundView>, ApiError> {
+    let published = app.engine.published();
+    let state = &published.state;
+    let round = round_of(state, id)?;
+    let deltas = round
+        .deltas
+        .iter()
+        .enumerate()
+        .filter_map(|(index, node)| {
+            let revealed = state.rounds().reveal(id, node)?;
+            Some(DeltaView {
+                node: *node,
+                delta_hash: hex::encode(revealed.delta_hash),
+                delta_bytes: revealed.delta_bytes,
+                score: round.scores.get(index).copied(),
+            })
+        })
+        .collect();
+    let payouts = |payouts: Vec<(PublicKey, u128)>| {
+        payouts
+            .into_iter()
+            .map(|(key, amount)| PayoutView { key, amount })
+            .collect()
+    };
+    let outcome = round.outcome.as_deref();
+    Ok(Json(RoundView {
+        summary: summary(state, id, round),
+        seed: hex::encode(round.plan.seed),
+        assignments_root: hex::encode(round.assignments_root),
+        scores_root: hex::encode(round.scores_root),
+        deltas,
+        node_rewards: payouts(outcome.map_or_else(Vec::new, |outcome| {
+            outcome.nodes.iter().map(|p| (p.key, p.amount)).collect()
+        })),
+        validator_rewards: payouts(outcome.map_or_else(Vec::new, |outcome| {
+            outcome
+                .validators
+                .iter()
+                .map(|v| (v.validator, v.reward))
+                .collect()
+        })),
+        rewards_root: outcome.map(|outcome| hex::encode(outcome.rewards_root)),
+        carried: match (outcome, round.phase.is_over()) {
+            (Some(outcome), _) => outcome.carried,
+            (None, true) => round.plan.reward_pool,
+            (None, false) => 0,
+        },
+    }))
+}
+
+pub(super) async fn assignment(
+    State(app): State<AppState>,
+    Path((id, node)): Path<(u64, String)>,
+) -> Result<Json<AssignmentView>, ApiError> {
+    let node = key(&node)?;
+    let published = app.engine.published();
+    let state = &published.state;
+    let round = round_of(state, id)?;
+    let index = round
+        .shards
+        .iter()
+        .position(|shard| shard.node == node)
+        .ok_or_else(|| {
+            not_found(
+                "assignment_not_found",
+                format!("round {id} assigns nothing to {node}"),
+            )
+        })?;
+    let shard = round.shards[index];
+    let pool = pool_of(state, round.plan.pool_id)?;
+    let leaves: Vec<Hash> = round
+        .shards
+        .iter()
+        .map(|shard| rounds::shard_leaf(id, shard))
+        .collect();
+    Ok(Json(AssignmentView {
+        round: id,
+        expert: round.plan.expert,
+        pool_id: round.plan.pool_id,
+        shard,
+        items: (shard.start..shard.start + shard.count)
+            .map(|training| item_view(pool, pool.training[training as usize]))
+            .collect(),
+        assignments_root: hex::encode(round.assignments_root),
+        proof: proof_view(&leaves, index),
+    }))
+}
+
+pub(super) async fn tasks(
+    State(app): State<AppState>,
+    Path((id, validator)): Path<(u64, String)>,
+) -> Result<Json<TasksView>, ApiError> {
+    let validator = key(&validator)?;
+    let published = app.engine.published();
+    let state = &published.state;
+    let round = round_of(state, id)?;
+    let pool = pool_of(state, round.plan.pool_id)?;
+    let deltas = round
+        .tasks_of(&validator)
+        .into_iter()
+        .filter_map(|task| {
+            let node = round.deltas[task as usize];
+            let revealed = state.rounds().reveal(id, &node)?;
+            Some(TaskView {
+                node,
+                delta_hash: hex::encode(revealed.delta_hash),
+                delta_bytes: revealed.delta_bytes,
+            })
+        })
+        .collect();
+    Ok(Json(TasksView {
+        round: id,
+        expert: round.plan.expert,
+        pool_id: round.plan.pool_id,
+        deltas,
+        held_out: pool.held_out().map(|id| item_view(pool, id)).collect(),
+    }))
+}
+
+pub(super) async fn pool(
+    State(app): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<PoolView>, ApiError> {
+    let published = app.engine.published();
+    let pool = pool_of(&published.state, id)?;
+    Ok(Json(PoolView {
+        id,
+        curator: pool.curator,
+        name: pool.name.clone(),
+        merkle_root: hex::encode(pool.merkle_root),
+        items: (0..pool.items.len() as u32)
+            .map(|item| item_view(pool, item))
+            .collect(),
+    }))
+}
+
+pub(super) async fn item_proof(
+    State(app): State<AppState>,
+    Path((id, item)): Path<(u64, u32)>,
+) -> Result<Json<ItemProofView>, ApiError> {
+    let published = app.engine.published();
+    let pool = pool_of(&published.state, id)?;
+    if item as usize >= pool.items.len() {
+        return Err(not_found(
+            "item_not_found",
+            format!("pool {id} has {} items", pool.items.len()),
+        ));
+    }
+    let leaves: Vec<Hash> = pool
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| pools::item_leaf(index as u32, entry))
+        .collect();
+    Ok(Json(ItemProofView {
+        pool_id: id,
+        item: item_view(pool, item),
+        merkle_root: hex::encode(pool.merkle_root),
+        leaf: hex::encode(leaves[item as usize]),
+        proof: proof_view(&leaves, item as usize),
+    }))
+}
+
+pub(super) async fn validators(State(app): State<AppState>) -> Json<Vec<ValidatorView>> {
+    let published = app.engine.published();
+    Json(
+        published
+            .state
+            .validators()
+            .iter()
+            .map(|(key, validator)| ValidatorView {
+                key: *key,
+                reputation: validator.reputation,
+                admitted_seq: validator.admitted_seq,
+            })
+            .collect(),
+    )
+}
