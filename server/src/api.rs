@@ -5,13 +5,13 @@
 //! | --- | --- |
 //! | 400 | `malformed_command`, `malformed_request` |
 //! | 401 | `bad_signature` |
-//! | 403 | `unauthorized` |
-//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found` |
+//! | 403 | `unauthorized`, `not_curator`, `not_in_round`, `not_on_committee` |
+//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found`, `round_not_found`, `pool_not_found`, `item_not_found`, `assignment_not_found` |
 //! | 412 | `precondition_failed` (a blob's `If-*` headers) |
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
-//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals` |
-//! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large` |
-//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
+//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals`, `wrong_phase`, `deadline_passed`, `already_committed`, `not_committed`, `already_revealed`, `delta_copied`, `already_submitted`, `blob_missing` |
+//! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large`, `pool_too_large`, `delta_too_large` |
+//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, `blob_size_mismatch`, `commitment_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
 //! | 429 | `heartbeat_too_soon` |
 //! | 500 | `storage_error`, `internal_error` |
 //! | 503 | `writer_stopped`, `no_genesis`, `too_many_subscribers` |

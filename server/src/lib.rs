@@ -10,6 +10,7 @@
 //! - [`listen`]: the accept loop and its connection limits.
 //! - [`policy`]: the plugin sandbox as the server uses it: conformance at proposal
 //!   time, and the fallback chain of a round's policy calls.
+//! - [`scheduler`]: submits the server inputs learning rounds are owed.
 //! - [`serve`]: wiring for `blyan-ledger serve`.
 
 pub mod api;
