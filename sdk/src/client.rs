@@ -12,10 +12,13 @@ use prost::Message;
 use tokio_tungstenite::tungstenite;
 
 use crate::api::{
-    ApiErrorBody, GovernanceView, Head, NodeView, PluginsView, Receipt, StateSummary,
+    ApiErrorBody, AssignmentView, GovernanceView, Head, ItemProofView, NodeView, PluginsView,
+    PoolView, Receipt, RoundSummary, RoundView, StateSummary, StoredBlob, TasksView, ValidatorView,
 };
 use crate::codec;
-use crate::model::SignedCommand;
+use crate::crypto::PublicKey;
+use crate::model::{Hash, SignedCommand};
+use crate::receipt::{EventProof, RoundReceipt};
 use crate::record::Record;
 
 #[derive(Debug, thiserror::Error)]
@@ -211,8 +214,91 @@ impl Client {
         self.get_json("/v1/plugins").await
     }
 
-    pub async fn node(&self, key: &crate::crypto::PublicKey) -> Result<NodeView, ClientError> {
+    pub async fn node(&self, key: &PublicKey) -> Result<NodeView, ClientError> {
         self.get_json(&format!("/v1/nodes/{key}")).await
+    }
+
+    pub async fn rounds(&self) -> Result<Vec<RoundSummary>, ClientError> {
+        self.get_json("/v1/rounds").await
+    }
+
+    pub async fn round(&self, round: u64) -> Result<RoundView, ClientError> {
+        self.get_json(&format!("/v1/rounds/{round}")).await
+    }
+
+    /// A node's shard of a round, its items and the shard's proof.
+    pub async fn assignment(
+        &self,
+        round: u64,
+        node: &PublicKey,
+    ) -> Result<AssignmentView, ClientError> {
+        self.get_json(&format!("/v1/rounds/{round}/assignments/{node}"))
+            .await
+    }
+
+    /// The deltas a committee member measures in a round, and the held-out items.
+    pub async fn tasks(&self, round: u64, validator: &PublicKey) -> Result<TasksView, ClientError> {
+        self.get_json(&format!("/v1/rounds/{round}/tasks/{validator}"))
+            .await
+    }
+
+    /// A round's receipt for `key`, once the round ended and a checkpoint covers it.
+    pub async fn receipt(&self, round: u64, key: &PublicKey) -> Result<RoundReceipt, ClientError> {
+        self.get_json(&format!("/v1/rounds/{round}/receipts/{key}"))
+            .await
+    }
+
+    /// Event `seq`'s inclusion proof against the latest checkpoint.
+    pub async fn event_proof(&self, seq: u64) -> Result<EventProof, ClientError> {
+        self.get_json(&format!("/v1/proofs/events/{seq}")).await
+    }
+
+    pub async fn pool(&self, pool: u64) -> Result<PoolView, ClientError> {
+        self.get_json(&format!("/v1/pools/{pool}")).await
+    }
+
+    pub async fn item_proof(&self, pool: u64, item: u32) -> Result<ItemProofView, ClientError> {
+        self.get_json(&format!("/v1/pools/{pool}/items/{item}/proof"))
+            .await
+    }
+
+    pub async fn validators(&self) -> Result<Vec<ValidatorView>, ClientError> {
+        self.get_json("/v1/validators").await
+    }
+
+    /// Stores a blob under its blake3 hash, retrying; the answer names the hash.
+    pub async fn put_blob(&self, bytes: &[u8]) -> Result<StoredBlob, ClientError> {
+        let hash = hex::encode(blake3::hash(bytes).as_bytes());
+        self.with_retries(|| async {
+            let response = self
+                .http
+                .put(format!("{}/v1/blobs/{hash}", self.base_url))
+                .body(bytes.to_vec())
+                .send()
+                .await?;
+            Client::json(response).await
+        })
+        .await
+    }
+
+    /// A whole blob, checked against its hash: a server can't hand out other bytes.
+    pub async fn blob(&self, hash: &Hash) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}/v1/blobs/{}", self.base_url, hex::encode(hash));
+        let bytes = self
+            .with_retries(|| async {
+                Ok(Client::check(self.http.get(&url).send().await?)
+                    .await?
+                    .bytes()
+                    .await?)
+            })
+            .await?;
+        if blake3::hash(&bytes).as_bytes() != hash {
+            return Err(ClientError::Decode(format!(
+                "blob {} does not hash to its name",
+                hex::encode(hash)
+            )));
+        }
+        Ok(bytes.to_vec())
     }
 
     /// Up to `limit` records from `from`, in protobuf.

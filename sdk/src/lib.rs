@@ -18,8 +18,11 @@ pub mod crypto;
 pub mod genesis;
 pub mod merkle;
 pub mod model;
+pub mod receipt;
 pub mod record;
 pub mod replay;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod protocol;

@@ -61,13 +61,31 @@ pub struct Frontier {
 impl Frontier {
     /// Appends the leaf for one event hash.
     pub fn push_event(&mut self, event_hash: &Hash) {
+        self.push_event_with(event_hash, |_| {});
+    }
+
+    /// Appends the leaf for one event hash, and calls `completed` with every perfect
+    /// subtree the leaf completes, from the leaf itself up: what a store keeps to
+    /// answer inclusion proofs ([`inclusion_path`]).
+    pub fn push_event_with(&mut self, event_hash: &Hash, mut completed: impl FnMut(Subtree)) {
+        let index = self.len;
         let mut node = (0u32, leaf_hash(event_hash));
+        completed(Subtree {
+            level: 0,
+            index,
+            hash: node.1,
+        });
         while let Some(&(height, left)) = self.peaks.last() {
             if height != node.0 {
                 break;
             }
             self.peaks.pop();
             node = (height + 1, node_hash(&left, &node.1));
+            completed(Subtree {
+                level: node.0,
+                index: index >> node.0,
+                hash: node.1,
+            });
         }
         self.peaks.push(node);
         self.len += 1;
@@ -92,6 +110,60 @@ impl Frontier {
         }
         root
     }
+}
+
+/// The root of a perfect subtree: leaves `index * 2^level .. (index + 1) * 2^level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subtree {
+    pub level: u32,
+    pub index: u64,
+    pub hash: Hash,
+}
+
+/// The inclusion proof of leaf `index` in the tree of the first `size` leaves, bottom
+/// up (RFC 6962's PATH, in rs_merkle's order), from the roots of perfect subtrees that
+/// `subtree(level, index)` looks up. It needs O(log² size) lookups, so a log of any
+/// length answers a proof without reading its leaves.
+pub fn inclusion_path<E>(
+    index: u64,
+    size: u64,
+    subtree: &mut impl FnMut(u32, u64) -> Result<Hash, E>,
+) -> Result<Vec<Hash>, E> {
+    assert!(index < size, "leaf {index} is not in a tree of {size}");
+    let mut path = Vec::new();
+    // Walk down from the whole range, collecting each level's sibling, then reverse.
+    let (mut start, mut end) = (0u64, size);
+    while end - start > 1 {
+        let split = (end - start - 1).ilog2();
+        let middle = start + (1u64 << split);
+        if index < middle {
+            path.push(range_root(middle, end, subtree)?);
+            end = middle;
+        } else {
+            path.push(range_root(start, middle, subtree)?);
+            start = middle;
+        }
+    }
+    path.reverse();
+    Ok(path)
+}
+
+/// The root over leaves `start..end`, where `start` is aligned to the largest power
+/// of two below `end - start` (as every range RFC 6962 splits off is).
+fn range_root<E>(
+    start: u64,
+    end: u64,
+    subtree: &mut impl FnMut(u32, u64) -> Result<Hash, E>,
+) -> Result<Hash, E> {
+    let width = end - start;
+    if width.is_power_of_two() {
+        let level = width.ilog2();
+        return subtree(level, start >> level);
+    }
+    let middle = start + (1u64 << (width - 1).ilog2());
+    let left = range_root(start, middle, subtree)?;
+    let right = range_root(middle, end, subtree)?;
+    Ok(node_hash(&left, &right))
 }
 
 /// The inclusion proof of leaf `index` in the tree over `contents` (each leaf is
@@ -207,6 +279,33 @@ mod tests {
         let proof: MerkleProof<Rfc6962Blake3> = tree.proof(&[6]);
         assert!(proof.verify(frontier.root(), &[6], &[leaves[6]], leaves.len()));
         assert!(!proof.verify(frontier.root(), &[6], &[leaves[5]], leaves.len()));
+    }
+
+    #[test]
+    fn inclusion_path_from_subtrees_equals_rs_merkle_proof() {
+        let mut frontier = Frontier::default();
+        let mut stored = std::collections::HashMap::new();
+        let mut contents = Vec::new();
+        for size in 1..=70u64 {
+            contents.push(event_hash(size - 1));
+            frontier.push_event_with(&event_hash(size - 1), |subtree| {
+                stored.insert((subtree.level, subtree.index), subtree.hash);
+            });
+            for index in 0..size {
+                let path = inclusion_path(index, size, &mut |level, at| {
+                    stored.get(&(level, at)).copied().ok_or((level, at))
+                })
+                .expect("every perfect subtree was reported");
+                assert_eq!(path, proof(&contents, index as usize), "{index} of {size}");
+                assert!(verify(
+                    &frontier.root(),
+                    index as usize,
+                    size as usize,
+                    &contents[index as usize],
+                    &path
+                ));
+            }
+        }
     }
 
     #[test]

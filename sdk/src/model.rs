@@ -745,8 +745,8 @@ pub mod u128_string {
 
 /// Lists of hashes travel as lists of hex strings in JSON.
 pub mod hex_vec {
-    use serde::Serializer;
     use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(value: &[[u8; 32]], serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(value.len()))?;
@@ -754,6 +754,64 @@ pub mod hex_vec {
             seq.serialize_element(&hex::encode(hash))?;
         }
         seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<[u8; 32]>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| {
+                let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+                bytes
+                    .try_into()
+                    .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+            })
+            .collect()
+    }
+}
+
+/// Optional hashes travel as hex or null in JSON.
+pub mod hex_option {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<[u8; 32]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(hash) => serializer.serialize_some(&hex::encode(hash)),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// Optional u128 amounts travel as decimal strings or null in JSON.
+pub mod u128_option {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<u128>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(amount) => serializer.serialize_some(&amount.to_string()),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// Byte strings travel as hex in JSON.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        hex::decode(&text).map_err(serde::de::Error::custom)
     }
 }
 

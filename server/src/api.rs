@@ -116,6 +116,8 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .route("/v1/pools/{id}", get(rounds::pool))
         .route("/v1/pools/{id}/items/{item}/proof", get(rounds::item_proof))
         .route("/v1/validators", get(rounds::validators))
+        .route("/v1/rounds/{id}/receipts/{key}", get(rounds::receipt))
+        .route("/v1/proofs/events/{seq}", get(rounds::event_proof))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -484,7 +486,7 @@ fn wants_protobuf(query: &EventsQuery, headers: &HeaderMap) -> bool {
     }
 }
 
-fn storage_error(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn storage_error(error: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "storage_error",

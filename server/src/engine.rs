@@ -254,6 +254,27 @@ fn rebuild_index(store: &dyn LogStorage, events: u64) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Brings the derived merkle column up to the log, as `rebuild_index` does the
+/// idempotency index: it is written with the events, so it lags only if it was deleted
+/// or predates the column, and then it is rebuilt from every record's hash.
+fn rebuild_merkle(store: &dyn LogStorage, events: u64) -> Result<(), OpenError> {
+    if store.merkle_leaves()? >= events {
+        return Ok(());
+    }
+    tracing::info!(events, "rebuilding the log's Merkle subtrees");
+    let mut frontier = Frontier::default();
+    while frontier.len() < events {
+        let page = store.read_encoded(frontier.len(), events, REINDEX_PAGE_RECORDS, usize::MAX)?;
+        let mut subtrees = Vec::with_capacity(page.len() * 2);
+        for value in &page {
+            let checked = CheckedRecord::decode(frontier.len(), value)?;
+            frontier.push_event_with(&checked.record.hash, |subtree| subtrees.push(subtree));
+        }
+        store.write_subtrees(&subtrees, frontier.len())?;
+    }
+    Ok(())
+}
+
 /// The answer the idempotency index already holds for a command, if any: its original
 /// receipt, or a refusal for another body under the same key. The one lookup of the
 /// index, for the writer and the API alike.
@@ -314,6 +335,7 @@ impl Engine {
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
         let replayer = replay_store(store.as_ref(), &mut |_| {})?;
         rebuild_index(store.as_ref(), replayer.len())?;
+        rebuild_merkle(store.as_ref(), replayer.len())?;
         let time_ms_last = replayer.time_ms_last();
         let (state, frontier, head_hash) = replayer.into_parts();
         let events = state.events_applied();
@@ -435,6 +457,25 @@ impl Engine {
             .expect("a record read panicked")
     }
 
+    /// The inclusion proof of event `seq` in the log's tree of the first `size` events
+    /// (`seq < size <= ` the committed events), read from the stored subtrees.
+    pub async fn event_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        assert!(seq < size && size <= self.events_committed());
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || {
+            merkle::inclusion_path(seq, size, &mut |level, index| {
+                store
+                    .subtree(level, index)?
+                    .ok_or_else(|| StoreError::Malformed {
+                        key: format!("merkle subtree {level}/{index}"),
+                        reason: "missing".into(),
+                    })
+            })
+        })
+        .await
+        .expect("a proof read panicked")
+    }
+
     /// Number of committed events.
     pub fn events_committed(&self) -> u64 {
         *self.shared.events_committed.borrow()
@@ -526,12 +567,13 @@ impl Writer {
                 cause: cause.take().unwrap_or(Cause::FollowUp),
                 event,
             };
-            append.records.push(self.seal(&logged, time_ms));
+            self.seal(&logged, time_ms, append);
             self.append_checkpoint_if_due(append, time_ms);
         }
     }
 
-    fn seal(&mut self, logged: &LoggedEvent, time_ms: u64) -> Record {
+    /// Seals one event into the batch, with the Merkle subtrees its record completes.
+    fn seal(&mut self, logged: &LoggedEvent, time_ms: u64, append: &mut AppendBatch) {
         let seq = self.state.events_applied();
         let record = Record::seal(
             seq,
@@ -540,9 +582,10 @@ impl Writer {
             codec::encode_logged_event(logged),
         );
         self.head_hash = record.hash;
-        self.frontier.push_event(&record.hash);
+        self.frontier
+            .push_event_with(&record.hash, |subtree| append.subtrees.push(subtree));
         self.state.apply(&logged.event);
-        record
+        append.records.push(record);
     }
 
     /// Decides every input of the batch, writes the result in one synced write, then
@@ -688,7 +731,7 @@ impl Writer {
                 cause: Cause::Server(input.clone()),
                 event,
             };
-            append.records.push(self.seal(&logged, time_ms));
+            self.seal(&logged, time_ms, append);
         }
     }
 
@@ -740,6 +783,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use blyan_sdk::genesis::DevKeys;
+    use blyan_sdk::merkle::Subtree;
     use blyan_sdk::model::{Action, Burn};
 
     use super::*;
@@ -786,6 +830,15 @@ mod tests {
             indexed_events: u64,
         ) -> Result<(), StoreError> {
             self.inner.write_index(entries, indexed_events)
+        }
+        fn merkle_leaves(&self) -> Result<u64, StoreError> {
+            self.inner.merkle_leaves()
+        }
+        fn write_subtrees(&self, subtrees: &[Subtree], leaves: u64) -> Result<(), StoreError> {
+            self.inner.write_subtrees(subtrees, leaves)
+        }
+        fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {
+            self.inner.subtree(level, index)
         }
     }
 

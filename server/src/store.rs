@@ -1,5 +1,8 @@
 //! The RocksDB store: the `events` column family (the only truth) and the derived
-//! `idempotency` column family, written together in one synced `WriteBatch`.
+//! `idempotency` and `merkle` column families, written together in one synced
+//! `WriteBatch`. `merkle` holds the root of every perfect subtree of the log's Merkle
+//! tree, keyed by `u8 level ‖ u64_be index`, so an inclusion proof reads O(log² n)
+//! values.
 //!
 //! The engine talks to storage through the narrow [`LogStorage`] trait, so tests can
 //! wrap it with a double that injects write failures.
@@ -8,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blyan_sdk::crypto::PublicKey;
+use blyan_sdk::merkle::Subtree;
 use blyan_sdk::model::Hash;
 use blyan_sdk::record::Record;
 use blyan_sdk::replay::ReplayError;
@@ -18,9 +22,19 @@ use rocksdb::{
 
 const CF_EVENTS: &str = "events";
 const CF_IDEMPOTENCY: &str = "idempotency";
+const CF_MERKLE: &str = "merkle";
 /// Key of the idempotency column's own marker: how many leading events it indexes.
 /// Entry keys are at least 33 bytes (signer and a non-empty key), so they never collide.
+/// The merkle column's marker, under the same key, counts the leaves it holds; its
+/// entry keys are 9 bytes.
 const INDEXED_EVENTS_KEY: &[u8] = b"";
+
+fn subtree_key(level: u32, index: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = level as u8;
+    key[1..].copy_from_slice(&index.to_be_bytes());
+    key
+}
 
 type Db = DBWithThreadMode<MultiThreaded>;
 
@@ -72,11 +86,13 @@ pub fn idempotency_key(signer: &PublicKey, key: &[u8]) -> Vec<u8> {
     composite
 }
 
-/// One group commit: consecutive records and their index entries.
+/// One group commit: consecutive records, their index entries and the Merkle
+/// subtrees they complete.
 #[derive(Debug, Default)]
 pub struct AppendBatch {
     pub records: Vec<Record>,
     pub idempotency: Vec<(Vec<u8>, IdempotencyEntry)>,
+    pub subtrees: Vec<Subtree>,
 }
 
 /// Called with each stored (seq key, encoded record); an error stops the scan: the
@@ -110,6 +126,12 @@ pub trait LogStorage: Send + Sync + 'static {
         entries: &[(Vec<u8>, IdempotencyEntry)],
         indexed_events: u64,
     ) -> Result<(), StoreError>;
+    /// How many leading leaves the merkle column covers; 0 for a new or deleted one.
+    fn merkle_leaves(&self) -> Result<u64, StoreError>;
+    /// Writes subtrees rebuilt from the log, then marks the first `leaves` as covered.
+    fn write_subtrees(&self, subtrees: &[Subtree], leaves: u64) -> Result<(), StoreError>;
+    /// The root of the perfect subtree `index` at `level`, if stored.
+    fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +164,7 @@ fn column_families() -> Vec<ColumnFamilyDescriptor> {
     vec![
         ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
         ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, idempotency),
+        ColumnFamilyDescriptor::new(CF_MERKLE, Options::default()),
     ]
 }
 
@@ -171,35 +194,12 @@ impl RocksStore {
             .cf_handle(name)
             .expect("column family opened with the store")
     }
-}
 
-impl LogStorage for RocksStore {
-    fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
-        let events = self.cf(CF_EVENTS);
-        let idempotency = self.cf(CF_IDEMPOTENCY);
-        let mut write = WriteBatch::default();
-        for record in &batch.records {
-            write.put_cf(&events, record.seq.to_be_bytes(), record.encode());
-        }
-        for (key, entry) in &batch.idempotency {
-            write.put_cf(&idempotency, key, entry.encode());
-        }
-        if let Some(last) = batch.records.last() {
-            write.put_cf(
-                &idempotency,
-                INDEXED_EVENTS_KEY,
-                (last.seq + 1).to_be_bytes(),
-            );
-        }
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        Ok(self.db.write_opt(write, &options)?)
-    }
-
-    fn indexed_events(&self) -> Result<u64, StoreError> {
+    /// A derived column's marker: how many leading events it covers.
+    fn marker(&self, column: &str) -> Result<u64, StoreError> {
         let Some(value) = self
             .db
-            .get_pinned_cf(&self.cf(CF_IDEMPOTENCY), INDEXED_EVENTS_KEY)?
+            .get_pinned_cf(&self.cf(column), INDEXED_EVENTS_KEY)?
         else {
             return Ok(0);
         };
@@ -207,10 +207,81 @@ impl LogStorage for RocksStore {
             .as_ref()
             .try_into()
             .map_err(|_| StoreError::Malformed {
-                key: "indexed events marker".into(),
+                key: format!("{column} marker"),
                 reason: format!("{} bytes", value.len()),
             })?;
         Ok(u64::from_be_bytes(bytes))
+    }
+}
+
+impl LogStorage for RocksStore {
+    fn append(&self, batch: &AppendBatch) -> Result<(), StoreError> {
+        let events = self.cf(CF_EVENTS);
+        let idempotency = self.cf(CF_IDEMPOTENCY);
+        let merkle = self.cf(CF_MERKLE);
+        let mut write = WriteBatch::default();
+        for record in &batch.records {
+            write.put_cf(&events, record.seq.to_be_bytes(), record.encode());
+        }
+        for (key, entry) in &batch.idempotency {
+            write.put_cf(&idempotency, key, entry.encode());
+        }
+        for subtree in &batch.subtrees {
+            write.put_cf(
+                &merkle,
+                subtree_key(subtree.level, subtree.index),
+                subtree.hash,
+            );
+        }
+        if let Some(last) = batch.records.last() {
+            let events = (last.seq + 1).to_be_bytes();
+            write.put_cf(&idempotency, INDEXED_EVENTS_KEY, events);
+            write.put_cf(&merkle, INDEXED_EVENTS_KEY, events);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(write, &options)?)
+    }
+
+    fn indexed_events(&self) -> Result<u64, StoreError> {
+        self.marker(CF_IDEMPOTENCY)
+    }
+
+    fn merkle_leaves(&self) -> Result<u64, StoreError> {
+        self.marker(CF_MERKLE)
+    }
+
+    fn write_subtrees(&self, subtrees: &[Subtree], leaves: u64) -> Result<(), StoreError> {
+        let merkle = self.cf(CF_MERKLE);
+        let mut write = WriteBatch::default();
+        for subtree in subtrees {
+            write.put_cf(
+                &merkle,
+                subtree_key(subtree.level, subtree.index),
+                subtree.hash,
+            );
+        }
+        write.put_cf(&merkle, INDEXED_EVENTS_KEY, leaves.to_be_bytes());
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(write, &options)?)
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {
+        let Some(value) = self
+            .db
+            .get_pinned_cf(&self.cf(CF_MERKLE), subtree_key(level, index))?
+        else {
+            return Ok(None);
+        };
+        value
+            .as_ref()
+            .try_into()
+            .map(Some)
+            .map_err(|_| StoreError::Malformed {
+                key: format!("merkle subtree {level}/{index}"),
+                reason: format!("{} bytes", value.len()),
+            })
     }
 
     fn write_index(

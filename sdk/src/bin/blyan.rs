@@ -8,10 +8,12 @@ use anyhow::{Context as _, bail};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::core::governance::Subject;
-use blyan_sdk::crypto::Keypair;
+use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::model::{
-    Action, Burn, Capabilities, Command, Parameters, PluginKind, PluginProposal, limits,
+    Action, Burn, Capabilities, Command, Parameters, PluginKind, PluginProposal, PoolItem,
+    PoolSpec, limits,
 };
+use blyan_sdk::receipt::{self, RoundReceipt};
 use blyan_sdk::replay::{ReplayChecks, Replayer};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -103,6 +105,68 @@ enum CliCommand {
     /// Build and check a policy plugin before proposing it.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Learning rounds: their phases, deltas, scores and rewards.
+    #[command(subcommand)]
+    Round(RoundCommand),
+    /// Fetch a round's receipt for a key, and check one offline.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+    /// Register and show dataset pools (a genesis curator key registers).
+    #[command(subcommand)]
+    Pool(PoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RoundCommand {
+    /// Every round: expert, phase, deadline, nodes and progress.
+    List,
+    /// One round: its seed, roots, deltas with their scores, and its rewards.
+    Show { round: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCommand {
+    /// Download the receipt of `--key` in `--round` (it exists once the round ended)
+    /// to `--out`.
+    Get {
+        #[arg(long)]
+        round: u64,
+        /// The node's or validator's public key (hex).
+        #[arg(long, value_parser = parse_key)]
+        key: PublicKey,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a receipt file offline: the checkpoint's signature under
+    /// `--checkpoint-key`, every record's hash and inclusion in the checkpoint, and the
+    /// assignment, score and payout proofs. Exits non-zero on any altered byte.
+    Verify {
+        file: PathBuf,
+        /// The operator's public key (hex), which signs the checkpoints.
+        #[arg(long, value_parser = parse_key)]
+        checkpoint_key: PublicKey,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolCommand {
+    /// Upload item files as blobs and register them as a pool: `--train` files are
+    /// assigned to nodes, `--held-out` files only measured on by validators.
+    Register {
+        /// A genesis curator key file.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        train: Vec<PathBuf>,
+        #[arg(long, value_delimiter = ',', required = true)]
+        held_out: Vec<PathBuf>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// A pool's curator, items root and items.
+    Show { pool: u64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +214,23 @@ enum GovernanceCommand {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Propose admitting (or, with `--remove`, removing) a validator key; it takes
+    /// effect once M of N governance keys approved it.
+    AdmitValidator {
+        #[arg(long)]
+        key: PathBuf,
+        /// The validator's public key (hex).
+        #[arg(long, value_parser = parse_key)]
+        validator: PublicKey,
+        /// Remove the key instead of admitting it.
+        #[arg(long)]
+        remove: bool,
+        /// Later than the round open now.
+        #[arg(long)]
+        activation_round: u64,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// List proposals, activations and the stored plugins.
     List,
 }
@@ -182,6 +263,10 @@ enum PluginCommand {
 fn parse_kind(text: &str) -> Result<PluginKind, String> {
     PluginKind::from_name(text)
         .ok_or_else(|| format!("`{text}` is not a plugin kind: use sharding, scoring or reward"))
+}
+
+fn parse_key(text: &str) -> Result<PublicKey, String> {
+    PublicKey::from_hex(text).ok_or_else(|| format!("`{text}` is not a 64-hex-character key"))
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -266,6 +351,20 @@ async fn governance(cli: &Cli, command: &GovernanceCommand) -> anyhow::Result<()
             let action = Action::ApproveProposal {
                 proposal_id: *proposal,
                 proposal_hash: Some(proposal_hash),
+            };
+            submit(cli, key, idempotency_key.clone(), action).await
+        }
+        GovernanceCommand::AdmitValidator {
+            key,
+            validator,
+            remove,
+            activation_round,
+            idempotency_key,
+        } => {
+            let action = Action::ProposeValidator {
+                validator: *validator,
+                admit: !*remove,
+                activation_round: *activation_round,
             };
             submit(cli, key, idempotency_key.clone(), action).await
         }
@@ -423,6 +522,203 @@ fn plugin(cli: &Cli, command: &PluginCommand) -> anyhow::Result<()> {
     }
 }
 
+async fn round(cli: &Cli, command: &RoundCommand) -> anyhow::Result<()> {
+    let client = Client::new(&cli.server);
+    match command {
+        RoundCommand::List => {
+            let rounds = client.rounds().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&rounds)?);
+                return Ok(());
+            }
+            for round in rounds {
+                println!(
+                    "round {:>5}  expert {:>3}  {:<10}  deadline {:>14}  nodes {:>6}  commits {:>6}  reveals {:>6}  measured {:>4}  pool {}",
+                    round.round,
+                    round.expert,
+                    round.phase.name(),
+                    round.deadline_ms,
+                    round.nodes,
+                    round.commits,
+                    round.reveals,
+                    round.submissions,
+                    round.reward_pool,
+                );
+            }
+        }
+        RoundCommand::Show { round } => {
+            let view = client.round(*round).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&view)?);
+                return Ok(());
+            }
+            let summary = &view.summary;
+            println!(
+                "round {}  expert {}  pool {}  {}{}",
+                summary.round,
+                summary.expert,
+                summary.pool_id,
+                summary.phase.name(),
+                summary
+                    .abort_reason
+                    .as_ref()
+                    .map_or(String::new(), |reason| format!(" ({reason})")),
+            );
+            println!("seed             {}", view.seed);
+            println!("assignments_root {}", view.assignments_root);
+            println!("scores_root      {}", view.scores_root);
+            if let Some(root) = &view.rewards_root {
+                println!("rewards_root     {root}");
+            }
+            println!(
+                "reward pool      {}  carried {}",
+                summary.reward_pool, view.carried
+            );
+            for delta in &view.deltas {
+                let score = delta
+                    .score
+                    .map_or("-".to_string(), |score| score.to_string());
+                println!("delta  {}  {}  score {score}", delta.node, delta.delta_hash);
+            }
+            for payout in &view.node_rewards {
+                println!("node       {}  {}", payout.key, payout.amount);
+            }
+            for payout in &view.validator_rewards {
+                println!("validator  {}  {}", payout.key, payout.amount);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn receipt_command(cli: &Cli, command: &ReceiptCommand) -> anyhow::Result<()> {
+    match command {
+        ReceiptCommand::Get { round, key, out } => {
+            let receipt = Client::new(&cli.server).receipt(*round, key).await?;
+            std::fs::write(out, serde_json::to_vec_pretty(&receipt)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({ "file": out, "records": receipt.records.len() })
+                );
+            } else {
+                println!(
+                    "receipt of {key} in round {round}: {} records under checkpoint {} -> {}",
+                    receipt.records.len(),
+                    receipt.checkpoint.tree_size,
+                    out.display()
+                );
+            }
+        }
+        ReceiptCommand::Verify {
+            file,
+            checkpoint_key,
+        } => {
+            let receipt: RoundReceipt = serde_json::from_slice(&read(file)?)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            let proven = receipt::verify(&receipt, checkpoint_key)
+                .with_context(|| format!("{} does not verify", file.display()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&proven)?);
+                return Ok(());
+            }
+            println!(
+                "verified: round {} for {} under the checkpoint of {} events",
+                proven.round, proven.key, proven.tree_size
+            );
+            println!("ending           {:?}", proven.ending);
+            if let Some(shard) = proven.shard {
+                println!(
+                    "assignment       training items {}..{}",
+                    shard.start,
+                    shard.start + shard.count
+                );
+            }
+            if let Some(hash) = proven.delta_hash {
+                println!("delta            {}", hex::encode(hash));
+            }
+            if let Some(score) = proven.score {
+                println!("score            {score} (accepted: {})", proven.accepted);
+            }
+            if let Some(amount) = proven.node_reward {
+                println!("node reward      {amount}");
+            }
+            if let Some(amount) = proven.validator_reward {
+                println!("validator reward {amount}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pool(cli: &Cli, command: &PoolCommand) -> anyhow::Result<()> {
+    let client = Client::new(&cli.server);
+    match command {
+        PoolCommand::Register {
+            key,
+            name,
+            train,
+            held_out,
+            idempotency_key,
+        } => {
+            let mut items = Vec::with_capacity(train.len() + held_out.len());
+            let files = train
+                .iter()
+                .map(|path| (path, false))
+                .chain(held_out.iter().map(|path| (path, true)));
+            for (path, held_out) in files {
+                let bytes = read(path)?;
+                let stored = client
+                    .put_blob(&bytes)
+                    .await
+                    .with_context(|| format!("uploading {}", path.display()))?;
+                items.push(PoolItem {
+                    bytes: stored.bytes,
+                    checksum: *blake3::hash(&bytes).as_bytes(),
+                    held_out,
+                });
+            }
+            let spec = PoolSpec {
+                name: name.clone(),
+                items,
+            };
+            submit(
+                cli,
+                key,
+                idempotency_key.clone(),
+                Action::RegisterPool(spec),
+            )
+            .await
+        }
+        PoolCommand::Show { pool } => {
+            let view = client.pool(*pool).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&view)?);
+                return Ok(());
+            }
+            println!(
+                "pool {}  {}  curator {}  root {}",
+                view.id, view.name, view.curator, view.merkle_root
+            );
+            for item in &view.items {
+                println!(
+                    "item {:>6}  {:>10} bytes  {}  {}",
+                    item.id,
+                    item.item.bytes,
+                    hex::encode(item.item.checksum),
+                    if item.item.held_out {
+                        "held out"
+                    } else {
+                        "training"
+                    },
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn replay(cli: &Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.server);
     let head = client.head().await?;
@@ -556,6 +852,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         CliCommand::Replay => replay(&cli).await?,
         CliCommand::Governance(command) => governance(&cli, command).await?,
         CliCommand::Plugin(command) => plugin(&cli, command)?,
+        CliCommand::Round(command) => round(&cli, command).await?,
+        CliCommand::Receipt(command) => receipt_command(&cli, command).await?,
+        CliCommand::Pool(command) => pool(&cli, command).await?,
     }
     Ok(())
 }

@@ -586,7 +586,7 @@ impl State {
                 deadline_ms,
             } => self
                 .rounds
-                .apply_assignments(*round, shards, merkle_root, *deadline_ms),
+                .apply_assignments(*round, shards, merkle_root, *deadline_ms, seq),
             Event::DeltaCommitted {
                 round,
                 node,
@@ -611,13 +611,13 @@ impl State {
                 round,
                 scores,
                 merkle_root,
-            } => self.rounds.apply_scores(*round, scores, merkle_root),
+            } => self.rounds.apply_scores(*round, scores, merkle_root, seq),
             Event::RoundFinalized(outcome) => {
                 for validator in &outcome.validators {
                     self.validators
                         .apply_reputation(&validator.validator, validator.reputation);
                 }
-                self.rounds.apply_finalized(outcome);
+                self.rounds.apply_finalized(outcome, seq);
                 self.round_ended = true;
             }
             Event::RoundAborted {
@@ -625,7 +625,7 @@ impl State {
                 reason,
                 carried,
             } => {
-                self.rounds.apply_aborted(*round, reason, *carried);
+                self.rounds.apply_aborted(*round, reason, *carried, seq);
                 self.round_ended = true;
             }
         }

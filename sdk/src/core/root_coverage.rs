@@ -198,6 +198,9 @@ fn base() -> State {
                     phase: Phase::Finalized,
                     deadline_ms: 50,
                     opened_seq: 7,
+                    assignments_seq: 8,
+                    scores_seq: 10,
+                    ended_seq: 12,
                     shards: vec![Shard {
                         node: key(9),
                         start: 0,
@@ -319,7 +322,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
 const PARAMETERS: usize = 17;
 
 /// The fields `every_field` changes one by one before the parameter sets.
-const FIELDS: usize = 115;
+const FIELDS: usize = 118;
 
 /// Takes the first entry out of `map`, which must have one.
 fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
@@ -468,6 +471,9 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         phase,
         deadline_ms,
         opened_seq,
+        assignments_seq,
+        scores_seq,
+        ended_seq,
         shards,
         assignments_root,
         deltas,
@@ -674,6 +680,12 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         *deadline_ms += by;
     } else if next() {
         *opened_seq += by;
+    } else if next() {
+        *assignments_seq += by;
+    } else if next() {
+        *scores_seq += by;
+    } else if next() {
+        *ended_seq += by;
     } else if next() {
         *shards = vec![Shard {
             node: key(9),

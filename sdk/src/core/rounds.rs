@@ -172,6 +172,11 @@ pub struct Round {
     /// When the current phase closes; 0 while a policy call is awaited or once over.
     pub deadline_ms: u64,
     pub opened_seq: u64,
+    /// The seqs of the round's `AssignmentsMade`, `ScoresRecorded` and
+    /// `RoundFinalized` or `RoundAborted`; 0 until logged. A receipt proves them.
+    pub assignments_seq: u64,
+    pub scores_seq: u64,
+    pub ended_seq: u64,
     pub shards: Arc<[Shard]>,
     pub assignments_root: Hash,
     /// The revealed nodes, in key order, fixed when validation starts: delta `i` is
@@ -402,6 +407,45 @@ pub fn payout_leaf(round: u64, payee: Payee, payout: &Payout) -> Hash {
     hasher.update(&payout.key.0);
     hasher.update(&payout.amount.to_be_bytes());
     *hasher.finalize().as_bytes()
+}
+
+/// The leaves of a round's scores tree: delta `i` of `deltas` with score `i`.
+pub fn score_leaves(
+    rounds: &Rounds,
+    round_id: u64,
+    deltas: &[PublicKey],
+    scores: &[u64],
+) -> Vec<Hash> {
+    deltas
+        .iter()
+        .zip(scores)
+        .map(|(node, score)| {
+            let revealed = rounds.reveal(round_id, node).expect("a delta was revealed");
+            score_leaf(round_id, node, &revealed.delta_hash, *score)
+        })
+        .collect()
+}
+
+/// The leaves of a round's rewards tree: the nodes' payouts, then the validators'.
+pub fn payout_leaves(
+    round_id: u64,
+    nodes: &[Payout],
+    validators: &[ValidatorOutcome],
+) -> Vec<Hash> {
+    nodes
+        .iter()
+        .map(|payout| payout_leaf(round_id, Payee::Node, payout))
+        .chain(validators.iter().map(|outcome| {
+            payout_leaf(
+                round_id,
+                Payee::Validator,
+                &Payout {
+                    key: outcome.validator,
+                    amount: outcome.reward,
+                },
+            )
+        }))
+        .collect()
 }
 
 /// The RFC 6962 root over leaf contents.
@@ -942,10 +986,7 @@ fn scoring_events(
     output: &pb::ScoringOutput,
 ) -> Vec<Event> {
     let scores: Vec<u64> = column_of(&output.scores);
-    let merkle_root = merkle_root(round.deltas.iter().zip(&scores).map(|(node, score)| {
-        let revealed = rounds.reveal(round_id, node).expect("a delta was revealed");
-        score_leaf(round_id, node, &revealed.delta_hash, *score)
-    }));
+    let merkle_root = merkle_root(score_leaves(rounds, round_id, &round.deltas, &scores));
     vec![
         Event::ScoresRecorded {
             round: round_id,
@@ -1046,21 +1087,7 @@ fn reward_events(
             .iter()
             .map(|outcome| outcome.reward)
             .sum::<u128>();
-    let rewards_root = merkle_root(
-        nodes
-            .iter()
-            .map(|payout| payout_leaf(round_id, Payee::Node, payout))
-            .chain(validators.iter().map(|outcome| {
-                payout_leaf(
-                    round_id,
-                    Payee::Validator,
-                    &Payout {
-                        key: outcome.validator,
-                        amount: outcome.reward,
-                    },
-                )
-            })),
-    );
+    let rewards_root = merkle_root(payout_leaves(round_id, &nodes, &validators));
     let accepted = round
         .deltas
         .iter()
@@ -1255,6 +1282,9 @@ impl Rounds {
                 phase: Phase::Assigning,
                 deadline_ms: 0,
                 opened_seq: seq,
+                assignments_seq: 0,
+                scores_seq: 0,
+                ended_seq: 0,
                 shards: Arc::new([]),
                 assignments_root: [0; 32],
                 deltas: Arc::new([]),
@@ -1285,9 +1315,11 @@ impl Rounds {
         shards: &[Shard],
         merkle_root: &Hash,
         deadline_ms: u64,
+        seq: u64,
     ) {
         self.update(round, |entry| {
             assert_eq!(entry.phase, Phase::Assigning);
+            entry.assignments_seq = seq;
             entry.shards = shards.into();
             entry.assignments_root = *merkle_root;
             entry.phase = Phase::Commit;
@@ -1367,8 +1399,15 @@ impl Rounds {
         self.update_progress(round, |progress| progress.submissions += 1);
     }
 
-    pub(super) fn apply_scores(&mut self, round: u64, scores: &[u64], merkle_root: &Hash) {
+    pub(super) fn apply_scores(
+        &mut self,
+        round: u64,
+        scores: &[u64],
+        merkle_root: &Hash,
+        seq: u64,
+    ) {
         self.update(round, |entry| {
+            entry.scores_seq = seq;
             entry.scores = scores.into();
             entry.scores_root = *merkle_root;
         });
@@ -1385,7 +1424,7 @@ impl Rounds {
         expert
     }
 
-    pub(super) fn apply_finalized(&mut self, outcome: &RoundOutcome) {
+    pub(super) fn apply_finalized(&mut self, outcome: &RoundOutcome, seq: u64) {
         let round = outcome.round;
         let pool = self
             .rounds
@@ -1403,16 +1442,18 @@ impl Rounds {
         self.update(round, |entry| {
             entry.phase = Phase::Finalized;
             entry.deadline_ms = 0;
+            entry.ended_seq = seq;
             entry.outcome = Some(outcome);
         });
     }
 
-    pub(super) fn apply_aborted(&mut self, round: u64, reason: &str, carried: u128) {
+    pub(super) fn apply_aborted(&mut self, round: u64, reason: &str, carried: u128, seq: u64) {
         self.carried += carried;
         self.end(round);
         self.update(round, |entry| {
             entry.phase = Phase::Aborted;
             entry.deadline_ms = 0;
+            entry.ended_seq = seq;
             entry.abort_reason = Some(reason.to_string());
         });
     }
@@ -1479,6 +1520,9 @@ impl RootHash for Round {
         hasher.u64(self.phase as u64);
         hasher.u64(self.deadline_ms);
         hasher.u64(self.opened_seq);
+        hasher.u64(self.assignments_seq);
+        hasher.u64(self.scores_seq);
+        hasher.u64(self.ended_seq);
         hasher.u64(self.shards.len() as u64);
         for shard in self.shards.iter() {
             hasher.bytes(&shard.node.0);

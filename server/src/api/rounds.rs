@@ -1,5 +1,5 @@
 //! The learning rounds' read API: rounds, a node's assignment, a validator's tasks,
-//! pools with item proofs, and the validators.
+//! pools with item proofs, the validators, round receipts and event proofs.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,9 +13,11 @@ use blyan_sdk::core::pools::{self, Pool};
 use blyan_sdk::core::rounds::{self, Round};
 use blyan_sdk::crypto::PublicKey;
 use blyan_sdk::merkle;
-use blyan_sdk::model::Hash;
+use blyan_sdk::model::{Checkpoint, Hash};
+use blyan_sdk::receipt::{EventProof, LeafProof, ProvenRecord, RoundReceipt};
+use blyan_sdk::record::Record;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, storage_error};
 
 fn not_found(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, code, message)
@@ -40,6 +42,18 @@ fn proof_view(contents: &[Hash], index: usize) -> MerkleProofView {
             .map(hex::encode)
             .collect(),
     }
+}
+
+fn leaf_proof(contents: &[Hash], index: usize) -> LeafProof {
+    LeafProof {
+        index: index as u64,
+        count: contents.len() as u64,
+        hashes: merkle::proof(contents, index),
+    }
+}
+
+fn conflict(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
 }
 
 fn round_of(state: &LedgerState, round: u64) -> Result<&Round, ApiError> {
@@ -273,4 +287,169 @@ pub(super) async fn validators(State(app): State<AppState>) -> Json<Vec<Validato
             })
             .collect(),
     )
+}
+
+/// What a receipt needs from the state, taken under the read lock.
+struct ReceiptPlan {
+    checkpoint: Checkpoint,
+    seqs: Vec<u64>,
+    assignment: Option<LeafProof>,
+    score: Option<LeafProof>,
+    payouts: Vec<LeafProof>,
+}
+
+fn receipt_plan(state: &LedgerState, id: u64, key: &PublicKey) -> Result<ReceiptPlan, ApiError> {
+    let round = round_of(state, id)?;
+    if round.ended_seq == 0 {
+        return Err(conflict(
+            "round_not_ended",
+            format!("round {id} is still running; its receipts come once it ends"),
+        ));
+    }
+    if round.plan.nodes.binary_search(key).is_err() && !round.plan.committee.contains(key) {
+        return Err(not_found(
+            "not_in_round",
+            format!("{key} is neither a node nor a validator of round {id}"),
+        ));
+    }
+    let checkpoint = state
+        .checkpoint_last()
+        .filter(|checkpoint| checkpoint.tree_size > round.ended_seq)
+        .ok_or_else(|| {
+            conflict(
+                "not_checkpointed",
+                format!("no checkpoint covers the end of round {id} yet"),
+            )
+        })?
+        .clone();
+    let mut seqs = Vec::new();
+    let assignment = round
+        .shards
+        .iter()
+        .position(|shard| shard.node == *key)
+        .map(|index| {
+            seqs.push(round.assignments_seq);
+            let leaves: Vec<Hash> = round
+                .shards
+                .iter()
+                .map(|shard| rounds::shard_leaf(id, shard))
+                .collect();
+            leaf_proof(&leaves, index)
+        });
+    let mut score = None;
+    if let Some(revealed) = state.rounds().reveal(id, key) {
+        seqs.push(revealed.seq);
+        if round.scores_seq != 0 {
+            seqs.push(round.scores_seq);
+            let index = round
+                .deltas
+                .iter()
+                .position(|node| node == key)
+                .expect("a revealed node of a scored round has a delta");
+            let leaves = rounds::score_leaves(state.rounds(), id, &round.deltas, &round.scores);
+            score = Some(leaf_proof(&leaves, index));
+        }
+    }
+    seqs.push(round.ended_seq);
+    let mut payouts = Vec::new();
+    if let Some(outcome) = round.outcome.as_deref() {
+        let leaves = rounds::payout_leaves(id, &outcome.nodes, &outcome.validators);
+        if let Some(position) = outcome.nodes.iter().position(|payout| payout.key == *key) {
+            payouts.push(leaf_proof(&leaves, position));
+        }
+        if let Some(position) = outcome
+            .validators
+            .iter()
+            .position(|validator| validator.validator == *key)
+        {
+            payouts.push(leaf_proof(&leaves, outcome.nodes.len() + position));
+        }
+    }
+    seqs.sort_unstable();
+    Ok(ReceiptPlan {
+        checkpoint,
+        seqs,
+        assignment,
+        score,
+        payouts,
+    })
+}
+
+/// The record at `seq` with its inclusion proof in the tree of `tree_size` events.
+async fn proven_record(app: &AppState, seq: u64, tree_size: u64) -> Result<ProvenRecord, ApiError> {
+    let encoded = app
+        .engine
+        .records(seq, 1, usize::MAX)
+        .await
+        .map_err(storage_error)?;
+    let record = encoded
+        .first()
+        .ok_or_else(|| storage_error(format!("record {seq} is not stored")))
+        .and_then(|bytes| Record::decode(bytes).map_err(storage_error))?;
+    let proof = app
+        .engine
+        .event_proof(seq, tree_size)
+        .await
+        .map_err(storage_error)?;
+    Ok(ProvenRecord {
+        seq,
+        prev_hash: record.prev_hash,
+        time_ms: record.time_ms,
+        body: record.body,
+        proof,
+    })
+}
+
+pub(super) async fn receipt(
+    State(app): State<AppState>,
+    Path((id, key_text)): Path<(u64, String)>,
+) -> Result<Json<RoundReceipt>, ApiError> {
+    let key = key(&key_text)?;
+    let plan = receipt_plan(&app.engine.published().state, id, &key)?;
+    let mut records = Vec::with_capacity(plan.seqs.len());
+    for seq in &plan.seqs {
+        records.push(proven_record(&app, *seq, plan.checkpoint.tree_size).await?);
+    }
+    Ok(Json(RoundReceipt {
+        network_id: app.engine.network_id().to_string(),
+        round: id,
+        key,
+        checkpoint: plan.checkpoint,
+        records,
+        assignment: plan.assignment,
+        score: plan.score,
+        payouts: plan.payouts,
+    }))
+}
+
+pub(super) async fn event_proof(
+    State(app): State<AppState>,
+    Path(seq): Path<u64>,
+) -> Result<Json<EventProof>, ApiError> {
+    let checkpoint = {
+        let published = app.engine.published();
+        if seq >= published.events() {
+            return Err(not_found(
+                "event_not_found",
+                format!("the log holds {} events", published.events()),
+            ));
+        }
+        published
+            .state
+            .checkpoint_last()
+            .filter(|checkpoint| checkpoint.tree_size > seq)
+            .cloned()
+            .ok_or_else(|| {
+                conflict(
+                    "not_checkpointed",
+                    format!("no checkpoint covers event {seq} yet"),
+                )
+            })?
+    };
+    let record = proven_record(&app, seq, checkpoint.tree_size).await?;
+    Ok(Json(EventProof {
+        network_id: app.engine.network_id().to_string(),
+        checkpoint,
+        record,
+    }))
 }

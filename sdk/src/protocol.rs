@@ -1,0 +1,473 @@
+//! The protocol clients of GPU nodes and validators.
+//!
+//! A [`Node`] registers, heartbeats, fetches its shard of a round and checks every item
+//! against its checksum and the shard against the assignments root, trains through a
+//! [`Trainer`], uploads the delta, commits, reveals once the reveal phase starts, and
+//! fetches and verifies its receipt. A [`Validator`] fetches its tasks and the held-out
+//! items, checks them, measures every assigned delta through a [`Measurer`] and submits
+//! its measurements in one signed command. [`run_node`] and [`run_validator`] follow
+//! the log's WebSocket and do each step when its event arrives.
+//!
+//! Producing a delta and measuring one are traits: the ML crate gives them their real
+//! implementations; the end-to-end tests drive whole rounds with small ones.
+
+use std::time::Duration;
+
+use crate::api::{ItemView, Receipt};
+use crate::client::{Client, ClientError};
+use crate::codec;
+use crate::core::rounds;
+use crate::crypto::{Keypair, PublicKey};
+use crate::merkle;
+use crate::model::{Action, Capabilities, Command, Event, Hash, Phase, Reveal};
+use crate::receipt::{self, Proven, ReceiptError};
+
+/// What a trainer or a measurer reports when it can't do its work.
+pub type WorkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One checked item of a pool: its bytes hash to its checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub id: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A node's work in a round: the round's expert and its checked training items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    pub round: u64,
+    pub expert: u32,
+    pub pool_id: u64,
+    pub items: Vec<Item>,
+}
+
+/// One delta a validator measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub round: u64,
+    pub expert: u32,
+    pub node: PublicKey,
+    pub delta: Vec<u8>,
+}
+
+/// Produces a node's delta for the round's expert from its items.
+pub trait Trainer: Send {
+    fn train(&mut self, work: &Work) -> Result<Vec<u8>, WorkError>;
+}
+
+/// Measures a delta on the held-out items: the fixed-point improvement it brings,
+/// positive when it helps. A delta that can't be used is measured as harmful, so a
+/// measurer never fails on a node's bytes.
+pub trait Measurer: Send {
+    fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64;
+}
+
+/// Why a protocol step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("item {id}: {reason}")]
+    BadItem { id: u32, reason: String },
+    #[error("the shard's proof does not verify against the assignments root")]
+    BadAssignmentProof,
+    #[error("delta of {node}: {reason}")]
+    BadDelta { node: PublicKey, reason: String },
+    #[error("the trainer failed: {0}")]
+    Trainer(WorkError),
+    #[error("the receipt does not verify: {0}")]
+    BadReceipt(#[from] ReceiptError),
+    #[error("the log's stream ended")]
+    StreamEnded,
+}
+
+/// A committed delta, waiting for the reveal phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingReveal {
+    pub reveal: Reveal,
+    pub commit: u64,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    bytes
+}
+
+/// A key that signs commands on one network.
+#[derive(Debug, Clone)]
+struct Signer {
+    client: Client,
+    key: Keypair,
+    network_id: String,
+    /// The operator's key, which signs the checkpoints receipts are checked against.
+    operator: PublicKey,
+}
+
+impl Signer {
+    async fn connect(client: Client, key: Keypair) -> Result<Signer, ProtocolError> {
+        let state = client.state().await?;
+        let genesis = state
+            .genesis
+            .ok_or_else(|| ClientError::Decode("the server has no genesis yet".into()))?;
+        Ok(Signer {
+            client,
+            key,
+            network_id: state.network_id,
+            operator: genesis.operator_key,
+        })
+    }
+
+    /// Signs and submits, with retries; `idempotency` names the step, so a retried or
+    /// repeated step gets the original answer.
+    async fn submit(&self, idempotency: Vec<u8>, action: Action) -> Result<Receipt, ClientError> {
+        let command = Command {
+            idempotency_key: idempotency,
+            action,
+        };
+        self.client
+            .submit(&codec::sign_command(&self.key, &self.network_id, &command))
+            .await
+    }
+
+    /// Fetches a pool item's blob and checks it against the item's size and checksum.
+    async fn item(&self, view: &ItemView) -> Result<Item, ProtocolError> {
+        let bytes = self
+            .client
+            .blob(&view.item.checksum)
+            .await
+            .map_err(|error| ProtocolError::BadItem {
+                id: view.id,
+                reason: error.to_string(),
+            })?;
+        if bytes.len() as u64 != view.item.bytes {
+            return Err(ProtocolError::BadItem {
+                id: view.id,
+                reason: format!("{} bytes, the pool says {}", bytes.len(), view.item.bytes),
+            });
+        }
+        Ok(Item { id: view.id, bytes })
+    }
+
+    async fn receipt(&self, round: u64) -> Result<Proven, ProtocolError> {
+        let receipt = self.client.receipt(round, &self.key.public()).await?;
+        Ok(receipt::verify(&receipt, &self.operator)?)
+    }
+}
+
+/// A GPU node's side of the protocol.
+#[derive(Debug, Clone)]
+pub struct Node {
+    signer: Signer,
+}
+
+impl Node {
+    pub async fn connect(client: Client, key: Keypair) -> Result<Node, ProtocolError> {
+        Ok(Node {
+            signer: Signer::connect(client, key).await?,
+        })
+    }
+
+    pub fn key(&self) -> PublicKey {
+        self.signer.key.public()
+    }
+
+    pub async fn register(&self, capabilities: Capabilities) -> Result<Receipt, ProtocolError> {
+        Ok(self
+            .signer
+            .submit(b"register".to_vec(), Action::RegisterNode(capabilities))
+            .await?)
+    }
+
+    pub async fn heartbeat(&self) -> Result<Receipt, ProtocolError> {
+        Ok(self
+            .signer
+            .submit(random_bytes::<16>().to_vec(), Action::Heartbeat)
+            .await?)
+    }
+
+    /// The node's shard of `round` with every item fetched and checked, and the
+    /// shard's proof checked against the round's assignments root.
+    pub async fn work(&self, round: u64) -> Result<Work, ProtocolError> {
+        let client = &self.signer.client;
+        let assignment = client.assignment(round, &self.key()).await?;
+        let root = hex_hash(&assignment.assignments_root)?;
+        let proof = hashes(&assignment.proof.hashes)?;
+        if assignment.shard.node != self.key()
+            || !merkle::verify(
+                &root,
+                assignment.proof.index,
+                assignment.proof.count,
+                &rounds::shard_leaf(round, &assignment.shard),
+                &proof,
+            )
+        {
+            return Err(ProtocolError::BadAssignmentProof);
+        }
+        let mut items = Vec::with_capacity(assignment.items.len());
+        for view in &assignment.items {
+            items.push(self.signer.item(view).await?);
+        }
+        Ok(Work {
+            round,
+            expert: assignment.expert,
+            pool_id: assignment.pool_id,
+            items,
+        })
+    }
+
+    /// Uploads the delta and commits to it with a fresh salt.
+    pub async fn commit(&self, round: u64, delta: &[u8]) -> Result<PendingReveal, ProtocolError> {
+        self.signer.client.put_blob(delta).await?;
+        let reveal = Reveal {
+            round,
+            delta_hash: *blake3::hash(delta).as_bytes(),
+            salt: random_bytes::<32>(),
+            delta_bytes: delta.len() as u64,
+        };
+        let commitment = rounds::commitment(round, &self.key(), &reveal.delta_hash, &reveal.salt);
+        let receipt = self
+            .signer
+            .submit(
+                format!("commit-{round}").into_bytes(),
+                Action::CommitDelta { round, commitment },
+            )
+            .await?;
+        Ok(PendingReveal {
+            reveal,
+            commit: receipt.seq,
+        })
+    }
+
+    pub async fn reveal(&self, pending: &PendingReveal) -> Result<Receipt, ProtocolError> {
+        Ok(self
+            .signer
+            .submit(
+                format!("reveal-{}", pending.reveal.round).into_bytes(),
+                Action::RevealDelta(pending.reveal),
+            )
+            .await?)
+    }
+
+    /// Trains on the round's work and commits the delta.
+    pub async fn train_and_commit(
+        &self,
+        round: u64,
+        trainer: &mut dyn Trainer,
+    ) -> Result<PendingReveal, ProtocolError> {
+        let work = self.work(round).await?;
+        let delta = trainer.train(&work).map_err(ProtocolError::Trainer)?;
+        self.commit(round, &delta).await
+    }
+
+    /// The node's receipt of an ended round, verified against the operator's key.
+    pub async fn receipt(&self, round: u64) -> Result<Proven, ProtocolError> {
+        self.signer.receipt(round).await
+    }
+}
+
+/// A validator's side of the protocol.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    signer: Signer,
+}
+
+impl Validator {
+    pub async fn connect(client: Client, key: Keypair) -> Result<Validator, ProtocolError> {
+        Ok(Validator {
+            signer: Signer::connect(client, key).await?,
+        })
+    }
+
+    pub fn key(&self) -> PublicKey {
+        self.signer.key.public()
+    }
+
+    /// Measures every delta the validator is assigned in `round` and submits the
+    /// measurements; `None` when it has no task there.
+    pub async fn measure(
+        &self,
+        round: u64,
+        measurer: &mut dyn Measurer,
+    ) -> Result<Option<Receipt>, ProtocolError> {
+        let client = &self.signer.client;
+        let tasks = client.tasks(round, &self.key()).await?;
+        if tasks.deltas.is_empty() {
+            return Ok(None);
+        }
+        let mut held_out = Vec::with_capacity(tasks.held_out.len());
+        for view in &tasks.held_out {
+            held_out.push(self.signer.item(view).await?);
+        }
+        let mut values = Vec::with_capacity(tasks.deltas.len());
+        for delta in &tasks.deltas {
+            let bad = |reason: String| ProtocolError::BadDelta {
+                node: delta.node,
+                reason,
+            };
+            let hash = hex_hash(&delta.delta_hash)?;
+            let bytes = client
+                .blob(&hash)
+                .await
+                .map_err(|error| bad(error.to_string()))?;
+            if bytes.len() as u64 != delta.delta_bytes {
+                return Err(bad(format!(
+                    "{} bytes, revealed {}",
+                    bytes.len(),
+                    delta.delta_bytes
+                )));
+            }
+            let task = Task {
+                round,
+                expert: tasks.expert,
+                node: delta.node,
+                delta: bytes,
+            };
+            values.push(measurer.measure(&task, &held_out));
+        }
+        Ok(Some(
+            self.signer
+                .submit(
+                    format!("measure-{round}").into_bytes(),
+                    Action::SubmitMeasurements { round, values },
+                )
+                .await?,
+        ))
+    }
+
+    /// The validator's receipt of an ended round, verified against the operator's key.
+    pub async fn receipt(&self, round: u64) -> Result<Proven, ProtocolError> {
+        self.signer.receipt(round).await
+    }
+}
+
+fn hex_hash(text: &str) -> Result<Hash, ClientError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| ClientError::Decode(format!("{text} is not a 32-byte hex hash")))
+}
+
+fn hashes(texts: &[String]) -> Result<Vec<Hash>, ClientError> {
+    texts.iter().map(|text| hex_hash(text)).collect()
+}
+
+/// The events of the log from `from` on, decoded, across reconnects.
+struct Events {
+    subscription: crate::client::Subscription,
+}
+
+impl Events {
+    async fn next(&mut self) -> Result<(u64, Event), ProtocolError> {
+        let record = self.subscription.next().await?;
+        let logged = codec::decode_logged_event(&record.body)
+            .map_err(|error| ClientError::Decode(error.to_string()))?;
+        Ok((record.seq, logged.event))
+    }
+}
+
+/// Follows the log from `from` and takes part, as `node`, in every round that assigns
+/// it a shard: it trains and commits when the assignments arrive, reveals when the
+/// reveal phase starts, and fetches and verifies its receipt when the round ends. It
+/// heartbeats every `heartbeat_every`. Returns the receipts of the first `rounds`
+/// rounds it took part in.
+pub async fn run_node(
+    node: &Node,
+    trainer: &mut dyn Trainer,
+    from: u64,
+    rounds: usize,
+    heartbeat_every: Duration,
+) -> Result<Vec<Proven>, ProtocolError> {
+    let mut events = Events {
+        subscription: node.signer.client.subscribe(from),
+    };
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending: Vec<PendingReveal> = Vec::new();
+    let mut joined: Vec<u64> = Vec::new();
+    let mut receipts = Vec::new();
+    while receipts.len() < rounds {
+        let (_, event) = tokio::select! {
+            next = events.next() => next?,
+            _ = heartbeat.tick() => {
+                match node.heartbeat().await {
+                    // A heartbeat inside the minimum interval is refused; the next
+                    // tick sends one.
+                    Err(ProtocolError::Client(error)) if error.code() == Some("heartbeat_too_soon") => {}
+                    other => { other?; }
+                }
+                continue;
+            }
+        };
+        match event {
+            Event::AssignmentsMade { round, shards, .. }
+                if shards.iter().any(|shard| shard.node == node.key()) =>
+            {
+                joined.push(round);
+                pending.push(node.train_and_commit(round, trainer).await?);
+            }
+            Event::PhaseStarted {
+                round,
+                phase: Phase::Reveal,
+                ..
+            } => {
+                if let Some(index) = pending.iter().position(|p| p.reveal.round == round) {
+                    node.reveal(&pending.swap_remove(index)).await?;
+                }
+            }
+            Event::RoundFinalized(outcome) if joined.contains(&outcome.round) => {
+                receipts.push(node.receipt(outcome.round).await?);
+            }
+            Event::RoundAborted { round, .. } if joined.contains(&round) => {
+                pending.retain(|p| p.reveal.round != round);
+                receipts.push(node.receipt(round).await?);
+            }
+            _ => {}
+        }
+    }
+    Ok(receipts)
+}
+
+/// Follows the log from `from` and measures, as `validator`, in every round whose
+/// validation phase gives it tasks. Returns the receipts of the first `rounds` rounds
+/// whose committee it sat on.
+pub async fn run_validator(
+    validator: &Validator,
+    measurer: &mut dyn Measurer,
+    from: u64,
+    rounds: usize,
+) -> Result<Vec<Proven>, ProtocolError> {
+    let mut events = Events {
+        subscription: validator.signer.client.subscribe(from),
+    };
+    let mut seated: Vec<u64> = Vec::new();
+    let mut receipts = Vec::new();
+    while receipts.len() < rounds {
+        match events.next().await?.1 {
+            Event::RoundOpened(pins)
+                if pins
+                    .plan
+                    .as_ref()
+                    .is_some_and(|plan| plan.committee.contains(&validator.key())) =>
+            {
+                seated.push(pins.round);
+            }
+            Event::PhaseStarted {
+                round,
+                phase: Phase::Validate,
+                ..
+            } if seated.contains(&round) => {
+                validator.measure(round, measurer).await?;
+            }
+            Event::RoundFinalized(outcome) if seated.contains(&outcome.round) => {
+                receipts.push(validator.receipt(outcome.round).await?);
+            }
+            Event::RoundAborted { round, .. } if seated.contains(&round) => {
+                receipts.push(validator.receipt(round).await?);
+            }
+            _ => {}
+        }
+    }
+    Ok(receipts)
+}

@@ -1,0 +1,837 @@
+//! Learning rounds through the real binary: nodes and validators run the SDK's
+//! protocol clients (with small test trainers and measurers) against `blyan-ledger
+//! serve`, a round goes from the threshold burn to its rewards, and every receipt
+//! verifies offline; each wrong round command is refused with its own 4xx; and a
+//! `kill -9` in each phase loses nothing.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use blyan_e2e::{Server, expect_refused, run_binary};
+use blyan_sdk::client::Client;
+use blyan_sdk::codec;
+use blyan_sdk::core::rounds;
+use blyan_sdk::crypto::{Keypair, PublicKey};
+use blyan_sdk::genesis::DevKeys;
+use blyan_sdk::model::{
+    Action, Burn, Capabilities, Command, Hash, Parameters, Phase, PoolItem, PoolSpec, Reveal,
+};
+use blyan_sdk::protocol::{self, Item, Measurer, Node, Task, Trainer, Validator, WorkError};
+use blyan_sdk::receipt::{self, Ending, RoundReceipt};
+
+const THRESHOLD: u128 = 1_000;
+
+fn parameters() -> Parameters {
+    Parameters {
+        round_burn_threshold: THRESHOLD,
+        nodes_per_round_min: 3,
+        validators_per_round: 4,
+        validators_per_delta: 3,
+        validator_quorum: 2,
+        commit_deadline_ms: 30_000,
+        reveal_deadline_ms: 30_000,
+        validate_deadline_ms: 30_000,
+        heartbeat_interval_min_ms: 1_000,
+        heartbeat_timeout_ms: 600_000,
+        delta_bytes_max: 4_096,
+        ..Parameters::default()
+    }
+}
+
+/// A server on a dev genesis with `parameters`, and the keys of every role.
+struct Network {
+    server: Server,
+    keys: DevKeys,
+    network_id: String,
+}
+
+impl Network {
+    async fn start(dir: &Path, parameters: Parameters) -> Network {
+        let keys = DevKeys::derive();
+        let mut genesis = keys.genesis();
+        genesis.parameters = parameters;
+        let genesis_path = dir.join("genesis.json");
+        std::fs::write(&genesis_path, serde_json::to_vec(&genesis).unwrap()).unwrap();
+        let operator_path = dir.join("operator.json");
+        keys.operator.write_file(&operator_path).unwrap();
+        let server = Server::start(
+            &dir.join("data"),
+            &[
+                "--genesis",
+                genesis_path.to_str().unwrap(),
+                "--operator-key",
+                operator_path.to_str().unwrap(),
+            ],
+        )
+        .await;
+        let network_id = server.network_id().await;
+        Network {
+            server,
+            keys,
+            network_id,
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.server.client()
+    }
+
+    fn signed(&self, key: &Keypair, idempotency: &str, action: Action) -> Vec<u8> {
+        let command = Command {
+            idempotency_key: idempotency.as_bytes().to_vec(),
+            action,
+        };
+        codec::encode_signed_command(&codec::sign_command(key, &self.network_id, &command))
+    }
+
+    async fn submit(&self, key: &Keypair, idempotency: &str, action: Action) -> u64 {
+        let command = Command {
+            idempotency_key: idempotency.as_bytes().to_vec(),
+            action,
+        };
+        self.client()
+            .submit(&codec::sign_command(key, &self.network_id, &command))
+            .await
+            .unwrap_or_else(|error| panic!("{idempotency}: {error}"))
+            .seq
+    }
+
+    /// Admits `validator` through governance: one key proposes, a second approves.
+    async fn admit(&self, validator: &PublicKey) {
+        let [proposer, approver, ..] = &self.keys.governance[..] else {
+            panic!("the dev genesis has governance keys");
+        };
+        self.submit(
+            proposer,
+            &format!("admit-{}", &validator.to_hex()[..16]),
+            Action::ProposeValidator {
+                validator: *validator,
+                admit: true,
+                activation_round: 1,
+            },
+        )
+        .await;
+        let governance = self.client().governance().await.unwrap();
+        let proposal = governance.proposals.last().expect("the proposal is listed");
+        let hash: Hash = hex::decode(&proposal.content_hash)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        self.submit(
+            approver,
+            &format!("approve-{}", &validator.to_hex()[..16]),
+            Action::ApproveProposal {
+                proposal_id: proposal.id,
+                proposal_hash: Some(hash),
+            },
+        )
+        .await;
+    }
+
+    /// Uploads `training` and `held_out` items and registers them as a pool.
+    async fn register_pool(&self, training: usize, held_out: usize) {
+        let client = self.client();
+        let mut items = Vec::new();
+        for index in 0..training + held_out {
+            let bytes = format!("item {index} of the pool").into_bytes();
+            client.put_blob(&bytes).await.unwrap();
+            items.push(PoolItem {
+                bytes: bytes.len() as u64,
+                checksum: *blake3::hash(&bytes).as_bytes(),
+                held_out: index >= training,
+            });
+        }
+        let spec = PoolSpec {
+            name: "e2e".into(),
+            items,
+        };
+        self.submit(&self.keys.curator, "pool", Action::RegisterPool(spec))
+            .await;
+    }
+
+    async fn burn(&self, tx: &str, amount: u128) -> u64 {
+        let burn = Burn {
+            chain_tx_id: tx.into(),
+            burner: "burner".into(),
+            amount,
+        };
+        self.submit(&self.keys.burn_oracle, tx, Action::RecordBurn(burn))
+            .await
+    }
+
+    /// Waits until round `round` is in `phase`.
+    async fn wait_phase(&self, round: u64, phase: Phase) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(view) = self.client().round(round).await
+                && view.summary.phase == phase
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round} never reached {phase:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn capabilities() -> Capabilities {
+    Capabilities {
+        gpu_model: "test".into(),
+        vram_mib: 1,
+        experts: vec![0],
+        endpoint: "http://node".into(),
+    }
+}
+
+fn keypair(role: &str) -> Keypair {
+    Keypair::from_secret(*blake3::hash(role.as_bytes()).as_bytes())
+}
+
+/// A node that "trains" by hashing its items: its delta names the node, the round and
+/// every item it was given, and starts with `quality` (`g` helps, `b` harms).
+struct HashTrainer {
+    key: PublicKey,
+    quality: u8,
+}
+
+impl Trainer for HashTrainer {
+    fn train(&mut self, work: &protocol::Work) -> Result<Vec<u8>, WorkError> {
+        assert!(!work.items.is_empty(), "a node is given items");
+        let mut delta = vec![self.quality];
+        delta.extend_from_slice(&self.key.0);
+        delta.extend_from_slice(&work.round.to_be_bytes());
+        for item in &work.items {
+            delta.extend_from_slice(blake3::hash(&item.bytes).as_bytes());
+        }
+        Ok(delta)
+    }
+}
+
+/// Measures a delta by its first byte: `g` is worth +100, anything else −100; a liar
+/// says the opposite.
+struct ByteMeasurer {
+    liar: bool,
+}
+
+impl Measurer for ByteMeasurer {
+    fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64 {
+        assert!(
+            !held_out.is_empty(),
+            "a validator measures on held-out items"
+        );
+        let good = task.delta.first() == Some(&b'g');
+        if good != self.liar { 100 } else { -100 }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(dir.path(), parameters()).await;
+    let validators: Vec<Keypair> = (0..4).map(|i| keypair(&format!("validator-{i}"))).collect();
+    for validator in &validators {
+        network.admit(&validator.public()).await;
+    }
+    network.register_pool(12, 3).await;
+
+    // Four nodes, one of which trains badly.
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        let key = keypair(&format!("node-{index}"));
+        let node = Node::connect(network.client(), key.clone()).await.unwrap();
+        // A registration counts as the node's first heartbeat.
+        node.register(capabilities()).await.unwrap();
+        nodes.push((node, if index == 3 { b'b' } else { b'g' }));
+    }
+    let from = network.client().head().await.unwrap().events;
+    let mut running = Vec::new();
+    for (node, quality) in nodes.clone() {
+        running.push(tokio::spawn(async move {
+            let mut trainer = HashTrainer {
+                key: node.key(),
+                quality,
+            };
+            let receipts =
+                protocol::run_node(&node, &mut trainer, from, 1, Duration::from_secs(5)).await;
+            (node.key(), receipts)
+        }));
+    }
+    let mut measuring = Vec::new();
+    for (index, key) in validators.iter().enumerate() {
+        let validator = Validator::connect(network.client(), key.clone())
+            .await
+            .unwrap();
+        measuring.push(tokio::spawn(async move {
+            // One validator of four lies.
+            let mut measurer = ByteMeasurer { liar: index == 0 };
+            let receipts = protocol::run_validator(&validator, &mut measurer, from, 1).await;
+            (validator.key(), receipts)
+        }));
+    }
+
+    // Below the threshold nothing opens; the burn that crosses it opens round 1.
+    network.burn("burn-1", THRESHOLD / 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(network.client().rounds().await.unwrap().is_empty());
+    network.burn("burn-2", THRESHOLD / 2).await;
+
+    let timeout = Duration::from_secs(120);
+    let mut node_receipts = Vec::new();
+    for task in running {
+        let (key, receipts) = tokio::time::timeout(timeout, task)
+            .await
+            .expect("the node finished its round")
+            .unwrap();
+        let receipts = receipts.unwrap_or_else(|error| panic!("node {key}: {error}"));
+        node_receipts.push((key, receipts.into_iter().next().unwrap()));
+    }
+    let mut validator_receipts = Vec::new();
+    for task in measuring {
+        let (key, receipts) = tokio::time::timeout(timeout, task)
+            .await
+            .expect("the validator finished its round")
+            .unwrap();
+        let receipts = receipts.unwrap_or_else(|error| panic!("validator {key}: {error}"));
+        validator_receipts.push((key, receipts.into_iter().next().unwrap()));
+    }
+
+    let view = network.client().round(1).await.unwrap();
+    assert_eq!(view.summary.phase, Phase::Finalized, "{view:?}");
+    assert_eq!(view.summary.reveals, 4);
+    // Every node proved its shard, its delta, its score and its reward.
+    for (index, (key, proven)) in node_receipts.iter().enumerate() {
+        assert_eq!(proven.key, *key);
+        assert_eq!(proven.ending, Ending::Finalized);
+        assert!(proven.shard.is_some_and(|shard| shard.count > 0));
+        let delta = view.deltas.iter().find(|delta| delta.node == *key).unwrap();
+        assert_eq!(hex::encode(proven.delta_hash.unwrap()), delta.delta_hash);
+        assert_eq!(proven.score, delta.score);
+        let reward = proven.node_reward.unwrap();
+        if index == 3 {
+            assert_eq!((proven.score, reward, proven.accepted), (Some(0), 0, false));
+        } else {
+            assert!(proven.score.unwrap() > 0 && reward > 0 && proven.accepted);
+        }
+    }
+    // The liar agreed with no final score and earned nothing; the honest ones earned.
+    for (key, proven) in &validator_receipts {
+        let reward = proven.validator_reward.unwrap();
+        if *key == validators[0].public() {
+            assert_eq!(reward, 0);
+        } else {
+            assert!(reward > 0, "honest validator {key}");
+        }
+    }
+    // Payouts plus what carries over are the round's pool, to the base unit.
+    let paid: u128 = view
+        .node_rewards
+        .iter()
+        .chain(&view.validator_rewards)
+        .map(|payout| payout.amount)
+        .sum();
+    assert_eq!(paid + view.carried, view.summary.reward_pool);
+    assert!(view.summary.reward_pool > 0);
+
+    // The CLI fetches a receipt and verifies it offline; any altered byte fails it.
+    let url = network.server.url.clone();
+    let file = dir.path().join("receipt.json");
+    let node_key = node_receipts[0].0.to_hex();
+    let operator = network.keys.operator.public().to_hex();
+    let (ok, _, stderr) = run_binary(
+        "blyan",
+        &[
+            "--server",
+            &url,
+            "receipt",
+            "get",
+            "--round",
+            "1",
+            "--key",
+            &node_key,
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let verify = |path: &Path, key: &str| {
+        run_binary(
+            "blyan",
+            &[
+                "--json",
+                "receipt",
+                "verify",
+                path.to_str().unwrap(),
+                "--checkpoint-key",
+                key,
+            ],
+        )
+    };
+    let (ok, stdout, stderr) = verify(&file, &operator);
+    assert!(ok, "{stderr}");
+    let proven: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(proven["key"], node_key);
+    assert_eq!(
+        proven["node_reward"],
+        node_receipts[0].1.node_reward.unwrap().to_string()
+    );
+    // Another key is not the operator's.
+    let (ok, _, stderr) = verify(&file, &validators[1].public().to_hex());
+    assert!(!ok && stderr.contains("signature"), "{stderr}");
+    // Every digit of the file, changed, breaks it: checked in process for each one,
+    // and through the CLI for one.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let operator_key = network.keys.operator.public();
+    let mut altered = 0;
+    for (position, byte) in text.bytes().enumerate() {
+        if !byte.is_ascii_hexdigit() {
+            continue;
+        }
+        let mut bytes = text.clone().into_bytes();
+        bytes[position] = if byte == b'1' { b'2' } else { b'1' };
+        let Ok(tampered) = serde_json::from_slice::<RoundReceipt>(&bytes) else {
+            altered += 1;
+            continue;
+        };
+        assert!(
+            receipt::verify(&tampered, &operator_key).is_err(),
+            "changing byte {position} of the receipt went unnoticed"
+        );
+        altered += 1;
+    }
+    assert!(altered > 1_000, "{altered} digits altered");
+    let mut bytes = text.into_bytes();
+    let position = bytes.len() / 2
+        + bytes[bytes.len() / 2..]
+            .iter()
+            .position(|byte| byte.is_ascii_hexdigit())
+            .unwrap();
+    bytes[position] = if bytes[position] == b'1' { b'2' } else { b'1' };
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, bytes).unwrap();
+    let (ok, _, stderr) = verify(&tampered, &operator);
+    assert!(!ok, "a tampered receipt verified");
+    assert!(stderr.contains("does not verify"), "{stderr}");
+
+    // Any event's proof against the latest checkpoint, offline; an event after it has
+    // none yet.
+    let client = network.client();
+    let state = client.state().await.unwrap();
+    let covered = state
+        .checkpoint_last
+        .expect("a round's end is checkpointed")
+        .tree_size;
+    for seq in [0, covered / 2, covered - 1] {
+        let event_proof = client.event_proof(seq).await.unwrap();
+        assert_eq!(event_proof.record.seq, seq);
+        receipt::verify_event(&event_proof, &operator_key).unwrap();
+        let mut forged = event_proof.clone();
+        forged.record.time_ms += 1;
+        assert!(receipt::verify_event(&forged, &operator_key).is_err());
+    }
+    if covered < state.events {
+        let error = client.event_proof(covered).await.unwrap_err();
+        assert_eq!(error.code(), Some("not_checkpointed"));
+    }
+    let error = client.event_proof(state.events + 10).await.unwrap_err();
+    assert_eq!(error.code(), Some("event_not_found"));
+
+    // The CLI shows the round, and an audit replay agrees with the server.
+    let (ok, stdout, stderr) = run_binary("blyan", &["--server", &url, "round", "list"]);
+    assert!(ok && stdout.contains("finalized"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run_binary("blyan", &["--server", &url, "round", "show", "1"]);
+    assert!(ok && stdout.contains(&node_key), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run_binary("blyan", &["--server", &url, "replay"]);
+    assert!(ok, "{stdout}{stderr}");
+}
+
+/// One node's delta for a round, its blob uploaded, and its commitment.
+struct Delta {
+    reveal: Reveal,
+    commitment: Hash,
+}
+
+async fn delta(
+    network: &Network,
+    round: u64,
+    node: &PublicKey,
+    bytes: &[u8],
+    upload: bool,
+) -> Delta {
+    if upload {
+        network.client().put_blob(bytes).await.unwrap();
+    }
+    let reveal = Reveal {
+        round,
+        delta_hash: *blake3::hash(bytes).as_bytes(),
+        salt: *blake3::hash(&node.0).as_bytes(),
+        delta_bytes: bytes.len() as u64,
+    };
+    Delta {
+        commitment: rounds::commitment(round, node, &reveal.delta_hash, &reveal.salt),
+        reveal,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_wrong_round_command_is_refused_with_its_own_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            commit_deadline_ms: 4_000,
+            reveal_deadline_ms: 4_000,
+            ..parameters()
+        },
+    )
+    .await;
+    let validators: Vec<Keypair> = (0..3).map(|i| keypair(&format!("validator-{i}"))).collect();
+    for validator in &validators {
+        network.admit(&validator.public()).await;
+    }
+    network.register_pool(8, 2).await;
+    let nodes: Vec<Keypair> = (0..4).map(|i| keypair(&format!("node-{i}"))).collect();
+    for node in &nodes {
+        network
+            .submit(node, "register", Action::RegisterNode(capabilities()))
+            .await;
+    }
+    network.burn("burn", THRESHOLD).await;
+    network.wait_phase(1, Phase::Commit).await;
+    let [a, b, c, d] = &nodes[..] else {
+        unreachable!()
+    };
+    let deltas = [
+        delta(&network, 1, &a.public(), b"delta of a", true).await,
+        // b commits to a's delta hash, to copy it once a reveals.
+        delta(&network, 1, &b.public(), b"delta of a", false).await,
+        delta(&network, 1, &c.public(), &[7u8; 5_000], true).await,
+    ];
+    let commit = |delta: &Delta| Action::CommitDelta {
+        round: 1,
+        commitment: delta.commitment,
+    };
+
+    // A node outside the round's snapshot.
+    let outsider = keypair("outsider");
+    network
+        .submit(&outsider, "register", Action::RegisterNode(capabilities()))
+        .await;
+    expect_refused(
+        &network.server,
+        network.signed(&outsider, "commit", commit(&deltas[0])),
+        403,
+        "not_in_round",
+    )
+    .await;
+    // A reveal in the commit phase.
+    expect_refused(
+        &network.server,
+        network.signed(a, "early", Action::RevealDelta(deltas[0].reveal)),
+        409,
+        "wrong_phase",
+    )
+    .await;
+    for (node, delta) in [a, b, c].into_iter().zip(&deltas) {
+        network.submit(node, "commit", commit(delta)).await;
+    }
+    // A second commit.
+    expect_refused(
+        &network.server,
+        network.signed(a, "commit-again", commit(&deltas[1])),
+        409,
+        "already_committed",
+    )
+    .await;
+
+    // d never commits, so the commit phase closes at its deadline.
+    network.wait_phase(1, Phase::Reveal).await;
+    expect_refused(
+        &network.server,
+        network.signed(d, "late-commit", commit(&deltas[0])),
+        409,
+        "wrong_phase",
+    )
+    .await;
+    // A reveal without a commit.
+    expect_refused(
+        &network.server,
+        network.signed(d, "reveal", Action::RevealDelta(deltas[0].reveal)),
+        409,
+        "not_committed",
+    )
+    .await;
+    // A reveal that does not match its commitment.
+    let mut wrong_salt = deltas[0].reveal;
+    wrong_salt.salt[0] ^= 1;
+    expect_refused(
+        &network.server,
+        network.signed(a, "wrong-salt", Action::RevealDelta(wrong_salt)),
+        422,
+        "commitment_mismatch",
+    )
+    .await;
+    // A delta larger than `delta_bytes_max`.
+    expect_refused(
+        &network.server,
+        network.signed(c, "too-large", Action::RevealDelta(deltas[2].reveal)),
+        413,
+        "delta_too_large",
+    )
+    .await;
+    // A reveal whose blob was never uploaded.
+    let unstored = delta(&network, 1, &a.public(), b"never uploaded", false).await;
+    expect_refused(
+        &network.server,
+        network.signed(a, "unstored", Action::RevealDelta(unstored.reveal)),
+        409,
+        "blob_missing",
+    )
+    .await;
+    network
+        .submit(a, "reveal", Action::RevealDelta(deltas[0].reveal))
+        .await;
+    // b reveals the delta hash a revealed: a copy.
+    expect_refused(
+        &network.server,
+        network.signed(b, "copy", Action::RevealDelta(deltas[1].reveal)),
+        409,
+        "delta_copied",
+    )
+    .await;
+
+    // The reveal phase closes at its deadline; a node can't act after it.
+    network.wait_phase(1, Phase::Validate).await;
+    expect_refused(
+        &network.server,
+        network.signed(c, "late-reveal", Action::RevealDelta(deltas[2].reveal)),
+        409,
+        "wrong_phase",
+    )
+    .await;
+    // Measurements from a key that is not on the committee.
+    expect_refused(
+        &network.server,
+        network.signed(
+            d,
+            "measure",
+            Action::SubmitMeasurements {
+                round: 1,
+                values: vec![1],
+            },
+        ),
+        403,
+        "not_on_committee",
+    )
+    .await;
+    // A validator's measurements of deltas it was not assigned.
+    expect_refused(
+        &network.server,
+        network.signed(
+            &validators[0],
+            "measure-too-many",
+            Action::SubmitMeasurements {
+                round: 1,
+                values: vec![1, 2, 3],
+            },
+        ),
+        422,
+        "invalid_field",
+    )
+    .await;
+}
+
+/// Waits until the round's progress shows `commits` commits and `reveals` reveals.
+async fn progress(network: &Network, round: u64) -> (u32, u32, u32) {
+    let view = network.client().round(round).await.unwrap();
+    (
+        view.summary.commits,
+        view.summary.reveals,
+        view.summary.submissions,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_survives_kill_9_in_every_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = Network::start(
+        dir.path(),
+        Parameters {
+            commit_deadline_ms: 3_000,
+            reveal_deadline_ms: 3_000,
+            validate_deadline_ms: 3_000,
+            validators_per_round: 3,
+            ..parameters()
+        },
+    )
+    .await;
+    let validators: Vec<Keypair> = (0..3).map(|i| keypair(&format!("validator-{i}"))).collect();
+    for validator in &validators {
+        network.admit(&validator.public()).await;
+    }
+    network.register_pool(8, 2).await;
+    let nodes: Vec<Keypair> = (0..4).map(|i| keypair(&format!("node-{i}"))).collect();
+    for node in &nodes {
+        network
+            .submit(node, "register", Action::RegisterNode(capabilities()))
+            .await;
+    }
+    network.burn("burn", THRESHOLD).await;
+    network.wait_phase(1, Phase::Commit).await;
+
+    // Commit: three of four commit, then the server dies and stays down past the
+    // commit deadline.
+    let mut deltas = Vec::new();
+    for (index, node) in nodes.iter().take(3).enumerate() {
+        let bytes = format!("g delta {index}").into_bytes();
+        let delta = delta(&network, 1, &node.public(), &bytes, true).await;
+        network
+            .submit(
+                node,
+                "commit",
+                Action::CommitDelta {
+                    round: 1,
+                    commitment: delta.commitment,
+                },
+            )
+            .await;
+        deltas.push(delta);
+    }
+    network.server.kill9();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    network.server.restart().await;
+    // The deadline that passed while it was down is handled at start-up: the
+    // acknowledged commits are there and the reveal phase has begun.
+    network.wait_phase(1, Phase::Reveal).await;
+    assert_eq!(progress(&network, 1).await, (3, 0, 0));
+
+    // Reveal: two reveal, the server dies, and the third reveals after the restart.
+    for (node, delta) in nodes.iter().zip(&deltas).take(2) {
+        network
+            .submit(node, "reveal", Action::RevealDelta(delta.reveal))
+            .await;
+    }
+    network.server.restart().await;
+    assert_eq!(progress(&network, 1).await, (3, 2, 0));
+    for delta in &deltas {
+        // No acknowledged blob is lost.
+        let blob = network
+            .client()
+            .blob(&delta.reveal.delta_hash)
+            .await
+            .unwrap();
+        assert_eq!(blob.len() as u64, delta.reveal.delta_bytes);
+    }
+    network
+        .submit(&nodes[2], "reveal", Action::RevealDelta(deltas[2].reveal))
+        .await;
+    // All committed nodes revealed: validation starts at once.
+    network.wait_phase(1, Phase::Validate).await;
+
+    // Validate: one validator submits, the server dies, the others submit after.
+    let mut submitted = 0;
+    for (index, validator) in validators.iter().enumerate() {
+        let tasks = network
+            .client()
+            .tasks(1, &validator.public())
+            .await
+            .unwrap();
+        if tasks.deltas.is_empty() {
+            continue;
+        }
+        let values = vec![100; tasks.deltas.len()];
+        network
+            .submit(
+                validator,
+                "measure",
+                Action::SubmitMeasurements { round: 1, values },
+            )
+            .await;
+        submitted += 1;
+        if index == 0 {
+            network.server.restart().await;
+            assert_eq!(progress(&network, 1).await, (3, 3, 1));
+        }
+    }
+    assert!(submitted >= 2);
+    network.wait_phase(1, Phase::Finalized).await;
+
+    // Finalized: after one more kill, with the derived Merkle subtrees deleted too,
+    // the round, its receipts and the log are intact.
+    let before = network.client().round(1).await.unwrap();
+    network.server.kill9();
+    {
+        let mut db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            network.server.data_dir.join("log"),
+            ["events", "idempotency", "merkle"],
+        )
+        .unwrap();
+        db.drop_cf("merkle").unwrap();
+    }
+    network.server.restart().await;
+    assert_eq!(network.client().round(1).await.unwrap(), before);
+    let operator = network.keys.operator.public();
+    for node in nodes.iter().take(3) {
+        let receipt = network.client().receipt(1, &node.public()).await.unwrap();
+        let proven = receipt::verify(&receipt, &operator).unwrap();
+        assert!(proven.node_reward.unwrap() > 0);
+    }
+    let paid: u128 = before
+        .node_rewards
+        .iter()
+        .chain(&before.validator_rewards)
+        .map(|payout| payout.amount)
+        .sum();
+    assert_eq!(paid + before.carried, before.summary.reward_pool);
+    let (ok, stdout, stderr) = run_binary("blyan", &["--server", &network.server.url, "replay"]);
+    assert!(ok, "{stdout}{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_without_enough_reveals_aborts_and_its_pool_carries_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            commit_deadline_ms: 1_500,
+            reveal_deadline_ms: 1_500,
+            ..parameters()
+        },
+    )
+    .await;
+    for index in 0..3 {
+        network
+            .admit(&keypair(&format!("validator-{index}")).public())
+            .await;
+    }
+    network.register_pool(8, 2).await;
+    for index in 0..3 {
+        let node = keypair(&format!("node-{index}"));
+        network
+            .submit(&node, "register", Action::RegisterNode(capabilities()))
+            .await;
+    }
+    network.burn("burn", THRESHOLD).await;
+    // Nobody commits: the round aborts at the commit deadline.
+    network.wait_phase(1, Phase::Aborted).await;
+    let aborted = network.client().round(1).await.unwrap();
+    assert_eq!(aborted.carried, aborted.summary.reward_pool);
+    assert!(aborted.summary.abort_reason.is_some());
+    // The next round's pool is its own share plus what the first carried.
+    network.burn("burn-2", THRESHOLD).await;
+    network.wait_phase(2, Phase::Commit).await;
+    let second = network.client().round(2).await.unwrap();
+    assert_eq!(second.summary.reward_pool, 2 * aborted.summary.reward_pool);
+    // An aborted round still has receipts: no payout, and the reason.
+    let node = keypair("node-0").public();
+    let proven = receipt::verify(
+        &network.client().receipt(1, &node).await.unwrap(),
+        &network.keys.operator.public(),
+    )
+    .unwrap();
+    assert!(matches!(proven.ending, Ending::Aborted { .. }));
+    assert_eq!(proven.node_reward, None);
+}
