@@ -169,11 +169,51 @@ fn range_root<E>(
 /// The inclusion proof of leaf `index` in the tree over `contents` (each leaf is
 /// [`leaf_hash`] of its content), as rs_merkle's proof hashes.
 pub fn proof(contents: &[Hash], index: usize) -> Vec<Hash> {
-    let leaves: Vec<Hash> = contents.iter().map(leaf_hash).collect();
-    rs_merkle::MerkleTree::<Rfc6962Blake3>::from_leaves(&leaves)
-        .proof(&[index])
-        .proof_hashes()
-        .to_vec()
+    Tree::new(contents).proof(index)
+}
+
+/// A whole tree over leaf contents, kept to answer many proofs under one root at
+/// O(log n) each.
+#[derive(Clone)]
+pub struct Tree {
+    tree: rs_merkle::MerkleTree<Rfc6962Blake3>,
+    len: usize,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("len", &self.len)
+            .field("root", &hex::encode(self.root()))
+            .finish()
+    }
+}
+
+impl Tree {
+    pub fn new(contents: &[Hash]) -> Tree {
+        let leaves: Vec<Hash> = contents.iter().map(leaf_hash).collect();
+        Tree {
+            tree: rs_merkle::MerkleTree::from_leaves(&leaves),
+            len: contents.len(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn root(&self) -> Hash {
+        self.tree.root().unwrap_or(EMPTY_ROOT)
+    }
+
+    /// Leaf `index`'s inclusion proof, bottom up.
+    pub fn proof(&self, index: usize) -> Vec<Hash> {
+        self.tree.proof(&[index]).proof_hashes().to_vec()
+    }
 }
 
 /// Whether `proof` shows `content` is leaf `index` of `count` under `root`.

@@ -94,6 +94,8 @@ struct AppState {
     compiles: Arc<tokio::sync::Semaphore>,
     host: Arc<Host>,
     blobs: Arc<BlobStore>,
+    /// The Merkle trees of the rounds' and pools' roots that proofs were asked of.
+    trees: Arc<rounds::Trees>,
 }
 
 pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobStore>) -> Router {
@@ -146,6 +148,7 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
             config,
             host,
             blobs,
+            trees: Arc::default(),
         })
 }
 

@@ -209,6 +209,7 @@ fn base() -> State {
                     .into(),
                     assignments_root: [8; 32],
                     deltas: vec![key(9)].into(),
+                    tasks: vec![vec![0]].into(),
                     scores: vec![3].into(),
                     scores_root: [9; 32],
                     outcome: Some(Arc::new(RoundOutcome {
@@ -477,6 +478,8 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         shards,
         assignments_root,
         deltas,
+        // Derived from the deltas, the committee and the seed: not in the root.
+        tasks: _,
         scores,
         scores_root,
         outcome,

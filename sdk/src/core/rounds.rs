@@ -182,6 +182,10 @@ pub struct Round {
     /// The revealed nodes, in key order, fixed when validation starts: delta `i` is
     /// the delta of `deltas[i]`.
     pub deltas: Arc<[PublicKey]>,
+    /// The deltas each committee position measures, ascending, fixed with `deltas`.
+    /// Derived from the deltas, the committee, the seed and `validators_per_delta`
+    /// ([`Round::delta_committee`]), so the state root leaves it out.
+    pub tasks: Arc<[Vec<u32>]>,
     /// One per delta, once the scoring plugin answered.
     pub scores: Arc<[u64]>,
     pub scores_root: Hash,
@@ -221,14 +225,29 @@ impl Round {
     }
 
     /// The deltas `validator` measures, ascending.
-    pub fn tasks_of(&self, validator: &PublicKey) -> Vec<u32> {
-        let Some(position) = self.plan.committee.iter().position(|key| key == validator) else {
-            return Vec::new();
-        };
-        (0..self.deltas.len())
-            .filter(|index| self.delta_committee(*index).contains(&(position as u32)))
-            .map(|index| index as u32)
-            .collect()
+    pub fn tasks_of(&self, validator: &PublicKey) -> &[u32] {
+        self.plan
+            .committee
+            .iter()
+            .position(|key| key == validator)
+            .and_then(|position| self.tasks.get(position))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// How many committee members measure at least one delta.
+    pub fn measuring(&self) -> usize {
+        self.tasks.iter().filter(|tasks| !tasks.is_empty()).count()
+    }
+
+    /// Every committee position's deltas, from [`Round::delta_committee`].
+    fn tasks_by_position(&self) -> Arc<[Vec<u32>]> {
+        let mut tasks = vec![Vec::new(); self.plan.committee.len()];
+        for index in 0..self.deltas.len() {
+            for position in self.delta_committee(index) {
+                tasks[position as usize].push(index as u32);
+            }
+        }
+        tasks.into()
     }
 }
 
@@ -817,14 +836,8 @@ pub(super) fn decide_measurements(
         validator: signer,
         values: values.to_vec(),
     }];
-    let measuring = round
-        .plan
-        .committee
-        .iter()
-        .filter(|validator| !round.tasks_of(validator).is_empty())
-        .count();
     let progress = rounds.progress(round_id);
-    if progress.submissions as usize + 1 == measuring {
+    if progress.submissions as usize + 1 == round.measuring() {
         let mut after = rounds.clone();
         after.submissions.insert(
             (round_id, signer),
@@ -1288,6 +1301,7 @@ impl Rounds {
                 shards: Arc::new([]),
                 assignments_root: [0; 32],
                 deltas: Arc::new([]),
+                tasks: Arc::new([]),
                 scores: Arc::new([]),
                 scores_root: [0; 32],
                 outcome: None,
@@ -1377,6 +1391,7 @@ impl Rounds {
             entry.deadline_ms = deadline_ms;
             if let Some(deltas) = deltas {
                 entry.deltas = deltas;
+                entry.tasks = entry.tasks_by_position();
             }
         });
     }

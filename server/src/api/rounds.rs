@@ -12,7 +12,10 @@ use blyan_sdk::core::State as LedgerState;
 use blyan_sdk::core::pools::{self, Pool};
 use blyan_sdk::core::rounds::{self, Round};
 use blyan_sdk::crypto::PublicKey;
-use blyan_sdk::merkle;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use blyan_sdk::merkle::Tree;
 use blyan_sdk::model::{Checkpoint, Hash};
 use blyan_sdk::receipt::{EventProof, LeafProof, ProvenRecord, RoundReceipt};
 use blyan_sdk::record::Record;
@@ -33,23 +36,61 @@ fn key(text: &str) -> Result<PublicKey, ApiError> {
     })
 }
 
-fn proof_view(contents: &[Hash], index: usize) -> MerkleProofView {
-    MerkleProofView {
-        index,
-        count: contents.len(),
-        hashes: merkle::proof(contents, index)
-            .iter()
-            .map(hex::encode)
-            .collect(),
+/// Trees kept to answer proofs: one round's 10,000 nodes each asking for their shard's
+/// proof would otherwise rebuild the same tree 10,000 times.
+const TREES_KEPT: usize = 16;
+
+/// The most recently used trees, by root. A root names its tree's contents for good
+/// (the roots are of immutable, checkpointed data), so an entry never goes stale.
+#[derive(Debug, Default)]
+pub(super) struct Trees {
+    kept: Mutex<VecDeque<(Hash, Arc<Tree>)>>,
+}
+
+impl Trees {
+    /// The tree of `root`, built from `contents` if it is not kept.
+    fn get(&self, root: &Hash, contents: impl FnOnce() -> Vec<Hash>) -> Arc<Tree> {
+        let mut kept = self.kept.lock().expect("trees lock");
+        if let Some(index) = kept.iter().position(|(kept_root, _)| kept_root == root) {
+            let entry = kept.remove(index).expect("the index is in range");
+            let tree = entry.1.clone();
+            kept.push_front(entry);
+            return tree;
+        }
+        drop(kept);
+        let tree = Arc::new(Tree::new(&contents()));
+        assert_eq!(tree.root(), *root, "a root is the root of its contents");
+        let mut kept = self.kept.lock().expect("trees lock");
+        kept.push_front((*root, tree.clone()));
+        kept.truncate(TREES_KEPT);
+        tree
     }
 }
 
-fn leaf_proof(contents: &[Hash], index: usize) -> LeafProof {
+fn proof_view(tree: &Tree, index: usize) -> MerkleProofView {
+    MerkleProofView {
+        index,
+        count: tree.len(),
+        hashes: tree.proof(index).iter().map(hex::encode).collect(),
+    }
+}
+
+fn leaf_proof(tree: &Tree, index: usize) -> LeafProof {
     LeafProof {
         index: index as u64,
-        count: contents.len() as u64,
-        hashes: merkle::proof(contents, index),
+        count: tree.len() as u64,
+        hashes: tree.proof(index),
     }
+}
+
+fn shards_tree(trees: &Trees, id: u64, round: &Round) -> Arc<Tree> {
+    trees.get(&round.assignments_root, || {
+        round
+            .shards
+            .iter()
+            .map(|shard| rounds::shard_leaf(id, shard))
+            .collect()
+    })
 }
 
 fn conflict(code: &'static str, message: String) -> ApiError {
@@ -180,11 +221,7 @@ pub(super) async fn assignment(
         })?;
     let shard = round.shards[index];
     let pool = pool_of(state, round.plan.pool_id)?;
-    let leaves: Vec<Hash> = round
-        .shards
-        .iter()
-        .map(|shard| rounds::shard_leaf(id, shard))
-        .collect();
+    let tree = shards_tree(&app.trees, id, round);
     Ok(Json(AssignmentView {
         round: id,
         expert: round.plan.expert,
@@ -194,7 +231,7 @@ pub(super) async fn assignment(
             .map(|training| item_view(pool, pool.training[training as usize]))
             .collect(),
         assignments_root: hex::encode(round.assignments_root),
-        proof: proof_view(&leaves, index),
+        proof: proof_view(&tree, index),
     }))
 }
 
@@ -209,8 +246,8 @@ pub(super) async fn tasks(
     let pool = pool_of(state, round.plan.pool_id)?;
     let deltas = round
         .tasks_of(&validator)
-        .into_iter()
-        .filter_map(|task| {
+        .iter()
+        .filter_map(|&task| {
             let node = round.deltas[task as usize];
             let revealed = state.rounds().reveal(id, &node)?;
             Some(TaskView {
@@ -258,18 +295,19 @@ pub(super) async fn item_proof(
             format!("pool {id} has {} items", pool.items.len()),
         ));
     }
-    let leaves: Vec<Hash> = pool
-        .items
-        .iter()
-        .enumerate()
-        .map(|(index, entry)| pools::item_leaf(index as u32, entry))
-        .collect();
+    let tree = app.trees.get(&pool.merkle_root, || {
+        pool.items
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| pools::item_leaf(index as u32, entry))
+            .collect()
+    });
     Ok(Json(ItemProofView {
         pool_id: id,
         item: item_view(pool, item),
         merkle_root: hex::encode(pool.merkle_root),
-        leaf: hex::encode(leaves[item as usize]),
-        proof: proof_view(&leaves, item as usize),
+        leaf: hex::encode(pools::item_leaf(item, &pool.items[item as usize])),
+        proof: proof_view(&tree, item as usize),
     }))
 }
 
@@ -298,7 +336,12 @@ struct ReceiptPlan {
     payouts: Vec<LeafProof>,
 }
 
-fn receipt_plan(state: &LedgerState, id: u64, key: &PublicKey) -> Result<ReceiptPlan, ApiError> {
+fn receipt_plan(
+    trees: &Trees,
+    state: &LedgerState,
+    id: u64,
+    key: &PublicKey,
+) -> Result<ReceiptPlan, ApiError> {
     let round = round_of(state, id)?;
     if round.ended_seq == 0 {
         return Err(conflict(
@@ -329,12 +372,7 @@ fn receipt_plan(state: &LedgerState, id: u64, key: &PublicKey) -> Result<Receipt
         .position(|shard| shard.node == *key)
         .map(|index| {
             seqs.push(round.assignments_seq);
-            let leaves: Vec<Hash> = round
-                .shards
-                .iter()
-                .map(|shard| rounds::shard_leaf(id, shard))
-                .collect();
-            leaf_proof(&leaves, index)
+            leaf_proof(&shards_tree(trees, id, round), index)
         });
     let mut score = None;
     if let Some(revealed) = state.rounds().reveal(id, key) {
@@ -346,23 +384,27 @@ fn receipt_plan(state: &LedgerState, id: u64, key: &PublicKey) -> Result<Receipt
                 .iter()
                 .position(|node| node == key)
                 .expect("a revealed node of a scored round has a delta");
-            let leaves = rounds::score_leaves(state.rounds(), id, &round.deltas, &round.scores);
-            score = Some(leaf_proof(&leaves, index));
+            let tree = trees.get(&round.scores_root, || {
+                rounds::score_leaves(state.rounds(), id, &round.deltas, &round.scores)
+            });
+            score = Some(leaf_proof(&tree, index));
         }
     }
     seqs.push(round.ended_seq);
     let mut payouts = Vec::new();
     if let Some(outcome) = round.outcome.as_deref() {
-        let leaves = rounds::payout_leaves(id, &outcome.nodes, &outcome.validators);
+        let tree = trees.get(&outcome.rewards_root, || {
+            rounds::payout_leaves(id, &outcome.nodes, &outcome.validators)
+        });
         if let Some(position) = outcome.nodes.iter().position(|payout| payout.key == *key) {
-            payouts.push(leaf_proof(&leaves, position));
+            payouts.push(leaf_proof(&tree, position));
         }
         if let Some(position) = outcome
             .validators
             .iter()
             .position(|validator| validator.validator == *key)
         {
-            payouts.push(leaf_proof(&leaves, outcome.nodes.len() + position));
+            payouts.push(leaf_proof(&tree, outcome.nodes.len() + position));
         }
     }
     seqs.sort_unstable();
@@ -405,7 +447,7 @@ pub(super) async fn receipt(
     Path((id, key_text)): Path<(u64, String)>,
 ) -> Result<Json<RoundReceipt>, ApiError> {
     let key = key(&key_text)?;
-    let plan = receipt_plan(&app.engine.published().state, id, &key)?;
+    let plan = receipt_plan(&app.trees, &app.engine.published().state, id, &key)?;
     let mut records = Vec::with_capacity(plan.seqs.len());
     for seq in &plan.seqs {
         records.push(proven_record(&app, *seq, plan.checkpoint.tree_size).await?);
