@@ -13,6 +13,7 @@ use blyan_sdk::codec;
 use blyan_sdk::core::rounds;
 use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::genesis::DevKeys;
+use blyan_sdk::merkle;
 use blyan_sdk::model::{
     Action, Burn, Capabilities, Command, Hash, Parameters, Phase, PoolItem, PoolSpec, Reveal,
 };
@@ -324,6 +325,32 @@ async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
         } else {
             assert!(reward > 0, "honest validator {key}");
         }
+    }
+    // Any pool item's inclusion proof verifies against the pool's root.
+    let pool = network.client().pool(view.summary.pool_id).await.unwrap();
+    for item in [0, 7, 14] {
+        let proof = network
+            .client()
+            .item_proof(view.summary.pool_id, item)
+            .await
+            .unwrap();
+        assert_eq!(proof.merkle_root, pool.merkle_root);
+        let hashes: Vec<Hash> = proof
+            .proof
+            .hashes
+            .iter()
+            .map(|hash| hex::decode(hash).unwrap().try_into().unwrap())
+            .collect();
+        let root: Hash = hex::decode(&pool.merkle_root).unwrap().try_into().unwrap();
+        let leaf: Hash = hex::decode(&proof.leaf).unwrap().try_into().unwrap();
+        assert!(merkle::verify(&root, item as usize, 15, &leaf, &hashes));
+        assert!(!merkle::verify(
+            &root,
+            item as usize + 1,
+            15,
+            &leaf,
+            &hashes
+        ));
     }
     // Payouts plus what carries over are the round's pool, to the base unit.
     let paid: u128 = view
