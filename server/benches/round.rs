@@ -7,8 +7,8 @@
 //! deadlines: every phase closes early, once all have acted.
 //!
 //! Prints, per round, where the time went, then the burn → `RoundOpened` and
-//! → `AssignmentsMade` latencies (p50, p99), the server's RSS per registered node and
-//! after the rounds, the log's size, and the start-up time on the log it built.
+//! → `AssignmentsMade` latencies (p50, p99), the server's RSS with the nodes registered
+//! and after the rounds, the log's size, and the start-up time on the log it built.
 //!
 //! cargo bench -p blyan-ledger --bench round [-- NODES VALIDATORS ROUNDS]
 
@@ -295,7 +295,6 @@ fn main() {
                 .collect(),
         };
         bench.submit(&bench.keys.curator, "pool", Action::RegisterPool(spec)).await;
-        let rss_before_nodes = rss_kib(pid);
         let nodes: Vec<Keypair> = (0..node_count)
             .map(|index| Keypair::from_secret(*blake3::hash(format!("node-{index}").as_bytes()).as_bytes()))
             .collect();
@@ -322,8 +321,7 @@ fn main() {
             }
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let rss_after_nodes = rss_kib(pid);
+        let rss_nodes = rss_kib(pid);
         eprintln!(
             "set-up: {validator_count} validators, a pool of {item_count} items, {node_count} nodes in {:.1} s",
             setup.elapsed().as_secs_f64()
@@ -397,14 +395,33 @@ fn main() {
             opened_ms.push(opened.unwrap().as_secs_f64() * 1e3);
             assigned_ms.push(assigned.unwrap().as_secs_f64() * 1e3);
 
-            // Every node fetches its assignment, uploads its delta and commits.
-            let reveals: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
-            let (worker_client, sink) = (client.clone(), reveals.clone());
-            concurrently(jobs, move |(node, delta, commit, reveal): (PublicKey, Vec<u8>, Vec<u8>, Vec<u8>)| {
-                let (client, sink) = (worker_client.clone(), sink.clone());
+            // Every node fetches its assignment (with its proof), then uploads its
+            // delta, then commits: three steps, timed apart.
+            let worker_client = client.clone();
+            let keys: Vec<PublicKey> = jobs.iter().map(|job| job.0).collect();
+            concurrently(keys, move |node: PublicKey| {
+                let client = worker_client.clone();
                 async move {
                     client.assignment(round, &node).await.unwrap();
+                }
+            })
+            .await;
+            let fetched = started.elapsed();
+            let worker_client = client.clone();
+            let blobs: Vec<Vec<u8>> = jobs.iter().map(|job| job.1.clone()).collect();
+            concurrently(blobs, move |delta: Vec<u8>| {
+                let client = worker_client.clone();
+                async move {
                     client.put_blob(&delta).await.unwrap();
+                }
+            })
+            .await;
+            let uploaded = started.elapsed();
+            let reveals: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+            let (worker_client, sink) = (client.clone(), reveals.clone());
+            concurrently(jobs, move |(_, _, commit, reveal): (PublicKey, Vec<u8>, Vec<u8>, Vec<u8>)| {
+                let (client, sink) = (worker_client.clone(), sink.clone());
+                async move {
                     client.submit_bytes_once(commit).await.unwrap();
                     sink.lock().unwrap().push(reveal);
                 }
@@ -462,9 +479,11 @@ fn main() {
             let scores = time_of(|event| matches!(event, Event::ScoresRecorded { .. }));
             let finals = time_of(|event| matches!(event, Event::RoundFinalized(_)));
             eprintln!(
-                "round {round}: opened {:.1} ms, assignments {:.1} ms after the burn's ack; commits done {:.2} s, reveal phase {:.2} s, reveals done {:.2} s, validate phase {:.2} s, measurements done {:.2} s, finalized {:.2} s (checkpoint at {checkpoint}); log time: opened→assignments {} ms, measurements→scores {} ms, scores→finalized {} ms",
+                "round {round}: opened {:.1} ms, assignments {:.1} ms after the burn's ack; assignments fetched {:.2} s, deltas uploaded {:.2} s, commits done {:.2} s, reveal phase {:.2} s, reveals done {:.2} s, validate phase {:.2} s, measurements done {:.2} s, finalized {:.2} s (checkpoint at {checkpoint}); log time: opened→assignments {} ms, measurements→scores {} ms, scores→finalized {} ms",
                 opened_ms.last().unwrap(),
                 assigned_ms.last().unwrap(),
+                fetched.as_secs_f64(),
+                uploaded.as_secs_f64(),
                 commits_done.as_secs_f64(),
                 reveal_open.as_secs_f64(),
                 reveals_done.as_secs_f64(),
@@ -489,7 +508,7 @@ fn main() {
         server = spawn(&data, &genesis_path, &operator_path);
         let startup = wait_healthy(&server.url).await;
         println!(
-            "rounds: {node_count} nodes, {validator_count} validators, K = 5, {round_count} rounds: burn → finalized median {:.2} s (min {:.2}, max {:.2}); burn ack → RoundOpened p50 {:.1} ms p99 {:.1} ms, → AssignmentsMade p50 {:.1} ms p99 {:.1} ms; RSS {} KiB before the nodes, {} KiB after ({} B per node), {} KiB after the rounds; log {events} events, {} bytes; start-up on it {:.2} s",
+            "rounds: {node_count} nodes, {validator_count} validators, K = 5, {round_count} rounds: burn → finalized median {:.2} s (min {:.2}, max {:.2}); burn ack → RoundOpened p50 {:.1} ms p99 {:.1} ms, → AssignmentsMade p50 {:.1} ms p99 {:.1} ms; RSS {} KiB with the nodes registered, {} KiB after the rounds; log {events} events, {} bytes; start-up on it {:.2} s",
             percentile(&totals, 0.5),
             totals[0],
             totals[totals.len() - 1],
@@ -497,9 +516,7 @@ fn main() {
             percentile(&opened_ms, 0.99),
             percentile(&assigned_ms, 0.5),
             percentile(&assigned_ms, 0.99),
-            rss_before_nodes,
-            rss_after_nodes,
-            (rss_after_nodes.saturating_sub(rss_before_nodes)) * 1024 / node_count as u64,
+            rss_nodes,
             rss_after_rounds,
             log_bytes,
             startup.as_secs_f64(),
