@@ -27,8 +27,9 @@ impl PublicKey {
         hex::encode(self.0)
     }
 
+    /// 64 lower-case hex characters; the one spelling of a key.
     pub fn from_hex(text: &str) -> Option<PublicKey> {
-        let bytes = hex::decode(text).ok()?;
+        let bytes = crate::model::decode_hex(text).ok()?;
         PublicKey::from_slice(&bytes)
     }
 }

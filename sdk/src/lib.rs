@@ -21,6 +21,7 @@ pub mod model;
 pub mod receipt;
 pub mod record;
 pub mod replay;
+pub mod work;
 
 #[cfg(feature = "client")]
 pub mod client;

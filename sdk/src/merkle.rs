@@ -216,9 +216,27 @@ impl Tree {
     }
 }
 
-/// Whether `proof` shows `content` is leaf `index` of `count` under `root`.
+/// The length of leaf `index`'s inclusion proof in a tree of `count` leaves.
+pub fn path_len(index: usize, count: usize) -> usize {
+    let (mut index, mut count, mut len) = (index, count, 0);
+    while count > 1 {
+        let split = 1usize << (count - 1).ilog2();
+        if index < split {
+            count = split;
+        } else {
+            index -= split;
+            count -= split;
+        }
+        len += 1;
+    }
+    len
+}
+
+/// Whether `proof` shows `content` is leaf `index` of `count` under `root`. The proof
+/// must be exactly the leaf's path: a hash more or less is a different proof.
 pub fn verify(root: &Hash, index: usize, count: usize, content: &Hash, proof: &[Hash]) -> bool {
     index < count
+        && proof.len() == path_len(index, count)
         && rs_merkle::MerkleProof::<Rfc6962Blake3>::new(proof.to_vec()).verify(
             *root,
             &[index],
@@ -337,6 +355,16 @@ mod tests {
                 })
                 .expect("every perfect subtree was reported");
                 assert_eq!(path, proof(&contents, index as usize), "{index} of {size}");
+                assert_eq!(path.len(), path_len(index as usize, size as usize));
+                let mut longer = path.clone();
+                longer.push([0; 32]);
+                assert!(!verify(
+                    &frontier.root(),
+                    index as usize,
+                    size as usize,
+                    &contents[index as usize],
+                    &longer
+                ));
                 assert!(verify(
                     &frontier.root(),
                     index as usize,

@@ -743,10 +743,24 @@ pub mod u128_string {
     }
 }
 
+/// Hex as this crate writes it: lower case only, so that every value has one spelling
+/// (a receipt, say, can't be altered and still read the same).
+pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    if !text
+        .bytes()
+        .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err("hex must be lower case 0-9a-f".into());
+    }
+    hex::decode(text).map_err(|error| error.to_string())
+}
+
 /// Lists of hashes travel as lists of hex strings in JSON.
 pub mod hex_vec {
     use serde::ser::SerializeSeq;
     use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::decode_hex;
 
     pub fn serialize<S: Serializer>(value: &[[u8; 32]], serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(value.len()))?;
@@ -762,7 +776,7 @@ pub mod hex_vec {
         Vec::<String>::deserialize(deserializer)?
             .iter()
             .map(|text| {
-                let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+                let bytes = decode_hex(text).map_err(serde::de::Error::custom)?;
                 bytes
                     .try_into()
                     .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
@@ -811,7 +825,7 @@ pub mod hex_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(deserializer)?;
-        hex::decode(&text).map_err(serde::de::Error::custom)
+        super::decode_hex(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -830,7 +844,7 @@ pub mod hex_array {
         deserializer: D,
     ) -> Result<[u8; N], D::Error> {
         let text = String::deserialize(deserializer)?;
-        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        let bytes = super::decode_hex(&text).map_err(serde::de::Error::custom)?;
         bytes
             .try_into()
             .map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))

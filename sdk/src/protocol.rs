@@ -8,8 +8,9 @@
 //! its measurements in one signed command. [`run_node`] and [`run_validator`] follow
 //! the log's WebSocket and do each step when its event arrives.
 //!
-//! Producing a delta and measuring one are traits: the ML crate gives them their real
-//! implementations; the end-to-end tests drive whole rounds with small ones.
+//! Producing a delta and measuring one are the [`crate::work`] traits: the ML crate
+//! gives them their real implementations; the end-to-end tests drive whole rounds with
+//! small ones.
 
 use std::time::Duration;
 
@@ -19,48 +20,9 @@ use crate::codec;
 use crate::core::rounds;
 use crate::crypto::{Keypair, PublicKey};
 use crate::merkle;
-use crate::model::{Action, Capabilities, Command, Event, Hash, Phase, Reveal};
+use crate::model::{Action, Capabilities, Command, Event, Hash, Phase, Reveal, RoundOutcome};
 use crate::receipt::{self, Proven, ReceiptError};
-
-/// What a trainer or a measurer reports when it can't do its work.
-pub type WorkError = Box<dyn std::error::Error + Send + Sync>;
-
-/// One checked item of a pool: its bytes hash to its checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub id: u32,
-    pub bytes: Vec<u8>,
-}
-
-/// A node's work in a round: the round's expert and its checked training items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Work {
-    pub round: u64,
-    pub expert: u32,
-    pub pool_id: u64,
-    pub items: Vec<Item>,
-}
-
-/// One delta a validator measures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Task {
-    pub round: u64,
-    pub expert: u32,
-    pub node: PublicKey,
-    pub delta: Vec<u8>,
-}
-
-/// Produces a node's delta for the round's expert from its items.
-pub trait Trainer: Send {
-    fn train(&mut self, work: &Work) -> Result<Vec<u8>, WorkError>;
-}
-
-/// Measures a delta on the held-out items: the fixed-point improvement it brings,
-/// positive when it helps. A delta that can't be used is measured as harmful, so a
-/// measurer never fails on a node's bytes.
-pub trait Measurer: Send {
-    fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64;
-}
+pub use crate::work::{Item, Measurer, Task, Trainer, Work, WorkError};
 
 /// Why a protocol step failed.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +154,16 @@ impl Node {
     pub async fn work(&self, round: u64) -> Result<Work, ProtocolError> {
         let client = &self.signer.client;
         let assignment = client.assignment(round, &self.key()).await?;
+        if assignment.items.len() as u64 != assignment.shard.count {
+            return Err(ProtocolError::BadItem {
+                id: assignment.items.first().map_or(0, |item| item.id),
+                reason: format!(
+                    "{} items for a shard of {}",
+                    assignment.items.len(),
+                    assignment.shard.count
+                ),
+            });
+        }
         let root = hex_hash(&assignment.assignments_root)?;
         let proof = hashes(&assignment.proof.hashes)?;
         if assignment.shard.node != self.key()
@@ -217,13 +189,20 @@ impl Node {
         })
     }
 
-    /// Uploads the delta and commits to it with a fresh salt.
+    /// Uploads the delta and commits to it. The salt derives from the node's secret,
+    /// the round and the delta, so nobody else can guess it and a node that restarts
+    /// mid-round commits the same bytes again (the same answer) and can still reveal.
     pub async fn commit(&self, round: u64, delta: &[u8]) -> Result<PendingReveal, ProtocolError> {
         self.signer.client.put_blob(delta).await?;
+        let delta_hash = *blake3::hash(delta).as_bytes();
+        let mut salt = blake3::Hasher::new_derive_key("blyan-sdk 2026-12 delta-salt v1");
+        salt.update(&self.signer.key.secret());
+        salt.update(&round.to_be_bytes());
+        salt.update(&delta_hash);
         let reveal = Reveal {
             round,
-            delta_hash: *blake3::hash(delta).as_bytes(),
-            salt: random_bytes::<32>(),
+            delta_hash,
+            salt: *salt.finalize().as_bytes(),
             delta_bytes: delta.len() as u64,
         };
         let commitment = rounds::commitment(round, &self.key(), &reveal.delta_hash, &reveal.salt);
@@ -343,7 +322,7 @@ impl Validator {
 }
 
 fn hex_hash(text: &str) -> Result<Hash, ClientError> {
-    hex::decode(text)
+    crate::model::decode_hex(text)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| ClientError::Decode(format!("{text} is not a 32-byte hex hash")))
@@ -367,83 +346,115 @@ impl Events {
     }
 }
 
+/// How one round went for a node or a validator: its verified receipt, or the step
+/// that failed. A failed round never stops the client: it goes on with the next.
+#[derive(Debug)]
+pub struct RoundResult {
+    pub round: u64,
+    pub receipt: Result<Proven, ProtocolError>,
+}
+
+/// The receipt of an ended round, or the failure that came first.
+async fn ended(
+    round: u64,
+    failure: Option<ProtocolError>,
+    receipt: impl Future<Output = Result<Proven, ProtocolError>>,
+) -> RoundResult {
+    RoundResult {
+        round,
+        receipt: match failure {
+            Some(error) => Err(error),
+            None => receipt.await,
+        },
+    }
+}
+
 /// Follows the log from `from` and takes part, as `node`, in every round that assigns
 /// it a shard: it trains and commits when the assignments arrive, reveals when the
 /// reveal phase starts, and fetches and verifies its receipt when the round ends. It
-/// heartbeats every `heartbeat_every`. Returns the receipts of the first `rounds`
-/// rounds it took part in.
+/// heartbeats every `heartbeat_every`. Returns how the first `rounds` rounds it took
+/// part in went; only a broken stream of events ends it early.
 pub async fn run_node(
     node: &Node,
     trainer: &mut dyn Trainer,
     from: u64,
     rounds: usize,
     heartbeat_every: Duration,
-) -> Result<Vec<Proven>, ProtocolError> {
+) -> Result<Vec<RoundResult>, ProtocolError> {
     let mut events = Events {
         subscription: node.signer.client.subscribe(from),
     };
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Vec<PendingReveal> = Vec::new();
-    let mut joined: Vec<u64> = Vec::new();
-    let mut receipts = Vec::new();
-    while receipts.len() < rounds {
+    let mut joined: Vec<(u64, Option<ProtocolError>)> = Vec::new();
+    let mut results = Vec::new();
+    while results.len() < rounds {
         let (_, event) = tokio::select! {
             next = events.next() => next?,
             _ = heartbeat.tick() => {
-                match node.heartbeat().await {
-                    // A heartbeat inside the minimum interval is refused; the next
-                    // tick sends one.
-                    Err(ProtocolError::Client(error)) if error.code() == Some("heartbeat_too_soon") => {}
-                    other => { other?; }
-                }
+                // A heartbeat refused as too soon, or lost, is followed by the next
+                // tick's; liveness needs one per window, not every one.
+                let _ = node.heartbeat().await;
                 continue;
+            }
+        };
+        let failed = |joined: &mut Vec<(u64, Option<ProtocolError>)>, round: u64, error| {
+            if let Some(entry) = joined.iter_mut().find(|(id, _)| *id == round) {
+                entry.1.get_or_insert(error);
             }
         };
         match event {
             Event::AssignmentsMade { round, shards, .. }
                 if shards.iter().any(|shard| shard.node == node.key()) =>
             {
-                joined.push(round);
-                pending.push(node.train_and_commit(round, trainer).await?);
+                joined.push((round, None));
+                match node.train_and_commit(round, trainer).await {
+                    Ok(commit) => pending.push(commit),
+                    Err(error) => failed(&mut joined, round, error),
+                }
             }
             Event::PhaseStarted {
                 round,
                 phase: Phase::Reveal,
                 ..
             } => {
-                if let Some(index) = pending.iter().position(|p| p.reveal.round == round) {
-                    node.reveal(&pending.swap_remove(index)).await?;
+                if let Some(index) = pending.iter().position(|p| p.reveal.round == round)
+                    && let Err(error) = node.reveal(&pending.swap_remove(index)).await
+                {
+                    failed(&mut joined, round, error);
                 }
             }
-            Event::RoundFinalized(outcome) if joined.contains(&outcome.round) => {
-                receipts.push(node.receipt(outcome.round).await?);
-            }
-            Event::RoundAborted { round, .. } if joined.contains(&round) => {
-                pending.retain(|p| p.reveal.round != round);
-                receipts.push(node.receipt(round).await?);
+            Event::RoundFinalized(RoundOutcome { round, .. })
+            | Event::RoundAborted { round, .. } => {
+                if let Some(index) = joined.iter().position(|(id, _)| *id == round) {
+                    let (_, failure) = joined.swap_remove(index);
+                    pending.retain(|p| p.reveal.round != round);
+                    results.push(ended(round, failure, node.receipt(round)).await);
+                }
             }
             _ => {}
         }
     }
-    Ok(receipts)
+    Ok(results)
 }
 
 /// Follows the log from `from` and measures, as `validator`, in every round whose
-/// validation phase gives it tasks. Returns the receipts of the first `rounds` rounds
-/// whose committee it sat on.
+/// validation phase gives it tasks (it asks at each one, so a validator that starts
+/// late still measures). Returns how the first `rounds` rounds whose committee it sat
+/// on went; only a broken stream of events ends it early.
 pub async fn run_validator(
     validator: &Validator,
     measurer: &mut dyn Measurer,
     from: u64,
     rounds: usize,
-) -> Result<Vec<Proven>, ProtocolError> {
+) -> Result<Vec<RoundResult>, ProtocolError> {
     let mut events = Events {
         subscription: validator.signer.client.subscribe(from),
     };
-    let mut seated: Vec<u64> = Vec::new();
-    let mut receipts = Vec::new();
-    while receipts.len() < rounds {
+    let mut seated: Vec<(u64, Option<ProtocolError>)> = Vec::new();
+    let mut results = Vec::new();
+    while results.len() < rounds {
         match events.next().await?.1 {
             Event::RoundOpened(pins)
                 if pins
@@ -451,23 +462,35 @@ pub async fn run_validator(
                     .as_ref()
                     .is_some_and(|plan| plan.committee.contains(&validator.key())) =>
             {
-                seated.push(pins.round);
+                seated.push((pins.round, None));
             }
             Event::PhaseStarted {
                 round,
                 phase: Phase::Validate,
                 ..
-            } if seated.contains(&round) => {
-                validator.measure(round, measurer).await?;
+            } => {
+                let outcome = validator.measure(round, measurer).await;
+                let seat = match seated.iter().position(|(id, _)| *id == round) {
+                    Some(index) => Some(index),
+                    None if !matches!(outcome, Ok(None)) => {
+                        seated.push((round, None));
+                        Some(seated.len() - 1)
+                    }
+                    None => None,
+                };
+                if let (Some(index), Err(error)) = (seat, outcome) {
+                    seated[index].1.get_or_insert(error);
+                }
             }
-            Event::RoundFinalized(outcome) if seated.contains(&outcome.round) => {
-                receipts.push(validator.receipt(outcome.round).await?);
-            }
-            Event::RoundAborted { round, .. } if seated.contains(&round) => {
-                receipts.push(validator.receipt(round).await?);
+            Event::RoundFinalized(RoundOutcome { round, .. })
+            | Event::RoundAborted { round, .. } => {
+                if let Some(index) = seated.iter().position(|(id, _)| *id == round) {
+                    let (_, failure) = seated.swap_remove(index);
+                    results.push(ended(round, failure, validator.receipt(round)).await);
+                }
             }
             _ => {}
         }
     }
-    Ok(receipts)
+    Ok(results)
 }

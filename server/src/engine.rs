@@ -457,10 +457,12 @@ impl Engine {
             .expect("a record read panicked")
     }
 
-    /// The inclusion proof of event `seq` in the log's tree of the first `size` events
-    /// (`seq < size <= ` the committed events), read from the stored subtrees.
+    /// The inclusion proof of event `seq` in the log's tree of the first `size` events,
+    /// read from the stored subtrees. `size` comes from a published state (its
+    /// checkpoint), whose records and subtrees were stored before it was published,
+    /// even while `events_committed` has not caught up with it yet.
     pub async fn event_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        assert!(seq < size && size <= self.events_committed());
+        assert!(seq < size, "event {seq} is not in a tree of {size}");
         let store = self.shared.store.clone();
         tokio::task::spawn_blocking(move || {
             merkle::inclusion_path(seq, size, &mut |level, index| {
@@ -474,6 +476,19 @@ impl Engine {
         })
         .await
         .expect("a proof read panicked")
+    }
+
+    /// The encoded record at `seq`, which a published state holds (so it is stored).
+    pub async fn record(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || store.read_encoded(seq, seq + 1, 1, usize::MAX))
+            .await
+            .expect("a record read panicked")?
+            .pop()
+            .ok_or_else(|| StoreError::Malformed {
+                key: format!("event {seq}"),
+                reason: "not stored".into(),
+            })
     }
 
     /// Number of committed events.

@@ -419,15 +419,8 @@ fn receipt_plan(
 
 /// The record at `seq` with its inclusion proof in the tree of `tree_size` events.
 async fn proven_record(app: &AppState, seq: u64, tree_size: u64) -> Result<ProvenRecord, ApiError> {
-    let encoded = app
-        .engine
-        .records(seq, 1, usize::MAX)
-        .await
-        .map_err(storage_error)?;
-    let record = encoded
-        .first()
-        .ok_or_else(|| storage_error(format!("record {seq} is not stored")))
-        .and_then(|bytes| Record::decode(bytes).map_err(storage_error))?;
+    let encoded = app.engine.record(seq).await.map_err(storage_error)?;
+    let record = Record::decode(&encoded).map_err(storage_error)?;
     let proof = app
         .engine
         .event_proof(seq, tree_size)
