@@ -131,21 +131,30 @@ impl Network {
 
     /// Uploads `training` and `held_out` items and registers them as a pool.
     async fn register_pool(&self, training: usize, held_out: usize) {
+        let items = (0..training + held_out)
+            .map(|index| {
+                let bytes = format!("item {index} of the pool").into_bytes();
+                (bytes, index >= training)
+            })
+            .collect();
+        self.register_items(items).await;
+    }
+
+    /// Uploads each item's bytes and registers them as a pool; `true` holds one out.
+    async fn register_items(&self, items: Vec<(Vec<u8>, bool)>) {
         let client = self.client();
-        let mut items = Vec::new();
-        for index in 0..training + held_out {
-            let bytes = format!("item {index} of the pool").into_bytes();
+        let mut spec = PoolSpec {
+            name: "e2e".into(),
+            items: Vec::new(),
+        };
+        for (bytes, held_out) in items {
             client.put_blob(&bytes).await.unwrap();
-            items.push(PoolItem {
+            spec.items.push(PoolItem {
                 bytes: bytes.len() as u64,
                 checksum: *blake3::hash(&bytes).as_bytes(),
-                held_out: index >= training,
+                held_out,
             });
         }
-        let spec = PoolSpec {
-            name: "e2e".into(),
-            items,
-        };
         self.submit(&self.keys.curator, "pool", Action::RegisterPool(spec))
             .await;
     }
@@ -287,7 +296,9 @@ async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
             .expect("the node finished its round")
             .unwrap();
         let receipts = receipts.unwrap_or_else(|error| panic!("node {key}: {error}"));
-        node_receipts.push((key, receipts.into_iter().next().unwrap()));
+        let result = receipts.into_iter().next().unwrap();
+        assert_eq!(result.round, 1);
+        node_receipts.push((key, result.receipt.unwrap()));
     }
     let mut validator_receipts = Vec::new();
     for task in measuring {
@@ -296,7 +307,8 @@ async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
             .expect("the validator finished its round")
             .unwrap();
         let receipts = receipts.unwrap_or_else(|error| panic!("validator {key}: {error}"));
-        validator_receipts.push((key, receipts.into_iter().next().unwrap()));
+        let result = receipts.into_iter().next().unwrap();
+        validator_receipts.push((key, result.receipt.unwrap()));
     }
 
     let view = network.client().round(1).await.unwrap();
@@ -429,6 +441,22 @@ async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
         altered += 1;
     }
     assert!(altered > 1_000, "{altered} digits altered");
+    // Hex has one spelling, and a proof one length: an upper-case digit or a hash
+    // appended to a proof is a different receipt.
+    let original: RoundReceipt = serde_json::from_str(&text).unwrap();
+    let upper = text.replacen(
+        &hex::encode(original.checkpoint.merkle_root),
+        &hex::encode(original.checkpoint.merkle_root).to_uppercase(),
+        1,
+    );
+    assert!(serde_json::from_str::<RoundReceipt>(&upper).is_err());
+    let mut longer = original.clone();
+    longer.records[0].proof.push([0; 32]);
+    assert!(receipt::verify(&longer, &operator_key).is_err());
+    let mut longer = original.clone();
+    longer.payouts[0].hashes.push([0; 32]);
+    assert!(receipt::verify(&longer, &operator_key).is_err());
+    assert!(receipt::verify(&original, &operator_key).is_ok());
     let mut bytes = text.into_bytes();
     let position = bytes.len() / 2
         + bytes[bytes.len() / 2..]
@@ -758,8 +786,8 @@ async fn a_round_survives_kill_9_in_every_phase() {
     network.wait_phase(1, Phase::Validate).await;
 
     // Validate: one validator submits, the server dies, the others submit after.
-    let mut submitted = 0;
-    for (index, validator) in validators.iter().enumerate() {
+    let (mut submitted, mut restarted) = (0, false);
+    for validator in &validators {
         let tasks = network
             .client()
             .tasks(1, &validator.public())
@@ -777,12 +805,13 @@ async fn a_round_survives_kill_9_in_every_phase() {
             )
             .await;
         submitted += 1;
-        if index == 0 {
+        if submitted == 1 {
             network.server.restart().await;
             assert_eq!(progress(&network, 1).await, (3, 3, 1));
+            restarted = true;
         }
     }
-    assert!(submitted >= 2);
+    assert!(submitted >= 2 && restarted);
     network.wait_phase(1, Phase::Finalized).await;
 
     // Finalized: after one more kill, with the derived Merkle subtrees deleted too,
@@ -818,7 +847,7 @@ async fn a_round_survives_kill_9_in_every_phase() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_round_without_enough_reveals_aborts_and_its_pool_carries_over() {
+async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
     let dir = tempfile::tempdir().unwrap();
     let network = Network::start(
         dir.path(),
@@ -861,4 +890,130 @@ async fn a_round_without_enough_reveals_aborts_and_its_pool_carries_over() {
     .unwrap();
     assert!(matches!(proven.ending, Ending::Aborted { .. }));
     assert_eq!(proven.node_reward, None);
+}
+
+/// A node that uploads bytes that are no model delta at all.
+struct GarbageTrainer;
+
+impl Trainer for GarbageTrainer {
+    fn train(&mut self, _: &protocol::Work) -> Result<Vec<u8>, WorkError> {
+        Ok(b"g: not a delta".to_vec())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_that_really_train_are_scored_and_paid_and_garbage_is_not() {
+    use blyan_ml::{CandleMeasurer, CandleTrainer, Device, HARMFUL, Moe, MoeConfig, data};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            delta_bytes_max: 1 << 20,
+            ..parameters()
+        },
+    )
+    .await;
+    let validators: Vec<Keypair> = (0..3).map(|i| keypair(&format!("validator-{i}"))).collect();
+    for validator in &validators {
+        network.admit(&validator.public()).await;
+    }
+    // A pool labelled by a hidden teacher: 12 training items and 3 held out.
+    let config = MoeConfig::default();
+    let teacher = Moe::init(config, 1_001, &Device::Cpu).unwrap();
+    let items = (0..15u32)
+        .map(|index| (data::item(&teacher, 7, index, 64).unwrap(), index >= 12))
+        .collect();
+    network.register_items(items).await;
+    // Version 0 of the model, which every node trains from and every validator
+    // measures against.
+    let base = Moe::init(config, 2_002, &Device::Cpu).unwrap();
+
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        let node = Node::connect(network.client(), keypair(&format!("node-{index}")))
+            .await
+            .unwrap();
+        node.register(capabilities()).await.unwrap();
+        nodes.push(node);
+    }
+    let from = network.client().head().await.unwrap().events;
+    let mut running = Vec::new();
+    for (index, node) in nodes.iter().cloned().enumerate() {
+        let base = base.clone();
+        running.push(tokio::spawn(async move {
+            let receipts = if index == 3 {
+                protocol::run_node(&node, &mut GarbageTrainer, from, 1, Duration::from_secs(5))
+                    .await
+            } else {
+                let mut trainer = CandleTrainer::new(base);
+                protocol::run_node(&node, &mut trainer, from, 1, Duration::from_secs(5)).await
+            };
+            (node.key(), receipts.unwrap().remove(0).receipt.unwrap())
+        }));
+    }
+    let mut measuring = Vec::new();
+    for key in &validators {
+        let validator = Validator::connect(network.client(), key.clone())
+            .await
+            .unwrap();
+        let mut measurer = CandleMeasurer { base: base.clone() };
+        measuring.push(tokio::spawn(async move {
+            protocol::run_validator(&validator, &mut measurer, from, 1)
+                .await
+                .unwrap()
+                .remove(0)
+                .receipt
+                .unwrap()
+        }));
+    }
+    network.burn("burn", THRESHOLD).await;
+    let timeout = Duration::from_secs(120);
+    let mut proven = Vec::new();
+    for task in running {
+        proven.push(tokio::time::timeout(timeout, task).await.unwrap().unwrap());
+    }
+    for task in measuring {
+        tokio::time::timeout(timeout, task).await.unwrap().unwrap();
+    }
+
+    let view = network.client().round(1).await.unwrap();
+    assert_eq!(view.summary.phase, Phase::Finalized);
+    for (index, (key, receipt)) in proven.iter().enumerate() {
+        let delta = view.deltas.iter().find(|delta| delta.node == *key).unwrap();
+        if index == 3 {
+            assert_eq!((delta.score, receipt.node_reward), (Some(0), Some(0)));
+        } else {
+            assert!(
+                delta.score.unwrap() > 0,
+                "a trained delta scores: {delta:?}"
+            );
+            assert!(receipt.node_reward.unwrap() > 0 && receipt.accepted);
+        }
+    }
+    // The validators measured real gains: each of their measurements, matched to its
+    // delta through their tasks, is positive for a trained delta and harmful for the
+    // garbage one.
+    let garbage = proven[3].0;
+    let records = network.client().events(0, 10_000).await.unwrap();
+    let mut measured = 0;
+    for record in records {
+        let blyan_sdk::model::Event::MeasurementsSubmitted {
+            validator, values, ..
+        } = codec::decode_logged_event(&record.body).unwrap().event
+        else {
+            continue;
+        };
+        let tasks = network.client().tasks(1, &validator).await.unwrap();
+        assert_eq!(tasks.deltas.len(), values.len());
+        for (task, value) in tasks.deltas.iter().zip(&values) {
+            if task.node == garbage {
+                assert_eq!(*value, HARMFUL);
+            } else {
+                assert!(*value > 0, "a trained delta measured {value}");
+            }
+            measured += 1;
+        }
+    }
+    assert_eq!(measured, 4 * 3, "each delta measured by K = 3 validators");
 }
