@@ -159,6 +159,24 @@ impl Network {
             .await;
     }
 
+    /// Admits `validators` validators, registers a pool of 8 training and 2 held-out
+    /// items, and registers `nodes` nodes: what a round needs before its burn.
+    async fn ready(&self, validators: usize, nodes: usize) -> (Vec<Keypair>, Vec<Keypair>) {
+        let validators: Vec<Keypair> = (0..validators)
+            .map(|i| keypair(&format!("validator-{i}")))
+            .collect();
+        for validator in &validators {
+            self.admit(&validator.public()).await;
+        }
+        self.register_pool(8, 2).await;
+        let nodes: Vec<Keypair> = (0..nodes).map(|i| keypair(&format!("node-{i}"))).collect();
+        for node in &nodes {
+            self.submit(node, "register", Action::RegisterNode(capabilities()))
+                .await;
+        }
+        (validators, nodes)
+    }
+
     async fn burn(&self, tx: &str, amount: u128) -> u64 {
         let burn = Burn {
             chain_tx_id: tx.into(),
@@ -542,17 +560,7 @@ async fn every_wrong_round_command_is_refused_with_its_own_4xx() {
         },
     )
     .await;
-    let validators: Vec<Keypair> = (0..3).map(|i| keypair(&format!("validator-{i}"))).collect();
-    for validator in &validators {
-        network.admit(&validator.public()).await;
-    }
-    network.register_pool(8, 2).await;
-    let nodes: Vec<Keypair> = (0..4).map(|i| keypair(&format!("node-{i}"))).collect();
-    for node in &nodes {
-        network
-            .submit(node, "register", Action::RegisterNode(capabilities()))
-            .await;
-    }
+    let (validators, nodes) = network.ready(3, 4).await;
     network.burn("burn", THRESHOLD).await;
     network.wait_phase(1, Phase::Commit).await;
     let [a, b, c, d] = &nodes[..] else {
@@ -722,17 +730,7 @@ async fn a_round_survives_kill_9_in_every_phase() {
         },
     )
     .await;
-    let validators: Vec<Keypair> = (0..3).map(|i| keypair(&format!("validator-{i}"))).collect();
-    for validator in &validators {
-        network.admit(&validator.public()).await;
-    }
-    network.register_pool(8, 2).await;
-    let nodes: Vec<Keypair> = (0..4).map(|i| keypair(&format!("node-{i}"))).collect();
-    for node in &nodes {
-        network
-            .submit(node, "register", Action::RegisterNode(capabilities()))
-            .await;
-    }
+    let (validators, nodes) = network.ready(3, 4).await;
     network.burn("burn", THRESHOLD).await;
     network.wait_phase(1, Phase::Commit).await;
 
@@ -858,18 +856,7 @@ async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
         },
     )
     .await;
-    for index in 0..3 {
-        network
-            .admit(&keypair(&format!("validator-{index}")).public())
-            .await;
-    }
-    network.register_pool(8, 2).await;
-    for index in 0..3 {
-        let node = keypair(&format!("node-{index}"));
-        network
-            .submit(&node, "register", Action::RegisterNode(capabilities()))
-            .await;
-    }
+    network.ready(3, 3).await;
     network.burn("burn", THRESHOLD).await;
     // Nobody commits: the round aborts at the commit deadline.
     network.wait_phase(1, Phase::Aborted).await;
