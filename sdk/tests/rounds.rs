@@ -221,14 +221,8 @@ impl Sim {
             }
         }
         self.settle();
-        let live: Vec<u64> = self
-            .state
-            .rounds()
-            .iter()
-            .filter(|(_, round)| !round.phase.is_over())
-            .map(|(id, _)| *id)
-            .collect();
-        for round_id in live {
+        let running: Vec<u64> = self.state.rounds().running().collect();
+        for round_id in running {
             self.play(round_id);
         }
     }

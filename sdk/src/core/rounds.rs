@@ -336,6 +336,12 @@ impl Rounds {
         self.rounds.iter()
     }
 
+    /// The rounds still running, one per expert at most, by expert: as many as there
+    /// are experts, however many rounds have ended.
+    pub fn running(&self) -> impl Iterator<Item = u64> + '_ {
+        self.live.values().copied()
+    }
+
     pub fn progress(&self, round: u64) -> Progress {
         self.progress.get(&round).copied().unwrap_or_default()
     }
