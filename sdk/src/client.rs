@@ -218,8 +218,10 @@ impl Client {
         self.get_json(&format!("/v1/nodes/{key}")).await
     }
 
-    pub async fn rounds(&self) -> Result<Vec<RoundSummary>, ClientError> {
-        self.get_json("/v1/rounds").await
+    /// Up to `limit` rounds from round `from` on (the server caps a page at 1,000).
+    pub async fn rounds(&self, from: u64, limit: u32) -> Result<Vec<RoundSummary>, ClientError> {
+        self.get_json(&format!("/v1/rounds?from={from}&limit={limit}"))
+            .await
     }
 
     pub async fn round(&self, round: u64) -> Result<RoundView, ClientError> {

@@ -1,8 +1,9 @@
 //! Learning rounds through the real binary: nodes and validators run the SDK's
 //! protocol clients (with small test trainers and measurers) against `blyan-ledger
 //! serve`, a round goes from the threshold burn to its rewards, and every receipt
-//! verifies offline; each wrong round command is refused with its own 4xx; and a
-//! `kill -9` in each phase loses nothing.
+//! verifies offline; each wrong round command is refused with its own 4xx; a `kill -9`
+//! in each phase loses nothing; and `blyan pool generate`, `blyan node run` and
+//! `blyan validator run` learn a round for real.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -303,7 +304,7 @@ async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
     // Below the threshold nothing opens; the burn that crosses it opens round 1.
     network.burn("burn-1", THRESHOLD / 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(network.client().rounds().await.unwrap().is_empty());
+    assert!(network.client().rounds(0, 100).await.unwrap().is_empty());
     network.burn("burn-2", THRESHOLD / 2).await;
 
     let timeout = Duration::from_secs(120);
@@ -868,6 +869,27 @@ async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
     network.wait_phase(2, Phase::Commit).await;
     let second = network.client().round(2).await.unwrap();
     assert_eq!(second.summary.reward_pool, 2 * aborted.summary.reward_pool);
+    // Rounds list in pages by number.
+    let client = network.client();
+    assert_eq!(round_numbers(&client, 0, 100).await, [1, 2]);
+    assert_eq!(round_numbers(&client, 0, 1).await, [1]);
+    assert_eq!(round_numbers(&client, 2, 100).await, [2]);
+    assert!(round_numbers(&client, 3, 100).await.is_empty());
+    let (ok, stdout, stderr) = run_binary(
+        "blyan",
+        &[
+            "--server",
+            &network.server.url,
+            "round",
+            "list",
+            "--from",
+            "2",
+        ],
+    );
+    assert!(
+        ok && stdout.contains("round     2") && !stdout.contains("round     1"),
+        "{stdout}{stderr}"
+    );
     // An aborted round still has receipts: no payout, and the reason.
     let node = keypair("node-0").public();
     let proven = receipt::verify(
@@ -877,6 +899,11 @@ async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
     .unwrap();
     assert!(matches!(proven.ending, Ending::Aborted { .. }));
     assert_eq!(proven.node_reward, None);
+}
+
+async fn round_numbers(client: &Client, from: u64, limit: u32) -> Vec<u64> {
+    let rounds = client.rounds(from, limit).await.unwrap();
+    rounds.iter().map(|round| round.round).collect()
 }
 
 /// A node that uploads bytes that are no model delta at all.
@@ -1003,4 +1030,150 @@ async fn nodes_that_really_train_are_scored_and_paid_and_garbage_is_not() {
         }
     }
     assert_eq!(measured, 4 * 3, "each delta measured by K = 3 validators");
+}
+
+/// Child processes, killed if the test ends before they do.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            delta_bytes_max: 1 << 20,
+            ..parameters()
+        },
+    )
+    .await;
+    let url = network.server.url.clone();
+    let file = |name: &str, key: &Keypair| {
+        let path = dir.path().join(format!("{name}.json"));
+        key.write_file(&path).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let curator = file("curator", &network.keys.curator);
+    let base = dir.path().join("base.safetensors");
+    let base = base.to_str().unwrap();
+    let (ok, stdout, stderr) = run_binary(
+        "blyan",
+        &[
+            "--server",
+            &url,
+            "pool",
+            "generate",
+            "--key",
+            &curator,
+            "--name",
+            "teacher",
+            "--teacher-seed",
+            "1001",
+            "--train",
+            "12",
+            "--held-out",
+            "3",
+            "--base-out",
+            base,
+            "--base-seed",
+            "2002",
+        ],
+    );
+    assert!(ok, "pool generate: {stdout} {stderr}");
+    let pool = network.client().pool(1).await.unwrap();
+    assert_eq!(pool.items.len(), 15);
+    assert_eq!(
+        pool.items.iter().filter(|item| item.item.held_out).count(),
+        3
+    );
+
+    let mut validators = Vec::new();
+    for index in 0..3 {
+        let key = keypair(&format!("validator-{index}"));
+        network.admit(&key.public()).await;
+        validators.push(file(&format!("validator-{index}"), &key));
+    }
+    let mut nodes = Vec::new();
+    for index in 0..3 {
+        let key = keypair(&format!("node-{index}"));
+        network
+            .submit(&key, "register", Action::RegisterNode(capabilities()))
+            .await;
+        nodes.push((key.public(), file(&format!("node-{index}"), &key)));
+    }
+    let from = network.client().head().await.unwrap().events.to_string();
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(blyan_e2e::binary("blyan"))
+            .args(["--server", &url])
+            .args(args)
+            .args(["--base", base, "--from", &from, "--rounds", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = Children(Vec::new());
+    for (_, key) in &nodes {
+        let args = ["node", "run", "--key", key, "--heartbeat-secs", "5"];
+        children.0.push(spawn(&args));
+    }
+    for key in &validators {
+        children.0.push(spawn(&["validator", "run", "--key", key]));
+    }
+    network.burn("burn", THRESHOLD).await;
+
+    let children = std::mem::take(&mut children.0);
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let outputs = tokio::time::timeout(Duration::from_secs(180), outputs)
+        .await
+        .expect("every node and validator finishes its round")
+        .unwrap();
+    for (index, output) in outputs.iter().enumerate() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "process {index}: {stdout} {stderr}"
+        );
+        assert!(
+            stdout.contains("round 1: receipt verified: Finalized"),
+            "{stdout}"
+        );
+        if index < 3 {
+            // The node reports its training loss, which fell.
+            let line = stdout
+                .lines()
+                .find(|line| line.contains("training loss"))
+                .unwrap_or_else(|| panic!("no training loss: {stdout}"));
+            let losses: Vec<f64> = line
+                .split(['>', ' '])
+                .filter_map(|word| word.parse().ok())
+                .collect();
+            assert!(losses[1] < losses[0], "{line}");
+        } else {
+            assert!(stdout.contains("measures"), "{stdout}");
+        }
+    }
+    let view = network.client().round(1).await.unwrap();
+    assert_eq!(view.summary.phase, Phase::Finalized);
+    for (key, _) in &nodes {
+        let delta = view.deltas.iter().find(|delta| delta.node == *key).unwrap();
+        assert!(
+            delta.score.unwrap() > 0,
+            "a trained delta scores: {delta:?}"
+        );
+    }
 }

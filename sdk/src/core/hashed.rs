@@ -187,6 +187,13 @@ where
         self.entries.iter().map(|(key, value)| (key, &**value))
     }
 
+    /// Entries from `from` on, in key order.
+    pub fn range_from(&self, from: K) -> impl Iterator<Item = (&K, &V)> {
+        self.entries
+            .range(from..)
+            .map(|(key, value)| (key, &**value))
+    }
+
     pub fn first(&self) -> Option<(&K, &V)> {
         self.entries.get_min().map(|(key, value)| (key, &**value))
     }

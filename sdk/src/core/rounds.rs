@@ -332,8 +332,9 @@ impl Rounds {
         self.rounds.get(&round)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Round)> {
-        self.rounds.iter()
+    /// Rounds from `from` on, by number.
+    pub fn from(&self, from: u64) -> impl Iterator<Item = (&u64, &Round)> {
+        self.rounds.range_from(from)
     }
 
     /// The rounds still running, one per expert at most, by expert: as many as there

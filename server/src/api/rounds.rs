@@ -2,7 +2,7 @@
 //! pools with item proofs, the validators, round receipts and event proofs.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use blyan_sdk::api::{
     AssignmentView, DeltaView, ItemProofView, ItemView, MerkleProofView, PayoutView, PoolView,
@@ -136,13 +136,32 @@ fn summary(state: &LedgerState, id: u64, round: &Round) -> RoundSummary {
     }
 }
 
-pub(super) async fn list(State(app): State<AppState>) -> Json<Vec<RoundSummary>> {
+/// The most rounds one `GET /v1/rounds` returns.
+pub const ROUNDS_PAGE_MAX: u32 = 1_000;
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct RoundsQuery {
+    /// The first round to list.
+    #[serde(default)]
+    from: u64,
+    /// 100 when absent; at most [`ROUNDS_PAGE_MAX`].
+    limit: Option<u32>,
+}
+
+/// A page of rounds by number: a listing costs its page, however many rounds the
+/// log holds.
+pub(super) async fn list(
+    State(app): State<AppState>,
+    Query(query): Query<RoundsQuery>,
+) -> Json<Vec<RoundSummary>> {
     let published = app.engine.published();
     let state = &published.state;
+    let limit = query.limit.unwrap_or(100).clamp(1, ROUNDS_PAGE_MAX) as usize;
     Json(
         state
             .rounds()
-            .iter()
+            .from(query.from)
+            .take(limit)
             .map(|(id, round)| summary(state, *id, round))
             .collect(),
     )

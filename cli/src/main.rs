@@ -1,5 +1,7 @@
-//! `blyan`: the command-line client of a Blyan ledger, for node owners, the burn oracle,
-//! governance members, plugin authors and auditors.
+//! `blyan`: the command-line client of a Blyan ledger, for node owners, validators, the
+//! burn oracle, curators, governance members, plugin authors and auditors.
+
+mod learn;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -111,15 +113,45 @@ enum CliCommand {
     /// Fetch a round's receipt for a key, and check one offline.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
-    /// Register and show dataset pools (a genesis curator key registers).
+    /// Register, generate and show dataset pools (a genesis curator key registers).
     #[command(subcommand)]
     Pool(PoolCommand),
+    /// Take part in rounds as a GPU node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Take part in rounds as a validator.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Follow the log, and in each round the node is in: fetch and check its shard,
+    /// train the round's expert on it (AdamW, candle), upload, commit and reveal the
+    /// delta, heartbeat throughout, and fetch and verify the receipt. The node must be
+    /// registered (`blyan register`). Exits non-zero if a round fails.
+    Run(learn::NodeRun),
+}
+
+#[derive(Debug, Subcommand)]
+enum ValidatorCommand {
+    /// Follow the log, and in each round the validator sits on: fetch and check its
+    /// tasks and the held-out items, measure every assigned delta against the base
+    /// (held-out loss before minus after, fixed point), submit the measurements, and
+    /// fetch and verify the receipt. Exits non-zero if a round fails.
+    Run(learn::Run),
 }
 
 #[derive(Debug, Subcommand)]
 enum RoundCommand {
-    /// Every round: expert, phase, deadline, nodes and progress.
-    List,
+    /// Rounds from `--from` on: expert, phase, deadline, nodes and progress.
+    List {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// At most 1,000.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// One round: its seed, roots, deltas with their scores, and its rewards.
     Show { round: u64 },
 }
@@ -165,6 +197,9 @@ enum PoolCommand {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Label items with a seeded teacher model (blyan-ml's regression data), upload
+    /// them and register them as a pool.
+    Generate(learn::Generate),
     /// A pool's curator, items root and items.
     Show { pool: u64 },
 }
@@ -283,12 +318,23 @@ fn idempotency_key(given: Option<String>) -> Vec<u8> {
 
 async fn submit(
     cli: &Cli,
-    key: &std::path::Path,
+    key: &Path,
+    idempotency: Option<String>,
+    action: Action,
+) -> anyhow::Result<()> {
+    submit_as(&cli.server, cli.json, key, idempotency, action).await
+}
+
+/// Signs `action` with the key file's key for the server's network and submits it.
+async fn submit_as(
+    server: &str,
+    json_out: bool,
+    key: &Path,
     idempotency: Option<String>,
     action: Action,
 ) -> anyhow::Result<()> {
     let keypair = Keypair::read_file(key).with_context(|| format!("reading {}", key.display()))?;
-    let client = Client::new(&cli.server);
+    let client = Client::new(server);
     let head = client.head().await?;
     let command = Command {
         idempotency_key: idempotency_key(idempotency),
@@ -296,7 +342,7 @@ async fn submit(
     };
     let signed = codec::sign_command(&keypair, &head.network_id, &command);
     let receipt = client.submit(&signed).await?;
-    if cli.json {
+    if json_out {
         println!("{}", serde_json::to_string(&receipt)?);
     } else {
         println!(
@@ -525,8 +571,8 @@ fn plugin(cli: &Cli, command: &PluginCommand) -> anyhow::Result<()> {
 async fn round(cli: &Cli, command: &RoundCommand) -> anyhow::Result<()> {
     let client = Client::new(&cli.server);
     match command {
-        RoundCommand::List => {
-            let rounds = client.rounds().await?;
+        RoundCommand::List { from, limit } => {
+            let rounds = client.rounds(*from, *limit).await?;
             if cli.json {
                 println!("{}", serde_json::to_string(&rounds)?);
                 return Ok(());
@@ -691,6 +737,7 @@ async fn pool(cli: &Cli, command: &PoolCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        PoolCommand::Generate(args) => learn::generate(&cli.server, cli.json, args).await,
         PoolCommand::Show { pool } => {
             let view = client.pool(*pool).await?;
             if cli.json {
@@ -855,6 +902,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         CliCommand::Round(command) => round(&cli, command).await?,
         CliCommand::Receipt(command) => receipt_command(&cli, command).await?,
         CliCommand::Pool(command) => pool(&cli, command).await?,
+        CliCommand::Node(NodeCommand::Run(args)) => {
+            learn::node_run(&cli.server, cli.json, args).await?
+        }
+        CliCommand::Validator(ValidatorCommand::Run(args)) => {
+            learn::validator_run(&cli.server, cli.json, args).await?
+        }
     }
     Ok(())
 }

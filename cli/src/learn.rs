@@ -1,0 +1,314 @@
+//! The commands that learn: `pool generate` labels a dataset with a seeded teacher and
+//! registers it, `node run` trains on a node's shards, `validator run` measures the
+//! deltas a validator is assigned. Training and measuring are blyan-ml's, on the CPU
+//! (or a GPU with the `cuda` feature).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use blyan_ml::{CandleMeasurer, CandleTrainer, Moe, MoeConfig, data};
+use blyan_sdk::client::Client;
+use blyan_sdk::crypto::Keypair;
+use blyan_sdk::model::{PoolItem, PoolSpec};
+use blyan_sdk::protocol::{
+    self, Item, Measurer, Node, RoundResult, Task, Trainer, Validator, Work, WorkError,
+};
+use serde_json::json;
+
+/// The model version a round trains from and measures against. Every node and
+/// validator of a network must name the same one.
+#[derive(Debug, clap::Args)]
+pub struct BaseModel {
+    /// The base weights as safetensors (as `pool generate --base-out` writes them).
+    #[arg(long, conflicts_with = "base_seed")]
+    base: Option<PathBuf>,
+    /// Or the default-size model initialised from this seed.
+    #[arg(long, default_value_t = 0)]
+    base_seed: u64,
+}
+
+impl BaseModel {
+    fn load(&self) -> anyhow::Result<Moe> {
+        let device = blyan_ml::device()?;
+        let config = MoeConfig::default();
+        Ok(match &self.base {
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                Moe::from_safetensors(config, &bytes, &device).with_context(|| {
+                    format!("{} is not a model of the default size", path.display())
+                })?
+            }
+            None => Moe::init(config, self.base_seed, &device)?,
+        })
+    }
+}
+
+/// What `pool generate` makes.
+#[derive(Debug, clap::Args)]
+pub struct Generate {
+    /// A genesis curator key file.
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long)]
+    name: String,
+    /// The seed of the hidden teacher model that labels the items.
+    #[arg(long)]
+    teacher_seed: u64,
+    /// The seed of the items' inputs and noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training items, assigned to nodes.
+    #[arg(long)]
+    train: u32,
+    /// Held-out items, measured on by validators and never assigned.
+    #[arg(long)]
+    held_out: u32,
+    /// Samples in each item.
+    #[arg(long, default_value_t = 64)]
+    samples: usize,
+    /// Also write a student model of the default size, initialised from
+    /// `--base-seed`, to this file: the base version the network's nodes and
+    /// validators then load with `--base`.
+    #[arg(long, requires = "base_seed")]
+    base_out: Option<PathBuf>,
+    #[arg(long)]
+    base_seed: Option<u64>,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+}
+
+/// Labels the items, uploads each as a blob, and registers the pool.
+pub async fn generate(server: &str, json_out: bool, args: &Generate) -> anyhow::Result<()> {
+    if args.train == 0 || args.held_out == 0 || args.samples == 0 {
+        bail!("a pool needs training items, held-out items and samples in each");
+    }
+    let device = blyan_ml::device()?;
+    let config = MoeConfig::default();
+    let teacher = Moe::init(config, args.teacher_seed, &device)?;
+    let client = Client::new(server);
+    let mut items = Vec::new();
+    for index in 0..args.train + args.held_out {
+        let bytes = data::item(&teacher, args.seed, index, args.samples)?;
+        let stored = client
+            .put_blob(&bytes)
+            .await
+            .with_context(|| format!("uploading item {index}"))?;
+        items.push(PoolItem {
+            bytes: stored.bytes,
+            checksum: *blake3::hash(&bytes).as_bytes(),
+            held_out: index >= args.train,
+        });
+    }
+    if let (Some(path), Some(seed)) = (&args.base_out, args.base_seed) {
+        let base = Moe::init(config, seed, &device)?;
+        std::fs::write(path, base.to_safetensors()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let bytes: u64 = items.iter().map(|item| item.bytes).sum();
+    if !json_out {
+        println!(
+            "{} training and {} held-out items of {} samples ({bytes} bytes) uploaded",
+            args.train, args.held_out, args.samples
+        );
+    }
+    let spec = PoolSpec {
+        name: args.name.clone(),
+        items,
+    };
+    crate::submit_as(
+        server,
+        json_out,
+        &args.key,
+        args.idempotency_key.clone(),
+        blyan_sdk::model::Action::RegisterPool(spec),
+    )
+    .await
+}
+
+/// What `node run` and `validator run` share.
+#[derive(Debug, clap::Args)]
+pub struct Run {
+    /// The node's or validator's key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// Rounds to take part in before exiting.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Follow the log from this seq; from the head when absent.
+    #[arg(long)]
+    from: Option<u64>,
+    #[command(flatten)]
+    base: BaseModel,
+}
+
+/// `node run`'s own settings.
+#[derive(Debug, clap::Args)]
+pub struct NodeRun {
+    #[command(flatten)]
+    run: Run,
+    /// AdamW steps per delta.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    #[arg(long, default_value_t = 0.01)]
+    learning_rate: f64,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_secs: u64,
+}
+
+/// A trainer that says what it does.
+struct Reporting {
+    trainer: CandleTrainer,
+    json: bool,
+}
+
+impl Trainer for Reporting {
+    fn train(&mut self, work: &Work) -> Result<Vec<u8>, WorkError> {
+        if !self.json {
+            println!(
+                "round {}: training expert {} on {} items ({} steps)",
+                work.round,
+                work.expert,
+                work.items.len(),
+                self.trainer.steps
+            );
+        }
+        let started = Instant::now();
+        let delta = self.trainer.train(work)?;
+        let (first, last) = self.trainer.losses.unwrap_or((f64::NAN, f64::NAN));
+        let seconds = started.elapsed().as_secs_f64();
+        if self.json {
+            println!(
+                "{}",
+                json!({ "round": work.round, "expert": work.expert, "items": work.items.len(),
+                        "loss_before": first, "loss_after": last, "seconds": seconds,
+                        "delta_bytes": delta.len() })
+            );
+        } else {
+            println!(
+                "round {}: training loss {first:.6} -> {last:.6} in {seconds:.2} s; delta of {} bytes",
+                work.round,
+                delta.len()
+            );
+        }
+        Ok(delta)
+    }
+}
+
+/// A measurer that says what it measured.
+struct Measuring {
+    measurer: CandleMeasurer,
+    json: bool,
+}
+
+impl Measurer for Measuring {
+    fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64 {
+        let value = self.measurer.measure(task, held_out);
+        if self.json {
+            println!(
+                "{}",
+                json!({ "round": task.round, "expert": task.expert, "node": task.node,
+                        "measurement": value })
+            );
+        } else {
+            println!(
+                "round {}: the delta of {} measures {value} on {} held-out items",
+                task.round,
+                task.node,
+                held_out.len()
+            );
+        }
+        value
+    }
+}
+
+async fn start(server: &str, run: &Run) -> anyhow::Result<(Client, Keypair, u64)> {
+    let key =
+        Keypair::read_file(&run.key).with_context(|| format!("reading {}", run.key.display()))?;
+    let client = Client::new(server);
+    let from = match run.from {
+        Some(from) => from,
+        None => client.head().await?.events,
+    };
+    Ok((client, key, from))
+}
+
+/// Prints each round's verified receipt; fails if any round failed.
+fn report(results: &[RoundResult], json_out: bool) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for result in results {
+        match &result.receipt {
+            Ok(proven) if json_out => println!("{}", serde_json::to_string(proven)?),
+            Ok(proven) => println!(
+                "round {}: receipt verified: {:?}, score {}, node reward {}, validator reward {}",
+                result.round,
+                proven.ending,
+                proven.score.map_or("-".into(), |score| score.to_string()),
+                proven
+                    .node_reward
+                    .map_or("-".into(), |amount| amount.to_string()),
+                proven
+                    .validator_reward
+                    .map_or("-".into(), |amount| amount.to_string()),
+            ),
+            Err(error) => {
+                failed += 1;
+                eprintln!("round {}: {error}", result.round);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} rounds failed", results.len());
+    }
+    Ok(())
+}
+
+pub async fn node_run(server: &str, json_out: bool, args: &NodeRun) -> anyhow::Result<()> {
+    let base = args.run.base.load()?;
+    let (client, key, from) = start(server, &args.run).await?;
+    let node = Node::connect(client, key).await?;
+    let mut trainer = CandleTrainer::new(base);
+    trainer.steps = args.steps;
+    trainer.learning_rate = args.learning_rate;
+    let mut reporting = Reporting {
+        trainer,
+        json: json_out,
+    };
+    if !json_out {
+        println!(
+            "node {} following the log from seq {from} for {} round(s)",
+            node.key(),
+            args.run.rounds
+        );
+    }
+    let results = protocol::run_node(
+        &node,
+        &mut reporting,
+        from,
+        args.run.rounds,
+        Duration::from_secs(args.heartbeat_secs.max(1)),
+    )
+    .await?;
+    report(&results, json_out)
+}
+
+pub async fn validator_run(server: &str, json_out: bool, args: &Run) -> anyhow::Result<()> {
+    let base = args.base.load()?;
+    let (client, key, from) = start(server, args).await?;
+    let validator = Validator::connect(client, key).await?;
+    let mut measuring = Measuring {
+        measurer: CandleMeasurer { base },
+        json: json_out,
+    };
+    if !json_out {
+        println!(
+            "validator {} following the log from seq {from} for {} round(s)",
+            validator.key(),
+            args.rounds
+        );
+    }
+    let results = protocol::run_validator(&validator, &mut measuring, from, args.rounds).await?;
+    report(&results, json_out)
+}
