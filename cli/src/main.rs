@@ -914,6 +914,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let threads = match &cli.command {
+        CliCommand::Node(NodeCommand::Run(args)) => Some(args.run.threads),
+        CliCommand::Validator(ValidatorCommand::Run(args)) => Some(args.threads),
+        _ => None,
+    };
+    if let Some(threads) = threads
+        && let Err(error) = learn::pin_threads(threads)
+    {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
