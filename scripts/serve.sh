@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --release --locked -p blyan-ledger -- serve "$@"
+# The server and the `blyan` CLI in one release build: README.md's examples use both
+# (target/release/blyan-ledger and target/release/blyan).
+cargo build --release --locked -p blyan-ledger -p blyan-cli
+exec "${CARGO_TARGET_DIR:-target}/release/blyan-ledger" serve "$@"

@@ -73,7 +73,7 @@ pub struct Generate {
     /// validators then load with `--base`.
     #[arg(long, requires = "base_seed")]
     base_out: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, requires = "base_out")]
     base_seed: Option<u64>,
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -84,12 +84,21 @@ pub async fn generate(server: &str, json_out: bool, args: &Generate) -> anyhow::
     if args.train == 0 || args.held_out == 0 || args.samples == 0 {
         bail!("a pool needs training items, held-out items and samples in each");
     }
+    let Some(count) = args.train.checked_add(args.held_out) else {
+        bail!("more than 2^32 items");
+    };
     let device = blyan_ml::device()?;
     let config = MoeConfig::default();
+    // The base file first: a path that can't be written fails before any upload.
+    if let (Some(path), Some(seed)) = (&args.base_out, args.base_seed) {
+        let base = Moe::init(config, seed, &device)?;
+        std::fs::write(path, base.to_safetensors()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let teacher = Moe::init(config, args.teacher_seed, &device)?;
     let client = Client::new(server);
     let mut items = Vec::new();
-    for index in 0..args.train + args.held_out {
+    for index in 0..count {
         let bytes = data::item(&teacher, args.seed, index, args.samples)?;
         let stored = client
             .put_blob(&bytes)
@@ -100,11 +109,6 @@ pub async fn generate(server: &str, json_out: bool, args: &Generate) -> anyhow::
             checksum: *blake3::hash(&bytes).as_bytes(),
             held_out: index >= args.train,
         });
-    }
-    if let (Some(path), Some(seed)) = (&args.base_out, args.base_seed) {
-        let base = Moe::init(config, seed, &device)?;
-        std::fs::write(path, base.to_safetensors()?)
-            .with_context(|| format!("writing {}", path.display()))?;
     }
     let bytes: u64 = items.iter().map(|item| item.bytes).sum();
     if !json_out {
@@ -134,7 +138,8 @@ pub struct Run {
     #[arg(long)]
     key: PathBuf,
     /// Rounds to take part in before exiting.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     rounds: usize,
     /// Follow the log from this seq; from the head when absent.
     #[arg(long)]

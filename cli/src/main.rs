@@ -148,8 +148,7 @@ enum RoundCommand {
     List {
         #[arg(long, default_value_t = 0)]
         from: u64,
-        /// At most 1,000.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000))]
         limit: u32,
     },
     /// One round: its seed, roots, deltas with their scores, and its rewards.
@@ -912,7 +911,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A reader that closed its end of a pipe (`blyan events --json | head`) has what it
+/// wanted: the write to stdout that fails with it ends the process quietly, with
+/// success, as Unix tools do, instead of a panic's message.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// The error and its causes, each once: a cause whose text its parent already shows
+/// (as a transport error shows the request's) is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut parent = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if parent.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        parent = message;
+    }
+    text
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let threads = match &cli.command {
         CliCommand::Node(NodeCommand::Run(args)) => Some(args.run.threads),
@@ -922,7 +955,7 @@ fn main() -> ExitCode {
     if let Some(threads) = threads
         && let Err(error) = learn::pin_threads(threads)
     {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", describe(&error));
         return ExitCode::FAILURE;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -932,7 +965,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }

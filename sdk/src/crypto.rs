@@ -125,12 +125,20 @@ impl Keypair {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(path, text + "\n")?;
+        // Owner-only before the secret is written: a new file is created so, and an
+        // existing one is narrowed first.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut out = options.open(path)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
+        std::io::Write::write_all(&mut out, (text + "\n").as_bytes())?;
+        out.sync_all()?;
         Ok(())
     }
 }

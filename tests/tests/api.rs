@@ -446,3 +446,54 @@ async fn the_idempotency_index_is_rebuilt_from_the_log_after_deletion() {
     assert_eq!(error.code(), Some("idempotency_key_reused"));
     assert_eq!(head(&server.url).await, before);
 }
+
+#[tokio::test]
+async fn the_cli_ends_quietly_on_a_closed_pipe_and_names_an_unreachable_server_once() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    // More output than a pipe holds, so the CLI is still writing when the reader
+    // goes.
+    record_burns(&server, 300, "pipe").await;
+    let url = server.url.clone();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(binary("blyan"))
+            .args(["--server", &url, "--json", "events", "--limit", "1000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 100];
+        stdout.read_exact(&mut first).unwrap();
+        assert_eq!(first[0], b'{', "{first:?}");
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // A port just closed refuses connections: one line, each cause once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("http://127.0.0.1:{port}");
+    let (ok, _, stderr) = run_binary("blyan", &["--server", &unreachable, "head"]);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("error sending request").count(),
+        1,
+        "{stderr}"
+    );
+}

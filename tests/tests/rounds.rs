@@ -869,12 +869,13 @@ async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
     network.wait_phase(2, Phase::Commit).await;
     let second = network.client().round(2).await.unwrap();
     assert_eq!(second.summary.reward_pool, 2 * aborted.summary.reward_pool);
-    // Rounds list in pages by number.
+    // Rounds list in pages by number. (Round 2 carries its pool over when it aborts,
+    // which opens round 3 by itself: no page here depends on what comes after 2.)
     let client = network.client();
-    assert_eq!(round_numbers(&client, 0, 100).await, [1, 2]);
+    assert_eq!(round_numbers(&client, 0, 2).await, [1, 2]);
     assert_eq!(round_numbers(&client, 0, 1).await, [1]);
-    assert_eq!(round_numbers(&client, 2, 100).await, [2]);
-    assert!(round_numbers(&client, 3, 100).await.is_empty());
+    assert_eq!(round_numbers(&client, 2, 1).await, [2]);
+    assert!(round_numbers(&client, 1_000_000, 100).await.is_empty());
     let (ok, stdout, stderr) = run_binary(
         "blyan",
         &[
@@ -884,6 +885,8 @@ async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
             "list",
             "--from",
             "2",
+            "--limit",
+            "1",
         ],
     );
     assert!(
@@ -1032,18 +1035,6 @@ async fn nodes_that_really_train_are_scored_and_paid_and_garbage_is_not() {
     assert_eq!(measured, 4 * 3, "each delta measured by K = 3 validators");
 }
 
-/// Child processes, killed if the test ends before they do.
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure() {
     let dir = tempfile::tempdir().unwrap();
@@ -1110,38 +1101,38 @@ async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure
         nodes.push((key.public(), file(&format!("node-{index}"), &key)));
     }
     let from = network.client().head().await.unwrap().events.to_string();
+    // Killed when dropped, so a test that fails or times out leaves none behind.
     let spawn = |args: &[&str]| {
-        std::process::Command::new(blyan_e2e::binary("blyan"))
+        tokio::process::Command::new(blyan_e2e::binary("blyan"))
             .args(["--server", &url])
             .args(args)
             .args(["--base", base, "--from", &from, "--rounds", "1"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
             .unwrap()
     };
-    let mut children = Children(Vec::new());
+    let mut children = Vec::new();
     for (_, key) in &nodes {
         let args = ["node", "run", "--key", key, "--heartbeat-secs", "5"];
-        children.0.push(spawn(&args));
+        children.push(spawn(&args));
     }
     for key in &validators {
-        children.0.push(spawn(&["validator", "run", "--key", key]));
+        children.push(spawn(&["validator", "run", "--key", key]));
     }
     network.burn("burn", THRESHOLD).await;
 
-    let children = std::mem::take(&mut children.0);
-    let outputs = tokio::task::spawn_blocking(move || {
+    let outputs = futures_util::future::join_all(
         children
             .into_iter()
-            .map(|child| child.wait_with_output().unwrap())
-            .collect::<Vec<_>>()
-    });
+            .map(tokio::process::Child::wait_with_output),
+    );
     let outputs = tokio::time::timeout(Duration::from_secs(180), outputs)
         .await
-        .expect("every node and validator finishes its round")
-        .unwrap();
-    for (index, output) in outputs.iter().enumerate() {
+        .expect("every node and validator finishes its round");
+    for (index, output) in outputs.into_iter().enumerate() {
+        let output = output.unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
