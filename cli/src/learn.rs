@@ -3,6 +3,7 @@
 //! deltas a validator is assigned. Training and measuring are blyan-ml's, on the CPU
 //! (or a GPU with the `cuda` feature).
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -137,10 +138,9 @@ pub struct Run {
     /// The node's or validator's key file.
     #[arg(long)]
     key: PathBuf,
-    /// Rounds to take part in before exiting.
-    #[arg(long, default_value_t = 1,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    rounds: usize,
+    /// Rounds to take part in before exiting; every round, until stopped, when absent.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    rounds: Option<usize>,
     /// Follow the log from this seq; from the head when absent.
     #[arg(long)]
     from: Option<u64>,
@@ -223,7 +223,8 @@ impl Trainer for Reporting {
         if self.json {
             println!(
                 "{}",
-                json!({ "round": work.round, "expert": work.expert, "items": work.items.len(),
+                json!({ "kind": "training", "round": work.round, "expert": work.expert,
+                        "items": work.items.len(),
                         "loss_before": first, "loss_after": last, "seconds": seconds,
                         "delta_bytes": delta.len() })
             );
@@ -250,8 +251,8 @@ impl Measurer for Measuring {
         if self.json {
             println!(
                 "{}",
-                json!({ "round": task.round, "expert": task.expert, "node": task.node,
-                        "measurement": value })
+                json!({ "kind": "measurement", "round": task.round, "expert": task.expert,
+                        "node": task.node, "measurement": value })
             );
         } else {
             println!(
@@ -276,12 +277,34 @@ async fn start(server: &str, run: &Run) -> anyhow::Result<(Client, Keypair, u64)
     Ok((client, key, from))
 }
 
-/// Prints each round's verified receipt; fails if any round failed.
-fn report(results: &[RoundResult], json_out: bool) -> anyhow::Result<()> {
-    let mut failed = 0;
-    for result in results {
+/// Prints each round's verified receipt, or its failure, as the round ends, and stops
+/// after `rounds` of them (never when `None`).
+struct Report {
+    json: bool,
+    rounds: Option<usize>,
+    ended: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn new(json: bool, rounds: Option<usize>) -> Report {
+        Report {
+            json,
+            rounds,
+            ended: 0,
+            failed: 0,
+        }
+    }
+
+    fn round(&mut self, result: RoundResult) -> ControlFlow<()> {
+        self.ended += 1;
         match &result.receipt {
-            Ok(proven) if json_out => println!("{}", serde_json::to_string(proven)?),
+            Ok(proven) if self.json => {
+                // Each line says what it is: training, measurement or receipt.
+                let mut line = serde_json::to_value(proven).expect("a receipt serialises");
+                line["kind"] = json!("receipt");
+                println!("{line}");
+            }
             Ok(proven) => println!(
                 "round {}: receipt verified: {:?}, score {}, node reward {}, validator reward {}",
                 result.round,
@@ -295,15 +318,23 @@ fn report(results: &[RoundResult], json_out: bool) -> anyhow::Result<()> {
                     .map_or("-".into(), |amount| amount.to_string()),
             ),
             Err(error) => {
-                failed += 1;
+                self.failed += 1;
                 eprintln!("round {}: {error}", result.round);
             }
         }
+        match self.rounds {
+            Some(rounds) if self.ended >= rounds => ControlFlow::Break(()),
+            Some(_) | None => ControlFlow::Continue(()),
+        }
     }
-    if failed > 0 {
-        bail!("{failed} of {} rounds failed", results.len());
+
+    /// Fails if any round failed.
+    fn finish(&self) -> anyhow::Result<()> {
+        if self.failed > 0 {
+            bail!("{} of {} rounds failed", self.failed, self.ended);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub async fn node_run(server: &str, json_out: bool, args: &NodeRun) -> anyhow::Result<()> {
@@ -319,20 +350,28 @@ pub async fn node_run(server: &str, json_out: bool, args: &NodeRun) -> anyhow::R
     };
     if !json_out {
         println!(
-            "node {} following the log from seq {from} for {} round(s)",
+            "node {} following the log from seq {from}, {}",
             node.key(),
-            args.run.rounds
+            how_long(args.run.rounds)
         );
     }
-    let results = protocol::run_node(
+    let mut report = Report::new(json_out, args.run.rounds);
+    protocol::follow_node(
         &node,
         &mut reporting,
         from,
-        args.run.rounds,
         Duration::from_secs(args.heartbeat_secs.max(1)),
+        &mut |result| report.round(result),
     )
     .await?;
-    report(&results, json_out)
+    report.finish()
+}
+
+fn how_long(rounds: Option<usize>) -> String {
+    match rounds {
+        Some(rounds) => format!("for {rounds} round(s)"),
+        None => "until stopped".to_owned(),
+    }
 }
 
 pub async fn validator_run(server: &str, json_out: bool, args: &Run) -> anyhow::Result<()> {
@@ -345,11 +384,15 @@ pub async fn validator_run(server: &str, json_out: bool, args: &Run) -> anyhow::
     };
     if !json_out {
         println!(
-            "validator {} following the log from seq {from} for {} round(s)",
+            "validator {} following the log from seq {from}, {}",
             validator.key(),
-            args.rounds
+            how_long(args.rounds)
         );
     }
-    let results = protocol::run_validator(&validator, &mut measuring, from, args.rounds).await?;
-    report(&results, json_out)
+    let mut report = Report::new(json_out, args.rounds);
+    protocol::follow_validator(&validator, &mut measuring, from, &mut |result| {
+        report.round(result)
+    })
+    .await?;
+    report.finish()
 }

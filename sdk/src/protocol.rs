@@ -5,13 +5,16 @@
 //! [`Trainer`], uploads the delta, commits, reveals once the reveal phase starts, and
 //! fetches and verifies its receipt. A [`Validator`] fetches its tasks and the held-out
 //! items, checks them, measures every assigned delta through a [`Measurer`] and submits
-//! its measurements in one signed command. [`run_node`] and [`run_validator`] follow
-//! the log's WebSocket and do each step when its event arrives.
+//! its measurements in one signed command. [`follow_node`] and [`follow_validator`]
+//! follow the log's WebSocket, do each step when its event arrives, and hand each
+//! ended round's verified receipt (or first failure) to the caller as it ends;
+//! [`run_node`] and [`run_validator`] collect a given number of them.
 //!
 //! Producing a delta and measuring one are the [`crate::work`] traits: the ML crate
 //! gives them their real implementations; the end-to-end tests drive whole rounds with
 //! small ones.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use crate::api::{ItemView, Receipt};
@@ -369,11 +372,7 @@ async fn ended(
     }
 }
 
-/// Follows the log from `from` and takes part, as `node`, in every round that assigns
-/// it a shard: it trains and commits when the assignments arrive, reveals when the
-/// reveal phase starts, and fetches and verifies its receipt when the round ends. It
-/// heartbeats every `heartbeat_every`. Returns how the first `rounds` rounds it took
-/// part in went; only a broken stream of events ends it early.
+/// [`follow_node`] until `rounds` rounds it took part in have ended: how each went.
 pub async fn run_node(
     node: &Node,
     trainer: &mut dyn Trainer,
@@ -381,6 +380,37 @@ pub async fn run_node(
     rounds: usize,
     heartbeat_every: Duration,
 ) -> Result<Vec<RoundResult>, ProtocolError> {
+    let mut results = Vec::new();
+    if rounds > 0 {
+        follow_node(node, trainer, from, heartbeat_every, &mut |result| {
+            results.push(result);
+            until(results.len(), rounds)
+        })
+        .await?;
+    }
+    Ok(results)
+}
+
+fn until(ended: usize, rounds: usize) -> ControlFlow<()> {
+    if ended < rounds {
+        ControlFlow::Continue(())
+    } else {
+        ControlFlow::Break(())
+    }
+}
+
+/// Follows the log from `from` and takes part, as `node`, in every round that assigns
+/// it a shard: it trains and commits when the assignments arrive, reveals when the
+/// reveal phase starts, and fetches and verifies its receipt when the round ends. It
+/// heartbeats every `heartbeat_every`. Each round that ends goes to `ended_round`,
+/// which says whether to go on; only a broken stream of events ends it otherwise.
+pub async fn follow_node(
+    node: &Node,
+    trainer: &mut dyn Trainer,
+    from: u64,
+    heartbeat_every: Duration,
+    ended_round: &mut (dyn FnMut(RoundResult) -> ControlFlow<()> + Send),
+) -> Result<(), ProtocolError> {
     let mut events = Events {
         subscription: node.signer.client.subscribe(from),
     };
@@ -388,8 +418,7 @@ pub async fn run_node(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Vec<PendingReveal> = Vec::new();
     let mut joined: Vec<(u64, Option<ProtocolError>)> = Vec::new();
-    let mut results = Vec::new();
-    while results.len() < rounds {
+    loop {
         let (_, event) = tokio::select! {
             next = events.next() => next?,
             _ = heartbeat.tick() => {
@@ -430,31 +459,52 @@ pub async fn run_node(
                 if let Some(index) = joined.iter().position(|(id, _)| *id == round) {
                     let (_, failure) = joined.swap_remove(index);
                     pending.retain(|p| p.reveal.round != round);
-                    results.push(ended(round, failure, node.receipt(round)).await);
+                    let result = ended(round, failure, node.receipt(round)).await;
+                    if ended_round(result).is_break() {
+                        return Ok(());
+                    }
                 }
             }
             _ => {}
         }
     }
-    Ok(results)
 }
 
-/// Follows the log from `from` and measures, as `validator`, in every round whose
-/// validation phase gives it tasks (it asks at each one, so a validator that starts
-/// late still measures). Returns how the first `rounds` rounds whose committee it sat
-/// on went; only a broken stream of events ends it early.
+/// [`follow_validator`] until `rounds` rounds whose committee it sat on have ended:
+/// how each went.
 pub async fn run_validator(
     validator: &Validator,
     measurer: &mut dyn Measurer,
     from: u64,
     rounds: usize,
 ) -> Result<Vec<RoundResult>, ProtocolError> {
+    let mut results = Vec::new();
+    if rounds > 0 {
+        follow_validator(validator, measurer, from, &mut |result| {
+            results.push(result);
+            until(results.len(), rounds)
+        })
+        .await?;
+    }
+    Ok(results)
+}
+
+/// Follows the log from `from` and measures, as `validator`, in every round whose
+/// validation phase gives it tasks (it asks at each one, so a validator that starts
+/// late still measures). Each round whose committee it sat on goes, once ended, to
+/// `ended_round`, which says whether to go on; only a broken stream of events ends it
+/// otherwise.
+pub async fn follow_validator(
+    validator: &Validator,
+    measurer: &mut dyn Measurer,
+    from: u64,
+    ended_round: &mut (dyn FnMut(RoundResult) -> ControlFlow<()> + Send),
+) -> Result<(), ProtocolError> {
     let mut events = Events {
         subscription: validator.signer.client.subscribe(from),
     };
     let mut seated: Vec<(u64, Option<ProtocolError>)> = Vec::new();
-    let mut results = Vec::new();
-    while results.len() < rounds {
+    loop {
         match events.next().await?.1 {
             Event::RoundOpened(pins)
                 if pins
@@ -486,11 +536,13 @@ pub async fn run_validator(
             | Event::RoundAborted { round, .. } => {
                 if let Some(index) = seated.iter().position(|(id, _)| *id == round) {
                     let (_, failure) = seated.swap_remove(index);
-                    results.push(ended(round, failure, validator.receipt(round)).await);
+                    let result = ended(round, failure, validator.receipt(round)).await;
+                    if ended_round(result).is_break() {
+                        return Ok(());
+                    }
                 }
             }
             _ => {}
         }
     }
-    Ok(results)
 }
