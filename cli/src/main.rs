@@ -2,6 +2,7 @@
 //! burn oracle, curators, governance members, plugin authors and auditors.
 
 mod learn;
+mod rerun;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,11 +13,11 @@ use blyan_sdk::codec;
 use blyan_sdk::core::governance::Subject;
 use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::model::{
-    Action, Burn, Capabilities, Command, Parameters, PluginKind, PluginProposal, PoolItem,
-    PoolSpec, limits,
+    Action, Burn, Capabilities, Cause, Command, Parameters, PluginKind, PluginProposal, PoolItem,
+    PoolSpec, ServerInput, limits,
 };
 use blyan_sdk::receipt::{self, RoundReceipt};
-use blyan_sdk::replay::{ReplayChecks, Replayer};
+use blyan_sdk::replay::{CheckedRecord, ReplayChecks, Replayer};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -98,9 +99,16 @@ enum CliCommand {
         limit: u32,
     },
     /// Download the whole log, rebuild it with the sdk's state machine, check the chain,
-    /// every signature and every checkpoint, and compare the state root with the
-    /// server's. Exits non-zero on any difference.
-    Replay,
+    /// every signature and every checkpoint, decide every cause again, and compare the
+    /// state root with the server's. Exits non-zero on any difference.
+    Replay {
+        /// Also run every logged policy call again, with the modules the log holds, on
+        /// the input rebuilt from the state at that seq: each failure must fail with the
+        /// same code and the answer must give the same bytes. A failure the log puts
+        /// down to the wall clock is reported, not checked.
+        #[arg(long)]
+        rerun_plugins: bool,
+    },
     /// Propose, approve and list plugin and parameter changes (governance keys).
     #[command(subcommand)]
     Governance(GovernanceCommand),
@@ -532,11 +540,7 @@ fn plugin(cli: &Cli, command: &PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::Test { kind, wasm } => {
             let bytes = read(wasm)?;
-            let host = blyan_plugin_host::Host::new(blyan_plugin_host::Limits {
-                module_bytes_max: limits::PLUGIN_BYTES_MAX,
-                ..blyan_plugin_host::Limits::default()
-            });
-            match host.conformance(*kind, &bytes) {
+            match rerun::ledger_host().conformance(*kind, &bytes) {
                 Ok(conformance) => {
                     let hash = hex::encode(conformance.hash);
                     if cli.json {
@@ -765,19 +769,56 @@ async fn pool(cli: &Cli, command: &PoolCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn replay(cli: &Cli) -> anyhow::Result<()> {
+async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
     let client = Client::new(&cli.server);
     let head = client.head().await?;
     let mut replayer = Replayer::new(ReplayChecks::AUDIT);
+    let host = rerun_plugins.then(rerun::ledger_host);
+    let mut reran = (0u64, rerun::Rerun::default());
     while replayer.len() < head.events {
         let page = client.events(replayer.len(), 1_000).await?;
         if page.is_empty() {
             bail!("the server returned no records from seq {}", replayer.len());
         }
         for record in page.iter().take((head.events - replayer.len()) as usize) {
+            let seq = record.seq;
+            let checked = CheckedRecord::check(record.clone())
+                .with_context(|| format!("replaying seq {seq}"))?;
+            let call = match (&host, &checked.logged.cause) {
+                (Some(host), Cause::Server(ServerInput::PolicyResult(result))) => {
+                    let input = rerun::input_of(replayer.state(), result)
+                        .with_context(|| format!("re-running the policy call at seq {seq}"))?;
+                    Some((host, input, result))
+                }
+                _ => None,
+            };
             replayer
-                .push(record)
-                .with_context(|| format!("replaying seq {}", record.seq))?;
+                .push_checked(&checked)
+                .with_context(|| format!("replaying seq {seq}"))?;
+            if let Some((host, input, result)) = call {
+                let governance = replayer.state().governance();
+                let rerun = rerun::rerun(
+                    host,
+                    |hash| governance.plugin(hash).map(|plugin| plugin.wasm.clone()),
+                    &input,
+                    result,
+                )
+                .with_context(|| {
+                    format!(
+                        "re-running the {} call of round {} at seq {seq}",
+                        result.kind, result.round
+                    )
+                })?;
+                if rerun.wall_clock_fallbacks > 0 {
+                    eprintln!(
+                        "seq {seq}: the {} call of round {} logged {} wall-clock fallback(s), which a re-run can't check",
+                        result.kind, result.round, rerun.wall_clock_fallbacks
+                    );
+                }
+                reran.0 += 1;
+                reran.1.modules += rerun.modules;
+                reran.1.wall_clock_fallbacks += rerun.wall_clock_fallbacks;
+            }
         }
     }
     replayer
@@ -786,17 +827,32 @@ async fn replay(cli: &Cli) -> anyhow::Result<()> {
     let root = hex::encode(replayer.state().root());
     let head_hash = hex::encode(replayer.head_hash());
     let agrees = root == head.state_root && head_hash == head.head_hash;
+    let (
+        calls,
+        rerun::Rerun {
+            modules,
+            wall_clock_fallbacks,
+        },
+    ) = reran;
     if cli.json {
-        println!(
-            "{}",
-            json!({ "events": head.events, "head_hash": head_hash, "state_root": root,
-                    "server_state_root": head.state_root, "agrees": agrees })
-        );
+        let mut report = json!({ "events": head.events, "head_hash": head_hash, "state_root": root,
+                                 "server_state_root": head.state_root, "agrees": agrees });
+        if rerun_plugins {
+            report["policy_calls_rerun"] = json!(calls);
+            report["modules_rerun"] = json!(modules);
+            report["wall_clock_fallbacks"] = json!(wall_clock_fallbacks);
+        }
+        println!("{report}");
     } else {
         println!(
             "events     {}\nhead_hash  {head_hash}\nstate_root {root}",
             head.events
         );
+        if rerun_plugins {
+            println!(
+                "plugins    {calls} policy calls re-run ({modules} modules), {wall_clock_fallbacks} wall-clock fallbacks"
+            );
+        }
     }
     if !agrees {
         bail!(
@@ -895,7 +951,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        CliCommand::Replay => replay(&cli).await?,
+        CliCommand::Replay { rerun_plugins } => replay(&cli, *rerun_plugins).await?,
         CliCommand::Governance(command) => governance(&cli, command).await?,
         CliCommand::Plugin(command) => plugin(&cli, command)?,
         CliCommand::Round(command) => round(&cli, command).await?,

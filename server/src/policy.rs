@@ -9,7 +9,8 @@
 //!   output, the module that produced it and every failure before it) to the writer as
 //!   a `PolicyResult` server input, which the core checks against the input it rebuilds
 //!   and decides into `PluginFallback` events and the round's own events. A replay
-//!   decides those again from the logged input; it does not re-run plugins.
+//!   decides those again from the logged input; `blyan replay --rerun-plugins` also
+//!   runs the plugins again and requires the logged outputs and failures.
 
 use std::sync::Arc;
 

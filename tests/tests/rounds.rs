@@ -8,6 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "../../plugins/host/tests/hostile/mod.rs"]
+mod hostile;
+
 use blyan_e2e::{Server, expect_refused, run_binary};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
@@ -16,7 +19,8 @@ use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::genesis::DevKeys;
 use blyan_sdk::merkle;
 use blyan_sdk::model::{
-    Action, Burn, Capabilities, Command, Hash, Parameters, Phase, PoolItem, PoolSpec, Reveal,
+    Action, Burn, Capabilities, Command, Event, Hash, Parameters, Phase, PluginKind,
+    PluginProposal, PoolItem, PoolSpec, Reveal,
 };
 use blyan_sdk::protocol::{self, Item, Measurer, Node, Task, Trainer, Validator, WorkError};
 use blyan_sdk::receipt::{self, Ending, RoundReceipt};
@@ -98,21 +102,13 @@ impl Network {
             .seq
     }
 
-    /// Admits `validator` through governance: one key proposes, a second approves.
-    async fn admit(&self, validator: &PublicKey) {
+    /// Puts `proposal` through governance: one key proposes, a second approves.
+    async fn govern(&self, name: &str, proposal: Action) {
         let [proposer, approver, ..] = &self.keys.governance[..] else {
             panic!("the dev genesis has governance keys");
         };
-        self.submit(
-            proposer,
-            &format!("admit-{}", &validator.to_hex()[..16]),
-            Action::ProposeValidator {
-                validator: *validator,
-                admit: true,
-                activation_round: 1,
-            },
-        )
-        .await;
+        self.submit(proposer, &format!("propose-{name}"), proposal)
+            .await;
         let governance = self.client().governance().await.unwrap();
         let proposal = governance.proposals.last().expect("the proposal is listed");
         let hash: Hash = hex::decode(&proposal.content_hash)
@@ -121,10 +117,23 @@ impl Network {
             .unwrap();
         self.submit(
             approver,
-            &format!("approve-{}", &validator.to_hex()[..16]),
+            &format!("approve-{name}"),
             Action::ApproveProposal {
                 proposal_id: proposal.id,
                 proposal_hash: Some(hash),
+            },
+        )
+        .await;
+    }
+
+    /// Admits `validator` through governance, from round 1.
+    async fn admit(&self, validator: &PublicKey) {
+        self.govern(
+            &validator.to_hex()[..16],
+            Action::ProposeValidator {
+                validator: *validator,
+                admit: true,
+                activation_round: 1,
             },
         )
         .await;
@@ -519,6 +528,131 @@ async fn a_round_runs_from_the_threshold_burn_to_verified_receipts() {
     assert!(ok && stdout.contains(&node_key), "{stdout}{stderr}");
     let (ok, stdout, stderr) = run_binary("blyan", &["--server", &url, "replay"]);
     assert!(ok, "{stdout}{stderr}");
+}
+
+/// A sharding plugin that answers every input with one shard of 1,000 items: right
+/// for the conformance check's reference input, wrong for any round of another size.
+fn canned_sharding() -> Vec<u8> {
+    use blyan_schemas::column::to_column;
+    use blyan_schemas::v1 as pb;
+    use prost::Message as _;
+    let output = pb::PolicyOutput {
+        kind: Some(pb::policy_output::Kind::Sharding(pb::ShardingOutput {
+            node_indexes: to_column([0u32]),
+            starts: to_column([0u64]),
+            counts: to_column([1_000u64]),
+        })),
+    }
+    .encode_to_vec();
+    let data: String = output.iter().map(|byte| format!("\\{byte:02x}")).collect();
+    let policy = format!("(i64.const {})", (2048u64 << 32) | output.len() as u64);
+    wat::parse_str(hostile::with_policy(1, &policy, &data)).unwrap()
+}
+
+/// A plugin that passes its conformance check and fails on a real round: the round
+/// falls back to the genesis plugin and logs why, and an auditor's replay runs every
+/// policy call of the round again, the failure included, and agrees with the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plugin_that_fails_in_a_round_falls_back_and_every_call_reruns_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(dir.path(), parameters()).await;
+    let canned = canned_sharding();
+    let canned_hash = *blake3::hash(&canned).as_bytes();
+    network
+        .govern(
+            "canned-sharding",
+            Action::ProposePlugin(PluginProposal {
+                kind: PluginKind::Sharding,
+                wasm: canned.into(),
+                activation_round: 1,
+            }),
+        )
+        .await;
+    let (validators, nodes) = network.ready(4, 3).await;
+    let from = network.client().head().await.unwrap().events;
+    let mut clients = Vec::new();
+    for key in nodes {
+        let node = Node::connect(network.client(), key).await.unwrap();
+        clients.push(tokio::spawn(async move {
+            let mut trainer = HashTrainer {
+                key: node.key(),
+                quality: b'g',
+            };
+            protocol::run_node(&node, &mut trainer, from, 1, Duration::from_secs(5))
+                .await
+                .map(drop)
+        }));
+    }
+    for key in validators {
+        let validator = Validator::connect(network.client(), key).await.unwrap();
+        clients.push(tokio::spawn(async move {
+            let mut measurer = ByteMeasurer { liar: false };
+            protocol::run_validator(&validator, &mut measurer, from, 1)
+                .await
+                .map(drop)
+        }));
+    }
+    network.burn("burn", THRESHOLD).await;
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(120), client)
+            .await
+            .expect("the client finished its round")
+            .unwrap()
+            .unwrap();
+    }
+    network.wait_phase(1, Phase::Finalized).await;
+
+    // The pinned plugin failed its output check, and the genesis plugin answered.
+    let head = network.client().head().await.unwrap().events;
+    let governance = network.client().governance().await.unwrap();
+    let mut fallbacks = Vec::new();
+    let mut at = from;
+    while at < head {
+        let page = network.client().events(at, 1_000).await.unwrap();
+        at += page.len() as u64;
+        for record in page {
+            if let Event::PluginFallback(fallback) =
+                codec::decode_logged_event(&record.body).unwrap().event
+            {
+                fallbacks.push(fallback);
+            }
+        }
+    }
+    let [fallback] = &fallbacks[..] else {
+        panic!("one fallback: {fallbacks:?}");
+    };
+    assert_eq!((fallback.round, fallback.kind), (1, PluginKind::Sharding));
+    assert_eq!(fallback.failed_hash, canned_hash);
+    assert_eq!(fallback.reason_code, "plugin_invariant", "{fallback:?}");
+    assert!(fallback.reason.contains("has 8 items"), "{fallback:?}");
+    assert_ne!(fallback.used_hash, canned_hash);
+    let activations = &governance.plugin_activations["sharding"];
+    assert_eq!(
+        activations.len(),
+        2,
+        "the genesis plugin, then the canned one"
+    );
+    assert_eq!(activations[0].hash, hex::encode(fallback.used_hash));
+    assert_eq!(activations[1].hash, hex::encode(canned_hash));
+
+    // The three calls of the round (sharding, scoring, reward), four modules in all,
+    // run again and give what the log holds.
+    let (ok, stdout, stderr) = run_binary(
+        "blyan",
+        &[
+            "--server",
+            &network.server.url,
+            "--json",
+            "replay",
+            "--rerun-plugins",
+        ],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["agrees"], true, "{report}");
+    assert_eq!(report["policy_calls_rerun"], 3, "{report}");
+    assert_eq!(report["modules_rerun"], 4, "{report}");
+    assert_eq!(report["wall_clock_fallbacks"], 0, "{report}");
 }
 
 /// One node's delta for a round, its blob uploaded, and its commitment.
