@@ -72,6 +72,9 @@ fn main() {
             dir.path().to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // Every client registers from loopback: one source.
+            "--registrations-per-source-per-hour",
+            "1048576",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -155,6 +155,8 @@ fn spawn(data: &std::path::Path, genesis: &std::path::Path, operator: &std::path
         .args(["--genesis", genesis.to_str().unwrap()])
         .args(["--operator-key", operator.to_str().unwrap()])
         .args(["--connections-max", "512"])
+        // Every node registers from loopback: one source.
+        .args(["--registrations-per-source-per-hour", "1048576"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

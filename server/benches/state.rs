@@ -111,6 +111,9 @@ async fn measure(nodes: usize, maximal: bool) {
             dir.path().to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            // Every node registers from loopback: one source.
+            "--registrations-per-source-per-hour",
+            "1048576",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

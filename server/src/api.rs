@@ -23,18 +23,19 @@
 //! past the limit is refused before any byte of the body is read), `upgrade_required`,
 //! `internal_error`.
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use blyan_plugin_host::Host;
 use blyan_sdk::api::{
     ApiErrorBody, FallbackView, GovernanceView, Head, Health, NodeView, ParametersActivationView,
     PluginActivationView, PluginView, PluginsView, ProposalStatus, ProposalView, Receipt,
@@ -51,10 +52,13 @@ use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+mod admission;
 mod rounds;
 
 use crate::blobs::{BlobStore, PutError};
+use crate::conformance::{ConformanceError, Conformer};
 use crate::engine::{Engine, Submission, SubmitError};
+use admission::RegistrationRate;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +73,9 @@ pub struct ApiConfig {
     pub events_page_bytes_max: usize,
     /// WebSocket subscribers at once; more are answered 503.
     pub subscribers_max: usize,
+    /// Node registrations one source (an IPv4 address or an IPv6 /64) may make in an
+    /// hour; more are answered 429.
+    pub registrations_per_source_per_hour: u32,
 }
 
 impl Default for ApiConfig {
@@ -80,6 +87,7 @@ impl Default for ApiConfig {
             events_page_max: 1_000,
             events_page_bytes_max: 4 << 20,
             subscribers_max: 256,
+            registrations_per_source_per_hour: 60,
         }
     }
 }
@@ -89,16 +97,20 @@ struct AppState {
     engine: Engine,
     config: ApiConfig,
     subscribers: Arc<tokio::sync::Semaphore>,
-    /// One conformance check compiles at a time: a burst of proposals queues instead
-    /// of taking every core and its memory at once.
-    compiles: Arc<tokio::sync::Semaphore>,
-    host: Arc<Host>,
+    /// Runs the conformance check of proposals in a child process with hard limits.
+    conformer: Arc<Conformer>,
+    registrations: Arc<RegistrationRate>,
     blobs: Arc<BlobStore>,
     /// The Merkle trees of the rounds' and pools' roots that proofs were asked of.
     trees: Arc<rounds::Trees>,
 }
 
-pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobStore>) -> Router {
+pub fn app(
+    engine: Engine,
+    config: ApiConfig,
+    conformer: Arc<Conformer>,
+    blobs: Arc<BlobStore>,
+) -> Router {
     let timed = Router::new()
         .route("/v1/commands", post(submit_command))
         .route("/v1/events", get(events))
@@ -144,9 +156,11 @@ pub fn app(engine: Engine, config: ApiConfig, host: Arc<Host>, blobs: Arc<BlobSt
         .with_state(AppState {
             engine,
             subscribers: Arc::new(tokio::sync::Semaphore::new(config.subscribers_max)),
-            compiles: Arc::new(tokio::sync::Semaphore::new(1)),
+            registrations: Arc::new(RegistrationRate::new(
+                config.registrations_per_source_per_hour,
+            )),
             config,
-            host,
+            conformer,
             blobs,
             trees: Arc::default(),
         })
@@ -241,15 +255,20 @@ async fn json_errors(request: Request, next: Next) -> Response {
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    /// Static but for the codes a child process reports (the conformance check's).
+    code: Cow<'static, str>,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -260,7 +279,7 @@ impl IntoResponse for ApiError {
         (
             self.status,
             Json(ApiErrorBody {
-                code: self.code.to_string(),
+                code: self.code.into_owned(),
                 message: self.message,
             }),
         )
@@ -291,11 +310,12 @@ impl From<SubmitError> for ApiError {
 
 async fn submit_command(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let metrics = app.engine.metrics();
     let refuse = |error: ApiError| {
-        metrics.record_rejection(error.code);
+        metrics.record_rejection(error.code.clone());
         error
     };
     let body = body.map_err(|rejection| {
@@ -362,6 +382,25 @@ async fn submit_command(
     }
     if !seen() {
         blobs_present(&app, &command.action).map_err(refuse)?;
+    }
+    if let Action::RegisterNode(_) = &command.action
+        && !seen()
+        && let Err(wait) = app.registrations.take(peer.ip(), Instant::now())
+    {
+        let error = refuse(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "registration_rate_limited",
+            format!(
+                "this source may register {} nodes an hour; the next in {} s",
+                app.config.registrations_per_source_per_hour,
+                wait.as_secs() + 1
+            ),
+        ));
+        return Ok((
+            [(header::RETRY_AFTER, (wait.as_secs() + 1).to_string())],
+            error,
+        )
+            .into_response());
     }
     let receipt = app.engine.submit(Submission { signed, command }).await?;
     Ok(Json(Receipt {
@@ -437,38 +476,25 @@ async fn conformance(
     if !worth_compiling || proposal.wasm.len() > limits::PLUGIN_BYTES_MAX {
         return Ok(());
     }
-    let host = app.host.clone();
-    let wasm = proposal.wasm.clone();
-    let kind = proposal.kind;
-    let compiling = app
-        .compiles
-        .clone()
-        .acquire_owned()
+    app.conformer
+        .check(proposal.kind, &proposal.wasm)
         .await
-        .expect("the semaphore is never closed");
-    let verdict = tokio::task::spawn_blocking(move || {
-        let verdict = host.conformance(kind, &wasm);
-        drop(compiling);
-        verdict
-    })
-    .await
-    .map_err(|error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            error.to_string(),
-        )
-    })?;
-    verdict.map(|_| ()).map_err(|error| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            error.code(),
-            format!(
-                "the {} plugin failed the conformance check: {error}",
-                proposal.kind
-            ),
-        )
-    })
+        .map_err(|error| {
+            let status = match error {
+                ConformanceError::Child(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ConformanceError::Refused { .. }
+                | ConformanceError::Timeout(_)
+                | ConformanceError::Limit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            ApiError::new(
+                status,
+                error.code(),
+                format!(
+                    "the {} plugin failed the conformance check: {error}",
+                    proposal.kind
+                ),
+            )
+        })
 }
 
 #[derive(Debug, Deserialize)]

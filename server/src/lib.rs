@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod conformance;
 pub mod engine;
 pub mod listen;
 pub mod metrics;

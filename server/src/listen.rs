@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tower::Layer as _;
 
 /// Bounds on connections, each a `serve` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +59,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
+        let (stream, peer) = match listener.accept().await {
+            Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                stream
+                (stream, peer)
             }
             Err(error) => {
                 // Out of file descriptors, or a connection reset before it was
@@ -72,7 +74,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that charge a source (node registrations) read its address.
+        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(router.clone()));
         tokio::spawn(async move {
             let io = TokioIo::new(WriteTimeout::new(
                 stream,

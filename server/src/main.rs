@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use blyan_ledger::api::ApiConfig;
+use blyan_ledger::conformance::{ChildLimits, run_child};
 use blyan_ledger::engine::{EngineConfig, replay_store};
 use blyan_ledger::listen::ConnectionLimits;
 use blyan_ledger::serve::{ServeConfig, serve};
 use blyan_ledger::store::RocksStore;
+use blyan_sdk::model::PluginKind;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[global_allocator]
@@ -84,6 +86,29 @@ enum Command {
         /// Time a response write may wait on a client that does not read.
         #[arg(long, default_value_t = ConnectionLimits::default().write_timeout_ms)]
         write_timeout_ms: u64,
+        /// Node registrations one source (an IPv4 address or an IPv6 /64) may make in
+        /// an hour; more are answered 429.
+        #[arg(long, default_value_t = ApiConfig::default().registrations_per_source_per_hour)]
+        registrations_per_source_per_hour: u32,
+        /// Wall-clock time the conformance check of a proposed plugin may take (it
+        /// runs in a child process, which is killed then).
+        #[arg(long, default_value_t = ChildLimits::default().timeout_ms)]
+        plugin_check_timeout_ms: u64,
+        /// Memory that child may use (its data segment: heap and linear memory).
+        #[arg(long, default_value_t = ChildLimits::default().memory_bytes >> 20)]
+        plugin_check_memory_mib: u64,
+    },
+    /// Check a plugin module read from stdin on the reference input, within the given
+    /// limits, and print the verdict as JSON: the child process `serve` runs for each
+    /// proposal.
+    #[command(hide = true)]
+    CheckPlugin {
+        #[arg(long, value_parser = parse_kind)]
+        kind: PluginKind,
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        cpu_seconds: u64,
     },
     /// Rebuild state from the log offline, checking the chain; prints the head.
     Replay {
@@ -93,6 +118,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_kind(text: &str) -> Result<PluginKind, String> {
+    PluginKind::from_name(text).ok_or_else(|| format!("`{text}` is not a plugin kind"))
 }
 
 fn init_tracing(format: LogFormat) {
@@ -162,6 +191,9 @@ fn main() -> anyhow::Result<()> {
             connections_max,
             header_read_timeout_ms,
             write_timeout_ms,
+            registrations_per_source_per_hour,
+            plugin_check_timeout_ms,
+            plugin_check_memory_mib,
         } => {
             let config = ServeConfig {
                 data_dir,
@@ -174,6 +206,7 @@ fn main() -> anyhow::Result<()> {
                     events_page_max,
                     events_page_bytes_max,
                     subscribers_max,
+                    registrations_per_source_per_hour,
                 },
                 engine: EngineConfig {
                     queue_commands_max,
@@ -186,9 +219,18 @@ fn main() -> anyhow::Result<()> {
                     header_read_timeout_ms,
                     write_timeout_ms,
                 },
+                conformance: ChildLimits {
+                    timeout_ms: plugin_check_timeout_ms,
+                    memory_bytes: plugin_check_memory_mib.saturating_mul(1 << 20),
+                },
             };
             tokio::runtime::Runtime::new()?.block_on(serve(config))
         }
         Command::Replay { data_dir, json } => replay(data_dir, json),
+        Command::CheckPlugin {
+            kind,
+            memory_bytes,
+            cpu_seconds,
+        } => run_child(kind, memory_bytes, cpu_seconds),
     }
 }

@@ -1,5 +1,6 @@
 //! Counters exported at `GET /metrics` in the Prometheus text format.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -12,7 +13,7 @@ use crate::engine::SubmitError;
 pub struct Metrics {
     commands_accepted: AtomicU64,
     /// By error code.
-    commands_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    commands_rejected: Mutex<BTreeMap<Cow<'static, str>, u64>>,
     write_batches: AtomicU64,
     write_records: AtomicU64,
     write_micros: AtomicU64,
@@ -36,12 +37,12 @@ impl Metrics {
         }
     }
 
-    pub fn record_rejection(&self, code: &'static str) {
+    pub fn record_rejection(&self, code: impl Into<Cow<'static, str>>) {
         *self
             .commands_rejected
             .lock()
             .expect("metrics lock")
-            .entry(code)
+            .entry(code.into())
             .or_default() += 1;
     }
 

@@ -11,6 +11,7 @@ use blyan_sdk::model::Genesis;
 
 use crate::api::{self, ApiConfig};
 use crate::blobs::BlobStore;
+use crate::conformance::{ChildLimits, Conformer};
 use crate::engine::{Engine, EngineConfig};
 use crate::listen::{self, ConnectionLimits};
 use crate::policy;
@@ -30,6 +31,8 @@ pub struct ServeConfig {
     /// Largest blob accepted by `PUT /v1/blobs/{hash}`.
     pub blob_bytes_max: u64,
     pub connections: ConnectionLimits,
+    /// What the child that runs a proposal's conformance check may use.
+    pub conformance: ChildLimits,
 }
 
 /// A limit given at start that the server cannot run with.
@@ -49,7 +52,7 @@ impl ServeConfig {
     /// Checks every limit before anything starts: a zero or an extreme is refused by
     /// its flag's name, never met later as a panic or a server that answers nothing.
     pub fn check(&self) -> Result<(), LimitError> {
-        let limits: [(&'static str, u64, u64, u64); 11] = [
+        let limits: [(&'static str, u64, u64, u64); 14] = [
             (
                 "body-bytes-max",
                 self.api.body_bytes_max as u64,
@@ -110,6 +113,25 @@ impl ServeConfig {
                 self.connections.write_timeout_ms,
                 1,
                 TIMEOUT_MS_MAX,
+            ),
+            (
+                "registrations-per-source-per-hour",
+                u64::from(self.api.registrations_per_source_per_hour),
+                1,
+                1 << 20,
+            ),
+            (
+                "plugin-check-timeout-ms",
+                self.conformance.timeout_ms,
+                1,
+                TIMEOUT_MS_MAX,
+            ),
+            // The child needs some memory of its own; past a TiB is a typo.
+            (
+                "plugin-check-memory-mib",
+                self.conformance.memory_bytes >> 20,
+                64,
+                1 << 20,
             ),
         ];
         for (flag, value, min, max) in limits {
@@ -220,7 +242,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("opening the blob store")?;
     let host = Arc::new(policy::host());
     tokio::spawn(scheduler::run(engine.clone(), host.clone(), clock_ms));
-    let router = api::app(engine, config.api, host, Arc::new(blobs));
+    let conformer = Conformer::new(
+        std::env::current_exe().context("finding this binary, which checks plugins")?,
+        config.conformance,
+    );
+    let router = api::app(engine, config.api, Arc::new(conformer), Arc::new(blobs));
     let connections = ConnectionLimits {
         connections_max: fitted_connections_max(config.connections.connections_max),
         ..config.connections

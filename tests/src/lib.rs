@@ -64,12 +64,20 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
+        // Every test client registers from the same loopback source: the rate per
+        // source is lifted but where a test sets it.
+        let rate = "--registrations-per-source-per-hour";
+        let unlimited = (!self.extra_args.iter().any(|arg| arg == rate))
+            .then_some([rate, "1048576"])
+            .into_iter()
+            .flatten();
         let child = Command::new(binary("blyan-ledger"))
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .args(unlimited)
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

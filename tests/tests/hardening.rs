@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "../../plugins/host/tests/hostile/mod.rs"]
+mod hostile;
+
 use blyan_e2e::{Server, binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -259,6 +262,12 @@ fn limits_that_cannot_run_are_refused_at_start_by_name() {
         ("--connections-max", "18446744073709551615"),
         ("--body-bytes-max", "18446744073709551615"),
         ("--blob-bytes-max", "18446744073709551615"),
+        ("--registrations-per-source-per-hour", "0"),
+        ("--registrations-per-source-per-hour", "4294967295"),
+        ("--plugin-check-timeout-ms", "0"),
+        ("--plugin-check-timeout-ms", "18446744073709551615"),
+        ("--plugin-check-memory-mib", "0"),
+        ("--plugin-check-memory-mib", "18446744073709551615"),
     ];
     for (flag, value) in cases {
         let output = std::process::Command::new(binary("blyan-ledger"))
@@ -580,4 +589,130 @@ async fn nodes_claim_only_the_models_experts_and_heartbeat_no_faster_than_allowe
     )
     .await;
     assert_eq!(head(&server.url).await, before);
+}
+
+/// Every node registration is charged to its source, at a rate the operator sets: past
+/// it the answer is 429 with when to come back, and nothing is logged. A resent
+/// registration is answered from the index, uncharged.
+#[tokio::test]
+async fn registrations_cost_a_rate_per_source_and_a_refused_one_changes_nothing() {
+    use blyan_e2e::{head, post_raw};
+    use blyan_sdk::codec;
+    use blyan_sdk::crypto::Keypair;
+    use blyan_sdk::model::{Action, Capabilities, Command};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--registrations-per-source-per-hour", "3"]).await;
+    let network = server.network_id().await;
+    let register = |node: &Keypair| {
+        codec::encode_signed_command(&codec::sign_command(
+            node,
+            &network,
+            &Command {
+                idempotency_key: b"register".to_vec(),
+                action: Action::RegisterNode(Capabilities {
+                    gpu_model: "L4".into(),
+                    vram_mib: 24_576,
+                    experts: vec![0],
+                    endpoint: "https://node.test".into(),
+                }),
+            },
+        ))
+    };
+    let nodes: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
+    let mut receipts = Vec::new();
+    for node in &nodes[..3] {
+        let (status, receipt) = post_raw(&server.url, register(node)).await;
+        assert_eq!(status, 200, "{receipt}");
+        receipts.push(receipt);
+    }
+
+    let before = head(&server.url).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/commands", server.url))
+        .body(register(&nodes[3]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A token comes back every 20 minutes.
+    assert!((1_100..=1_201).contains(&retry_after), "{retry_after}");
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["code"], "registration_rate_limited", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 nodes an hour"),
+        "{answer}"
+    );
+    assert_eq!(head(&server.url).await, before);
+    let node = reqwest::get(format!(
+        "{}/v1/nodes/{}",
+        server.url,
+        nodes[3].public().to_hex()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(node.status(), 404);
+
+    // A resend of an accepted registration gets its receipt again.
+    let (status, again) = post_raw(&server.url, register(&nodes[0])).await;
+    assert_eq!((status, &again), (200, &receipts[0]));
+    assert_eq!(head(&server.url).await, before);
+}
+
+/// The conformance check of a proposal runs in a child process that the server kills
+/// at its time limit and that can't use more than its memory limit: a module that
+/// reaches either is refused with the limit's code, quickly, and the server goes on.
+#[tokio::test]
+async fn a_plugin_check_past_its_time_or_memory_is_refused_and_the_server_goes_on() {
+    use blyan_e2e::expect_refused;
+    use blyan_sdk::codec;
+    use blyan_sdk::model::{Action, Command, PluginKind, PluginProposal};
+
+    // About 5 s and 220 MiB to check; a trap is checked in about 0.3 s and 76 MiB.
+    let costly = wat::parse_str(hostile::large_bodies()).unwrap();
+    for (flags, code) in [
+        (
+            ["--plugin-check-timeout-ms", "2000"],
+            "plugin_check_timeout",
+        ),
+        (["--plugin-check-memory-mib", "160"], "plugin_check_limit"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), &flags).await;
+        let network = server.network_id().await;
+        let governor = server.dev_key("governance-1");
+        let propose = |key: &str, wasm: Vec<u8>| {
+            codec::encode_signed_command(&codec::sign_command(
+                &governor,
+                &network,
+                &Command {
+                    idempotency_key: key.as_bytes().to_vec(),
+                    action: Action::ProposePlugin(PluginProposal {
+                        kind: PluginKind::Scoring,
+                        wasm: wasm.into(),
+                        activation_round: 1,
+                    }),
+                },
+            ))
+        };
+        let started = Instant::now();
+        expect_refused(&server, propose("costly", costly.clone()), 422, code).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{flags:?}: {:?}",
+            started.elapsed()
+        );
+        healthz_answers(&server.url).await;
+        // A module within the limits is checked as before and refused for what it is.
+        let trap = wat::parse_str(hostile::trap()).unwrap();
+        expect_refused(&server, propose("trap", trap), 422, "plugin_trap").await;
+    }
 }

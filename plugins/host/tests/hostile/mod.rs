@@ -120,6 +120,16 @@ fn costly_function(locals: usize, branches: usize) -> String {
     )
 }
 
+/// Straight-line code with no branches, nearly as large as a module may be: four
+/// functions of 130,000 additions each, 3.6 MB in all. It passes the shape check, and
+/// its conformance check takes about 5 s and 220 MiB (a dev build of the server).
+pub fn large_bodies() -> String {
+    let add = "(local.set 0 (i64.add (local.get 0) (i64.const 1))) ";
+    let function = format!("(func (local i64) {})", add.repeat(130_000));
+    let functions = function.repeat(4);
+    with_policy(1, "(unreachable)", "").replacen("(module", &format!("(module {functions}"), 1)
+}
+
 /// Compile bombs, one per bound of the shape check: the second compiles in about 6 s
 /// and the third in about 9 s without it; the first declares more locals than any
 /// plugin needs.
