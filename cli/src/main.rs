@@ -4,8 +4,10 @@
 mod learn;
 mod rerun;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use blyan_sdk::client::Client;
@@ -13,8 +15,8 @@ use blyan_sdk::codec;
 use blyan_sdk::core::governance::Subject;
 use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::model::{
-    Action, Burn, Capabilities, Cause, Command, Parameters, PluginKind, PluginProposal, PoolItem,
-    PoolSpec, ServerInput, limits,
+    Action, Burn, Capabilities, Cause, Command, Hash, Parameters, PluginKind, PluginProposal,
+    PoolItem, PoolSpec, ServerInput, limits,
 };
 use blyan_sdk::receipt::{self, RoundReceipt};
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, Replayer};
@@ -775,6 +777,8 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
     let mut replayer = Replayer::new(ReplayChecks::AUDIT);
     let host = rerun_plugins.then(rerun::ledger_host);
     let mut reran = (0u64, rerun::Rerun::default());
+    // The modules the log has stored so far: the state keeps only their hashes.
+    let mut modules: HashMap<Hash, Arc<[u8]>> = HashMap::new();
     while replayer.len() < head.events {
         let page = client.events(replayer.len(), 1_000).await?;
         if page.is_empty() {
@@ -795,15 +799,14 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
             replayer
                 .push_checked(&checked)
                 .with_context(|| format!("replaying seq {seq}"))?;
+            if host.is_some() {
+                for module in checked.logged.event.modules() {
+                    modules.insert(module.hash, module.wasm.clone());
+                }
+            }
             if let Some((host, input, result)) = call {
-                let governance = replayer.state().governance();
-                let rerun = rerun::rerun(
-                    host,
-                    |hash| governance.plugin(hash).map(|plugin| plugin.wasm.clone()),
-                    &input,
-                    result,
-                )
-                .with_context(|| {
+                let rerun = rerun::rerun(host, |hash| modules.get(hash).cloned(), &input, result)
+                    .with_context(|| {
                     format!(
                         "re-running the {} call of round {} at seq {seq}",
                         result.kind, result.round

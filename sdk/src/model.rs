@@ -478,6 +478,38 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The plugin modules this event stores. The log is where module bytes live: the
+    /// state keeps only each module's hash and the seq of the event that stores it.
+    pub fn modules(&self) -> &[PluginModule] {
+        match self {
+            Event::GenesisCreated(genesis) => &genesis.plugins,
+            Event::PluginProposed { module, .. } => std::slice::from_ref(module),
+            Event::PluginFallback(fallback) => fallback.used_module.as_slice(),
+            Event::NodeRegistered { .. }
+            | Event::HeartbeatRecorded { .. }
+            | Event::BurnRecorded { .. }
+            | Event::CheckpointCreated(_)
+            | Event::ParametersProposed { .. }
+            | Event::ProposalApproved { .. }
+            | Event::PluginActivated { .. }
+            | Event::ParametersActivated { .. }
+            | Event::RoundOpened(_)
+            | Event::PoolRegistered { .. }
+            | Event::ValidatorProposed { .. }
+            | Event::ValidatorChanged { .. }
+            | Event::AssignmentsMade { .. }
+            | Event::DeltaCommitted { .. }
+            | Event::DeltaRevealed { .. }
+            | Event::PhaseStarted { .. }
+            | Event::MeasurementsSubmitted { .. }
+            | Event::ScoresRecorded { .. }
+            | Event::RoundFinalized(_)
+            | Event::RoundAborted { .. } => &[],
+        }
+    }
+}
+
 /// The phases of a learning round, in order; a round ends finalized or aborted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -877,17 +877,21 @@ async fn plugin(
                 "the hash must be 64 hex characters",
             )
         })?;
-    let published = app.engine.published();
-    let plugin = published.state.governance().plugin(&key).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "plugin_not_found",
-            format!("no plugin module has hash {hash}"),
-        )
-    })?;
+    let wasm = app
+        .engine
+        .module(&key)
+        .await
+        .map_err(storage_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "plugin_not_found",
+                format!("no plugin module has hash {hash}"),
+            )
+        })?;
     Ok((
         [(header::CONTENT_TYPE, "application/wasm")],
-        plugin.wasm.to_vec(),
+        Bytes::from_owner(wasm),
     )
         .into_response())
 }

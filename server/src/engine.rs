@@ -491,6 +491,33 @@ impl Engine {
             })
     }
 
+    /// The bytes of a stored plugin module, read from the record that stores them (the
+    /// state keeps only its hash and that seq). `None` for a module the log does not
+    /// hold.
+    pub async fn module(&self, hash: &Hash) -> Result<Option<Arc<[u8]>>, StoreError> {
+        let stored_seq = self
+            .published()
+            .state
+            .governance()
+            .plugin(hash)
+            .map(|plugin| plugin.stored_seq);
+        let Some(seq) = stored_seq else {
+            return Ok(None);
+        };
+        let record = CheckedRecord::decode(seq, &self.record(seq).await?)?;
+        let module = record
+            .logged
+            .event
+            .modules()
+            .iter()
+            .find(|module| module.hash == *hash)
+            .ok_or_else(|| StoreError::Malformed {
+                key: format!("event {seq}"),
+                reason: format!("does not store module {}", hex::encode(hash)),
+            })?;
+        Ok(Some(module.wasm.clone()))
+    }
+
     /// Number of committed events.
     pub fn events_committed(&self) -> u64 {
         *self.shared.events_committed.borrow()

@@ -23,6 +23,7 @@ use blyan_sdk::model::{
 use prost::Message;
 
 use crate::engine::{Engine, Receipt, SubmitError};
+use crate::store::StoreError;
 
 /// The host with the server's limits: modules as large as the ledger stores.
 pub fn host() -> Host {
@@ -49,20 +50,18 @@ pub struct AllFailed {
     pub failures: String,
 }
 
-/// Runs `input` through the fallback chain of `kind` in round `round`.
+/// Runs `input` through the fallback chain of `kind` in round `round`: `stored`, the
+/// bytes of the chain's stored modules in its order, then the embedded default.
 pub fn run_policy(
     host: &Host,
     governance: &Governance,
     round: &Round,
     kind: PluginKind,
     input: &pb::PolicyInput,
+    stored: &[Arc<[u8]>],
 ) -> Result<PolicyRun, AllFailed> {
     let embedded = defaults::wasm(kind);
-    let mut chain: Vec<&[u8]> = rounds::fallback_chain(governance, round, kind)
-        .iter()
-        .filter_map(|hash| governance.plugin(hash))
-        .map(|plugin| &plugin.wasm[..])
-        .collect();
+    let mut chain: Vec<&[u8]> = stored.iter().map(|wasm| &wasm[..]).collect();
     if !chain.contains(&embedded) {
         chain.push(embedded);
     }
@@ -121,6 +120,8 @@ pub enum CallError {
     AllFailed(#[from] AllFailed),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    #[error("reading a plugin module from the log: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Runs the policy call round `round` awaits on a blocking worker, never on the
@@ -145,10 +146,15 @@ pub async fn call(
             .clone();
         (state.governance().clone(), entry, kind, input)
     };
-    let run =
-        tokio::task::spawn_blocking(move || run_policy(&host, &governance, &entry, kind, &input))
-            .await
-            .expect("a policy worker panicked")?;
+    let mut stored = Vec::new();
+    for hash in rounds::fallback_chain(&governance, &entry, kind) {
+        stored.extend(engine.module(&hash).await?);
+    }
+    let run = tokio::task::spawn_blocking(move || {
+        run_policy(&host, &governance, &entry, kind, &input, &stored)
+    })
+    .await
+    .expect("a policy worker panicked")?;
     let receipt = engine
         .submit_input(ServerInput::PolicyResult(run.result))
         .await?;
@@ -296,12 +302,23 @@ mod tests {
         state
     }
 
-    /// The sharding call round `round` awaits, through its chain.
-    fn run(state: &State, round: u64) -> (pb::PolicyInput, PolicyRun) {
+    /// The sharding call round `round` awaits, through its chain, whose modules are
+    /// among `modules` (the bytes the log would hold).
+    fn run(state: &State, round: u64, modules: &[&[u8]]) -> (pb::PolicyInput, PolicyRun) {
         let (kind, input) = state.policy_input(round).expect("the round awaits a call");
         assert_eq!(kind, PluginKind::Sharding);
         let entry = state.rounds().get(round).unwrap();
-        let run = run_policy(&host(), state.governance(), entry, kind, &input).unwrap();
+        let stored: Vec<Arc<[u8]>> = rounds::fallback_chain(state.governance(), entry, kind)
+            .iter()
+            .map(|stored| {
+                let wasm = modules
+                    .iter()
+                    .find(|wasm| hash(wasm) == *stored)
+                    .expect("the test knows every module of the chain");
+                Arc::from(*wasm)
+            })
+            .collect();
+        let run = run_policy(&host(), state.governance(), entry, kind, &input, &stored).unwrap();
         (input, run)
     }
 
@@ -342,7 +359,7 @@ mod tests {
     fn a_working_pinned_plugin_runs_without_fallback() {
         let good = variant(defaults::SHARDING, 1);
         let state = state_with(std::slice::from_ref(&good));
-        let (input, run) = run(&state, 1);
+        let (input, run) = run(&state, 1, &[&good, defaults::SHARDING]);
         assert_eq!(run.result.module_hash, hash(&good));
         assert!(fallbacks(&decided(&state, &run)).is_empty());
         assert_eq!(check::output(&input, &run.output), Ok(()));
@@ -353,7 +370,7 @@ mod tests {
         let good = variant(defaults::SHARDING, 1);
         let broken = b"\0asm\x01\0\0\0broken".to_vec();
         let mut state = state_with(&[good.clone(), broken.clone()]);
-        let (_, run) = run(&state, 2);
+        let (_, run) = run(&state, 2, &[&good, &broken, defaults::SHARDING]);
         assert_eq!(
             run.result.module_hash,
             hash(&good),
@@ -403,7 +420,7 @@ mod tests {
         when(&mut state, &keys.governance[1], b"p", proposal);
         open_next(&mut state, &keys, 1);
 
-        let (_, run) = run(&state, 1);
+        let (_, run) = run(&state, 1, &[&broken_genesis, &broken_pinned]);
         assert_eq!(run.result.module_hash, hash(defaults::SHARDING));
         let events = decided(&state, &run);
         let failed: Vec<Hash> = fallbacks(&events)
@@ -430,7 +447,7 @@ mod tests {
             .governance()
             .plugin(&hash(defaults::SHARDING))
             .expect("stored by the fallback");
-        assert_eq!(&plugin.wasm[..], defaults::SHARDING);
+        assert_eq!(plugin.bytes, defaults::SHARDING.len());
         assert_eq!(plugin.kind, PluginKind::Sharding);
     }
 }

@@ -47,6 +47,11 @@ pub async fn run(engine: Engine, host: Arc<Host>, clock_ms: fn() -> u64) {
                             tracing::error!(round, %error, "a round's policy call failed");
                             Ok(false)
                         }
+                        // The next pass tries again.
+                        Err(CallError::Store(error)) => {
+                            tracing::error!(round, %error, "a round's plugin could not be read");
+                            Ok(false)
+                        }
                     }
                 }
             };

@@ -19,7 +19,6 @@
 //! genesis's).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,12 +90,12 @@ impl GovernanceRejection {
     }
 }
 
-/// A stored plugin module and where the log first held it.
+/// A stored plugin module: its kind, its size and the event that holds its bytes. The
+/// bytes stay in the log ([`crate::model::Event::modules`]), read when a policy runs:
+/// a module may be 4 MiB, and the state is held in memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredPlugin {
     pub kind: PluginKind,
-    #[serde(skip)]
-    pub wasm: Arc<[u8]>,
     pub bytes: usize,
     /// Seq of the genesis, of the `PluginProposed` event, or of the `PluginFallback`
     /// event whose round an embedded default answered.
@@ -297,7 +296,6 @@ impl Governance {
                 module.hash,
                 StoredPlugin {
                     kind: module.kind,
-                    wasm: module.wasm.clone(),
                     bytes: module.wasm.len(),
                     stored_seq: seq,
                 },

@@ -35,7 +35,6 @@ fn module(kind: PluginKind, tag: u8) -> PluginModule {
 fn stored(module: &PluginModule) -> StoredPlugin {
     StoredPlugin {
         kind: module.kind,
-        wasm: module.wasm.clone(),
         bytes: module.wasm.len(),
         stored_seq: 0,
     }
@@ -414,11 +413,10 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         signature,
     } = checkpoint_last.as_mut().expect("the base has a checkpoint");
     let (mut plugin_hash, mut plugin) = pop_last(plugins);
-    // Derived, so not hashed: the module is named by its key, the blake3 hash of it,
-    // and `bytes` is its length.
+    // Derived, so not hashed: the module is named by its key, the blake3 hash of its
+    // bytes, and `bytes` is their length.
     let StoredPlugin {
         kind: plugin_kind,
-        wasm: _,
         bytes: _,
         stored_seq,
     } = &mut plugin;
