@@ -16,7 +16,7 @@ use blyan_sdk::core::governance::Subject;
 use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::model::{
     Action, Burn, Capabilities, Cause, Command, Hash, Parameters, PluginKind, PluginProposal,
-    PoolItem, PoolSpec, ServerInput, limits,
+    PolicyResult, PoolItem, PoolSpec, ServerInput, limits,
 };
 use blyan_sdk::receipt::{self, RoundReceipt};
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, Replayer};
@@ -771,14 +771,51 @@ async fn pool(cli: &Cli, command: &PoolCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The bytes of the stored modules a policy call names, read from the records that
+/// store them: the state keeps only where, and an auditor keeps only these in memory.
+/// A module's hash is checked when its event decodes.
+async fn logged_modules(
+    client: &Client,
+    state: &blyan_sdk::core::State,
+    result: &PolicyResult,
+) -> anyhow::Result<HashMap<Hash, Arc<[u8]>>> {
+    let mut modules = HashMap::new();
+    let named = result.failures.iter().map(|failure| failure.hash);
+    for hash in named.chain([result.module_hash]) {
+        let Some(plugin) = state.governance().plugin(&hash) else {
+            continue;
+        };
+        let seq = plugin.stored_seq;
+        let record = client
+            .events(seq, 1)
+            .await?
+            .into_iter()
+            .next()
+            .with_context(|| format!("the server returned no record at seq {seq}"))?;
+        let checked = CheckedRecord::check(record)?;
+        anyhow::ensure!(
+            checked.record.seq == seq,
+            "asked for seq {seq}, got another"
+        );
+        if let Some(module) = checked
+            .logged
+            .event
+            .modules()
+            .iter()
+            .find(|module| module.hash == hash)
+        {
+            modules.insert(hash, module.wasm.clone());
+        }
+    }
+    Ok(modules)
+}
+
 async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
     let client = Client::new(&cli.server);
     let head = client.head().await?;
     let mut replayer = Replayer::new(ReplayChecks::AUDIT);
-    let host = rerun_plugins.then(rerun::ledger_host);
+    let host = rerun_plugins.then(rerun::rerun_host);
     let mut reran = (0u64, rerun::Rerun::default());
-    // The modules the log has stored so far: the state keeps only their hashes.
-    let mut modules: HashMap<Hash, Arc<[u8]>> = HashMap::new();
     while replayer.len() < head.events {
         let page = client.events(replayer.len(), 1_000).await?;
         if page.is_empty() {
@@ -788,23 +825,23 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
             let seq = record.seq;
             let checked = CheckedRecord::check(record.clone())
                 .with_context(|| format!("replaying seq {seq}"))?;
+            // The input comes from the state before the record; it is reported only
+            // once the record itself replays.
             let call = match (&host, &checked.logged.cause) {
                 (Some(host), Cause::Server(ServerInput::PolicyResult(result))) => {
-                    let input = rerun::input_of(replayer.state(), result)
-                        .with_context(|| format!("re-running the policy call at seq {seq}"))?;
-                    Some((host, input, result))
+                    Some((host, rerun::input_of(replayer.state(), result), result))
                 }
                 _ => None,
             };
             replayer
                 .push_checked(&checked)
                 .with_context(|| format!("replaying seq {seq}"))?;
-            if host.is_some() {
-                for module in checked.logged.event.modules() {
-                    modules.insert(module.hash, module.wasm.clone());
-                }
-            }
             if let Some((host, input, result)) = call {
+                let input =
+                    input.with_context(|| format!("re-running the policy call at seq {seq}"))?;
+                let modules = logged_modules(&client, replayer.state(), result)
+                    .await
+                    .with_context(|| format!("reading the modules of the call at seq {seq}"))?;
                 let rerun = rerun::rerun(host, |hash| modules.get(hash).cloned(), &input, result)
                     .with_context(|| {
                     format!(

@@ -28,9 +28,23 @@ const DEADLINE: &str = "plugin_deadline";
 /// The host with the ledger's limits, as the server runs it: modules as large as the
 /// ledger stores.
 pub fn ledger_host() -> Host {
-    Host::new(Limits {
+    Host::new(ledger_limits())
+}
+
+fn ledger_limits() -> Limits {
+    Limits {
         module_bytes_max: limits::PLUGIN_BYTES_MAX,
         ..Limits::default()
+    }
+}
+
+/// The ledger's host for a re-run: the same fuel and memory, with the wall-clock
+/// backstop lifted, so that an auditor's slower machine can't turn a call the fuel
+/// ended, or one that answered, into a mismatch.
+pub fn rerun_host() -> Host {
+    Host::new(Limits {
+        deadline: std::time::Duration::from_secs(24 * 3_600),
+        ..ledger_limits()
     })
 }
 

@@ -38,10 +38,14 @@ impl ClientError {
     fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport(error) => !error.is_decode() && !error.is_builder(),
-            // A heartbeat too soon stays too soon for its whole interval: the caller
-            // decides when to send the next.
+            // A heartbeat too soon stays too soon for its whole interval, and a source
+            // out of registrations for minutes (`Retry-After`): the caller decides
+            // when to send the next.
             ClientError::Api { status, body } => {
-                *status >= 500 || (*status == 429 && body.code != "heartbeat_too_soon")
+                *status >= 500
+                    || (*status == 429
+                        && body.code != "heartbeat_too_soon"
+                        && body.code != "registration_rate_limited")
             }
             ClientError::Decode(_) => false,
             ClientError::WebSocket(_) => true,

@@ -141,7 +141,7 @@ pub struct PluginModule {
     pub kind: PluginKind,
     #[serde(with = "hex_array")]
     pub hash: Hash,
-    /// Shared: the state, the events and the server's cache all hold the same bytes.
+    /// Shared by the events that carry them; the state keeps only the hash.
     #[serde(skip)]
     pub wasm: Arc<[u8]>,
 }

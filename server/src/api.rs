@@ -11,8 +11,8 @@
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
 //! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals`, `wrong_phase`, `deadline_passed`, `already_committed`, `not_committed`, `already_revealed`, `delta_copied`, `already_submitted`, `blob_missing` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large`, `pool_too_large`, `delta_too_large` |
-//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, `blob_size_mismatch`, `commitment_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant` |
-//! | 429 | `heartbeat_too_soon` |
+//! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, `blob_size_mismatch`, `commitment_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant`, and the check's own limits `plugin_check_timeout`, `plugin_check_limit` |
+//! | 429 | `heartbeat_too_soon`, `registration_rate_limited` (with `Retry-After`) |
 //! | 500 | `storage_error`, `internal_error` |
 //! | 503 | `writer_stopped`, `no_genesis`, `too_many_subscribers` |
 //!
@@ -383,10 +383,8 @@ async fn submit_command(
     if !seen() {
         blobs_present(&app, &command.action).map_err(refuse)?;
     }
-    if let Action::RegisterNode(_) = &command.action
-        && !seen()
-        && let Err(wait) = app.registrations.take(peer.ip(), Instant::now())
-    {
+    let charged = matches!(command.action, Action::RegisterNode(_)) && !seen();
+    if charged && let Err(wait) = app.registrations.take(peer.ip(), Instant::now()) {
         let error = refuse(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "registration_rate_limited",
@@ -402,7 +400,11 @@ async fn submit_command(
         )
             .into_response());
     }
-    let receipt = app.engine.submit(Submission { signed, command }).await?;
+    let receipt = app.engine.submit(Submission { signed, command }).await;
+    if charged && receipt.is_err() {
+        app.registrations.refund(peer.ip(), Instant::now());
+    }
+    let receipt = receipt?;
     Ok(Json(Receipt {
         seq: receipt.seq,
         event_hash: hex::encode(receipt.event_hash),

@@ -126,11 +126,11 @@ impl ServeConfig {
                 1,
                 TIMEOUT_MS_MAX,
             ),
-            // The child needs some memory of its own; past a TiB is a typo.
+            // The smallest check needs about 76 MiB; past a TiB is a typo.
             (
                 "plugin-check-memory-mib",
                 self.conformance.memory_bytes >> 20,
-                64,
+                96,
                 1 << 20,
             ),
         ];
@@ -143,6 +143,16 @@ impl ServeConfig {
                     max,
                 });
             }
+        }
+        // The check answers within its own limit only if the request lasts longer.
+        let request_timeout_ms = self.api.request_timeout_ms;
+        if self.conformance.timeout_ms >= request_timeout_ms {
+            return Err(LimitError {
+                flag: "plugin-check-timeout-ms",
+                value: self.conformance.timeout_ms,
+                min: 1,
+                max: request_timeout_ms - 1,
+            });
         }
         Ok(())
     }
@@ -243,7 +253,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let host = Arc::new(policy::host());
     tokio::spawn(scheduler::run(engine.clone(), host.clone(), clock_ms));
     let conformer = Conformer::new(
-        std::env::current_exe().context("finding this binary, which checks plugins")?,
+        Conformer::own_binary().context("finding this binary, which checks plugins")?,
         config.conformance,
     );
     let router = api::app(engine, config.api, Arc::new(conformer), Arc::new(blobs));

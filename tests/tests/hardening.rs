@@ -604,12 +604,12 @@ async fn registrations_cost_a_rate_per_source_and_a_refused_one_changes_nothing(
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--registrations-per-source-per-hour", "3"]).await;
     let network = server.network_id().await;
-    let register = |node: &Keypair| {
+    let register_as = |node: &Keypair, idempotency: &str| {
         codec::encode_signed_command(&codec::sign_command(
             node,
             &network,
             &Command {
-                idempotency_key: b"register".to_vec(),
+                idempotency_key: idempotency.as_bytes().to_vec(),
                 action: Action::RegisterNode(Capabilities {
                     gpu_model: "L4".into(),
                     vram_mib: 24_576,
@@ -619,12 +619,22 @@ async fn registrations_cost_a_rate_per_source_and_a_refused_one_changes_nothing(
             },
         ))
     };
+    let register = |node: &Keypair| register_as(node, "register");
     let nodes: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
     let mut receipts = Vec::new();
-    for node in &nodes[..3] {
+    for (index, node) in nodes[..3].iter().enumerate() {
         let (status, receipt) = post_raw(&server.url, register(node)).await;
         assert_eq!(status, 200, "{receipt}");
         receipts.push(receipt);
+        // A registration the ledger refuses costs nothing.
+        if index == 0 {
+            let (status, answer) = post_raw(&server.url, register_as(node, "again")).await;
+            assert_eq!(
+                (status, answer["code"].as_str()),
+                (409, Some("node_already_registered")),
+                "{answer}"
+            );
+        }
     }
 
     let before = head(&server.url).await;

@@ -96,6 +96,19 @@ impl RegistrationRate {
         };
         Ok(())
     }
+
+    /// Gives back the registration [`RegistrationRate::take`] took for `ip`: the
+    /// ledger refused it, or could not take it (a full queue), so it cost nothing.
+    pub fn refund(&self, ip: IpAddr, now: Instant) {
+        let per_hour = f64::from(self.per_hour);
+        let mut buckets = self.buckets.lock().expect("the rate lock");
+        if let Some(bucket) = buckets.get_mut(&Source::of(ip)) {
+            *bucket = Bucket {
+                tokens: (self.refilled(*bucket, now) + 1.0).min(per_hour),
+                at: now,
+            };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +134,13 @@ mod tests {
             "{wait:?}"
         );
         rate.take(v4(2), start).unwrap();
+
+        // A registration the ledger refused is given back.
+        rate.refund(v4(2), start);
+        for _ in 0..3 {
+            rate.take(v4(2), start).unwrap();
+        }
+        assert!(rate.take(v4(2), start).is_err());
 
         // One token back after a third of an hour, not two.
         let later = start + Duration::from_secs(1_200);
