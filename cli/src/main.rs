@@ -851,13 +851,17 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
                 })?;
                 if rerun.wall_clock_fallbacks > 0 {
                     eprintln!(
-                        "seq {seq}: the {} call of round {} logged {} wall-clock fallback(s), which a re-run can't check",
-                        result.kind, result.round, rerun.wall_clock_fallbacks
+                        "seq {seq}: the {} call of round {} logged {} wall-clock fallback(s), which a re-run can't check; {} of those modules answer now within their fuel",
+                        result.kind,
+                        result.round,
+                        rerun.wall_clock_fallbacks,
+                        rerun.wall_clock_answering_now
                     );
                 }
                 reran.0 += 1;
                 reran.1.modules += rerun.modules;
                 reran.1.wall_clock_fallbacks += rerun.wall_clock_fallbacks;
+                reran.1.wall_clock_answering_now += rerun.wall_clock_answering_now;
             }
         }
     }
@@ -872,6 +876,7 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
         rerun::Rerun {
             modules,
             wall_clock_fallbacks,
+            wall_clock_answering_now,
         },
     ) = reran;
     if cli.json {
@@ -881,6 +886,7 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
             report["policy_calls_rerun"] = json!(calls);
             report["modules_rerun"] = json!(modules);
             report["wall_clock_fallbacks"] = json!(wall_clock_fallbacks);
+            report["wall_clock_fallbacks_answering_now"] = json!(wall_clock_answering_now);
         }
         println!("{report}");
     } else {
@@ -890,7 +896,7 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
         );
         if rerun_plugins {
             println!(
-                "plugins    {calls} policy calls re-run ({modules} modules), {wall_clock_fallbacks} wall-clock fallbacks"
+                "plugins    {calls} policy calls re-run ({modules} modules), {wall_clock_fallbacks} wall-clock fallbacks ({wall_clock_answering_now} answering now)"
             );
         }
     }

@@ -87,6 +87,9 @@ pub struct Rerun {
     pub modules: u64,
     /// Failures the log ascribes to the wall clock, which no re-run can check.
     pub wall_clock_fallbacks: u64,
+    /// Of those, the modules that answer now, within their fuel: a busy server, or
+    /// one that picked which plugin answers. The report shows them.
+    pub wall_clock_answering_now: u64,
 }
 
 /// The input `result` answered, rebuilt from `before`: the state just before the
@@ -130,6 +133,7 @@ pub fn rerun(
         rerun.modules += 1;
         if failure.reason_code == DEADLINE {
             rerun.wall_clock_fallbacks += 1;
+            rerun.wall_clock_answering_now += u64::from(now.is_none());
         } else if now.as_ref().map(PluginError::code) != Some(failure.reason_code.as_str()) {
             return Err(Mismatch::Failure {
                 hash: failure.hash,
@@ -219,7 +223,8 @@ mod tests {
             rerun,
             Rerun {
                 modules: 1,
-                wall_clock_fallbacks: 0
+                wall_clock_fallbacks: 0,
+                wall_clock_answering_now: 0,
             }
         );
 
@@ -283,7 +288,8 @@ mod tests {
             check(&result).unwrap(),
             Rerun {
                 modules: 3,
-                wall_clock_fallbacks: 1
+                wall_clock_fallbacks: 1,
+                wall_clock_answering_now: 1,
             }
         );
     }

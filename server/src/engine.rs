@@ -504,18 +504,25 @@ impl Engine {
         let Some(seq) = stored_seq else {
             return Ok(None);
         };
-        let record = CheckedRecord::decode(seq, &self.record(seq).await?)?;
-        let module = record
-            .logged
-            .event
-            .modules()
-            .iter()
-            .find(|module| module.hash == *hash)
-            .ok_or_else(|| StoreError::Malformed {
-                key: format!("event {seq}"),
-                reason: format!("does not store module {}", hex::encode(hash)),
-            })?;
-        Ok(Some(module.wasm.clone()))
+        let encoded = self.record(seq).await?;
+        let hash = *hash;
+        // A module's record may be 8 MiB, decoded and hashed: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let record = CheckedRecord::decode(seq, &encoded)?;
+            let module = record
+                .logged
+                .event
+                .modules()
+                .iter()
+                .find(|module| module.hash == hash)
+                .ok_or_else(|| StoreError::Malformed {
+                    key: format!("event {seq}"),
+                    reason: format!("does not store module {}", hex::encode(hash)),
+                })?;
+            Ok(Some(module.wasm.clone()))
+        })
+        .await
+        .expect("a module read panicked")
     }
 
     /// Number of committed events.

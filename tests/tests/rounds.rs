@@ -653,6 +653,7 @@ async fn a_plugin_that_fails_in_a_round_falls_back_and_every_call_reruns_alike()
     assert_eq!(report["policy_calls_rerun"], 3, "{report}");
     assert_eq!(report["modules_rerun"], 4, "{report}");
     assert_eq!(report["wall_clock_fallbacks"], 0, "{report}");
+    assert_eq!(report["wall_clock_fallbacks_answering_now"], 0, "{report}");
 }
 
 /// One node's delta for a round, its blob uploaded, and its commitment.
