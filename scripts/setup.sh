@@ -3,6 +3,8 @@
 # nothing when everything is already there.
 #   - libclang-dev: RocksDB's Rust bindings are generated with bindgen.
 #   - the wasm32-unknown-unknown target: policy plugins are built for it.
+#   - promtool (Debian's prometheus package): the tests check the alert rules and
+#     the /metrics text with it.
 set -euo pipefail
 
 as_root() {
@@ -16,4 +18,9 @@ fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
+fi
+
+if ! command -v promtool >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
 fi

@@ -58,6 +58,7 @@ mod rounds;
 use crate::blobs::{BlobStore, PutError};
 use crate::conformance::{ConformanceError, Conformer};
 use crate::engine::{Engine, Submission, SubmitError};
+use crate::metrics::Gauges;
 use admission::RegistrationRate;
 
 /// Bounds of the API.
@@ -1021,8 +1022,27 @@ async fn healthz(State(app): State<AppState>) -> Response {
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let engine = &app.engine;
-    let text = engine
-        .metrics()
-        .render(engine.events_committed(), engine.writer_stopped());
+    let now_ms = engine.now_ms();
+    let mut gauges = Gauges {
+        events: engine.events_committed(),
+        writer_stopped: engine.writer_stopped(),
+        subscribers: app.config.subscribers_max - app.subscribers.available_permits(),
+        ..Gauges::default()
+    };
+    {
+        let published = engine.published();
+        let rounds = published.state.rounds();
+        // Several experts may share a running round.
+        let running: std::collections::BTreeSet<u64> = rounds.running().collect();
+        for id in running {
+            let round = rounds.get(id).expect("a running round is stored");
+            *gauges.rounds_running.entry(round.phase).or_default() += 1;
+            if round.deadline_ms > 0 && now_ms > round.deadline_ms {
+                let overdue = (now_ms - round.deadline_ms) as f64 / 1e3;
+                gauges.round_overdue_seconds = gauges.round_overdue_seconds.max(overdue);
+            }
+        }
+    }
+    let text = engine.metrics().render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -27,7 +27,7 @@ use blyan_sdk::record::Record;
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Observed};
 use crate::store::{
     AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError, idempotency_key,
 };
@@ -127,6 +127,8 @@ struct Shared {
     events_committed: watch::Sender<u64>,
     metrics: Metrics,
     writer_stopped: AtomicBool,
+    /// The writer's clock, which log time follows.
+    clock_ms: fn() -> u64,
 }
 
 type Reply = oneshot::Sender<Result<Option<Receipt>, SubmitError>>;
@@ -300,6 +302,8 @@ fn indexed_answer(
 /// Everything the writer task owns.
 struct Writer {
     shared: Arc<Shared>,
+    /// What the batch being sealed commits that the metrics count, once it is synced.
+    observed: Vec<Observed>,
     state: State,
     frontier: Frontier,
     head_hash: Hash,
@@ -349,6 +353,7 @@ impl Engine {
             events_committed: watch::channel(events).0,
             metrics: Metrics::default(),
             writer_stopped: AtomicBool::new(false),
+            clock_ms: config.clock_ms,
         });
         let mut writer = Writer {
             shared: shared.clone(),
@@ -358,6 +363,7 @@ impl Engine {
             time_ms_last,
             operator,
             config,
+            observed: Vec::new(),
         };
         if events == 0 {
             // Nothing is written under a key that can't sign the log's checkpoints.
@@ -525,6 +531,11 @@ impl Engine {
         .expect("a module read panicked")
     }
 
+    /// Now, by the writer's clock, which log time follows.
+    pub fn now_ms(&self) -> u64 {
+        (self.shared.clock_ms)()
+    }
+
     /// Number of committed events.
     pub fn events_committed(&self) -> u64 {
         *self.shared.events_committed.borrow()
@@ -552,6 +563,20 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// What a logged event commits that the metrics count: a deadline that passed (a
+/// tick, carried by its first event) and what the event itself is. Most count nothing.
+fn observed(logged: &LoggedEvent) -> impl Iterator<Item = Observed> {
+    let tick = matches!(logged.cause, Cause::Server(ServerInput::Tick { .. }))
+        .then_some(Observed::DeadlinePassed);
+    let event = match &logged.event {
+        Event::RoundFinalized(_) => Some(Observed::RoundFinalized),
+        Event::RoundAborted { .. } => Some(Observed::RoundAborted),
+        Event::PluginFallback(fallback) => Some(Observed::PluginFallback(fallback.kind)),
+        _ => None,
+    };
+    tick.into_iter().chain(event)
 }
 
 /// How one input of a batch will be answered once the batch is durable.
@@ -633,6 +658,7 @@ impl Writer {
         self.head_hash = record.hash;
         self.frontier
             .push_event_with(&record.hash, |subtree| append.subtrees.push(subtree));
+        self.observed.extend(observed(logged));
         self.state.apply(&logged.event);
         append.records.push(record);
     }
@@ -725,6 +751,9 @@ impl Writer {
             self.shared
                 .metrics
                 .record_write(append.records.len(), started.elapsed());
+            self.shared
+                .metrics
+                .record_committed(self.observed.drain(..));
             self.publish(&append);
         }
         for ((input, reply), outcome) in batch.drain(..).zip(outcomes) {

@@ -1,4 +1,7 @@
-//! Counters exported at `GET /metrics` in the Prometheus text format.
+//! Counters, histograms and gauges exported at `GET /metrics` in the Prometheus text
+//! format. The writer counts what it committed; the gauges are read from the
+//! published state at each scrape. deploy/prometheus/ holds the alert rules on them,
+//! deploy/grafana/ a dashboard.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -7,9 +10,89 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use blyan_sdk::model::{Phase, PluginKind};
+
 use crate::engine::SubmitError;
 
-#[derive(Debug, Default)]
+/// Upper bounds of the synced-write latency buckets, in seconds.
+const WRITE_SECONDS_BUCKETS: [f64; 12] = [
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Upper bounds of the records-per-write buckets.
+const BATCH_RECORDS_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// A Prometheus histogram with fixed buckets.
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    /// Per bucket, not cumulative; the last counts what is past every bound.
+    counts: Vec<AtomicU64>,
+    /// The sum, in millionths.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {cumulative}\n{name}_sum {sum}\n{name}_count {cumulative}"
+        );
+    }
+}
+
+/// What the writer committed that operators watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    RoundFinalized,
+    RoundAborted,
+    /// A deadline passed and closed a phase (a `Tick` that decided events).
+    DeadlinePassed,
+    PluginFallback(PluginKind),
+}
+
+/// Read from the published state and the API at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    pub events: u64,
+    pub writer_stopped: bool,
+    /// The rounds not yet ended, by phase.
+    pub rounds_running: BTreeMap<Phase, u64>,
+    /// How far the running round most behind is past its phase's deadline; 0 when
+    /// none is.
+    pub round_overdue_seconds: f64,
+    pub subscribers: usize,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
     commands_accepted: AtomicU64,
     /// By error code.
@@ -17,6 +100,30 @@ pub struct Metrics {
     write_batches: AtomicU64,
     write_records: AtomicU64,
     write_micros: AtomicU64,
+    write_seconds: Histogram,
+    batch_records: Histogram,
+    rounds_finalized: AtomicU64,
+    rounds_aborted: AtomicU64,
+    deadlines_passed: AtomicU64,
+    fallbacks: [AtomicU64; PluginKind::ALL.len()],
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            commands_accepted: AtomicU64::new(0),
+            commands_rejected: Mutex::new(BTreeMap::new()),
+            write_batches: AtomicU64::new(0),
+            write_records: AtomicU64::new(0),
+            write_micros: AtomicU64::new(0),
+            write_seconds: Histogram::new(&WRITE_SECONDS_BUCKETS),
+            batch_records: Histogram::new(&BATCH_RECORDS_BUCKETS),
+            rounds_finalized: AtomicU64::new(0),
+            rounds_aborted: AtomicU64::new(0),
+            deadlines_passed: AtomicU64::new(0),
+            fallbacks: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl Metrics {
@@ -26,6 +133,21 @@ impl Metrics {
             .fetch_add(records as u64, Ordering::Relaxed);
         self.write_micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.write_seconds.observe(elapsed.as_secs_f64());
+        self.batch_records.observe(records as f64);
+    }
+
+    /// Counts what a synced write committed.
+    pub fn record_committed(&self, observed: impl IntoIterator<Item = Observed>) {
+        for observed in observed {
+            let counter = match observed {
+                Observed::RoundFinalized => &self.rounds_finalized,
+                Observed::RoundAborted => &self.rounds_aborted,
+                Observed::DeadlinePassed => &self.deadlines_passed,
+                Observed::PluginFallback(kind) => &self.fallbacks[kind as usize],
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn record_answer<T>(&self, answer: &Result<T, SubmitError>) {
@@ -46,8 +168,15 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Renders every counter, plus the given gauges.
-    pub fn render(&self, events: u64, writer_stopped: bool) -> String {
+    /// Renders every counter and histogram, plus the given gauges.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let Gauges {
+            events,
+            writer_stopped,
+            rounds_running,
+            round_overdue_seconds,
+            subscribers,
+        } = gauges;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -85,6 +214,60 @@ impl Metrics {
                 "blyan_commands_rejected_total{{code=\"{code}\"}} {count}"
             );
         }
+        self.write_seconds.render(
+            &mut out,
+            "blyan_write_seconds",
+            "Latency of synced group-commit writes.",
+        );
+        self.batch_records.render(
+            &mut out,
+            "blyan_write_batch_records",
+            "Records per synced group-commit write.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_rounds_ended_total Rounds ended since start, by how.\n# TYPE blyan_rounds_ended_total counter\nblyan_rounds_ended_total{{ending=\"finalized\"}} {}\nblyan_rounds_ended_total{{ending=\"aborted\"}} {}",
+            self.rounds_finalized.load(Ordering::Relaxed),
+            self.rounds_aborted.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_deadlines_passed_total Phases closed by their deadline since start.\n# TYPE blyan_deadlines_passed_total counter\nblyan_deadlines_passed_total {}",
+            self.deadlines_passed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_plugin_fallbacks_total Policy calls since start in which a plugin failed and the next of its chain ran, by kind.\n# TYPE blyan_plugin_fallbacks_total counter"
+        );
+        for kind in PluginKind::ALL {
+            let _ = writeln!(
+                out,
+                "blyan_plugin_fallbacks_total{{kind=\"{kind}\"}} {}",
+                self.fallbacks[kind as usize].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP blyan_rounds_running Rounds not yet ended, by phase.\n# TYPE blyan_rounds_running gauge"
+        );
+        for phase in Phase::ALL {
+            if !matches!(phase, Phase::Finalized | Phase::Aborted) {
+                let count = rounds_running.get(&phase).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "blyan_rounds_running{{phase=\"{}\"}} {count}",
+                    phase.name()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP blyan_round_overdue_seconds How far the running round most behind is past its phase's deadline.\n# TYPE blyan_round_overdue_seconds gauge\nblyan_round_overdue_seconds {round_overdue_seconds}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_websocket_subscribers WebSocket subscribers connected.\n# TYPE blyan_websocket_subscribers gauge\nblyan_websocket_subscribers {subscribers}"
+        );
         let _ = writeln!(
             out,
             "# HELP blyan_log_events Events in the log.\n# TYPE blyan_log_events gauge\nblyan_log_events {events}"
@@ -92,7 +275,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP blyan_writer_stopped 1 after a storage failure stopped the writer.\n# TYPE blyan_writer_stopped gauge\nblyan_writer_stopped {}",
-            u8::from(writer_stopped)
+            u8::from(*writer_stopped)
         );
         out
     }

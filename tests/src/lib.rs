@@ -204,3 +204,17 @@ pub async fn expect_refused(server: &Server, body: Vec<u8>, status: u16, code: &
         "a refused command changed the head"
     );
 }
+
+/// The value of one series of `GET /metrics`, named as the text names it (with its
+/// labels, `name{label="value"}`); `None` when the server exports no such series.
+pub async fn metric(url: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().expect("a metric's value is a number"))
+}

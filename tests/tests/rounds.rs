@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 #[path = "../../plugins/host/tests/hostile/mod.rs"]
 mod hostile;
 
-use blyan_e2e::{Server, expect_refused, run_binary};
+use blyan_e2e::{Server, expect_refused, metric, run_binary};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::core::rounds;
@@ -626,6 +626,20 @@ async fn a_plugin_that_fails_in_a_round_falls_back_and_every_call_reruns_alike()
     assert_eq!(fallback.reason_code, "plugin_invariant", "{fallback:?}");
     assert!(fallback.reason.contains("has 8 items"), "{fallback:?}");
     assert_ne!(fallback.used_hash, canned_hash);
+    let url = &network.server.url;
+    let counted = |series: &'static str| metric(url, series);
+    assert_eq!(
+        counted("blyan_plugin_fallbacks_total{kind=\"sharding\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        counted("blyan_plugin_fallbacks_total{kind=\"scoring\"}").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        counted("blyan_rounds_ended_total{ending=\"finalized\"}").await,
+        Some(1.0)
+    );
     let activations = &governance.plugin_activations["sharding"];
     assert_eq!(
         activations.len(),
@@ -996,6 +1010,16 @@ async fn a_round_without_commits_aborts_and_its_pool_carries_over() {
     network.burn("burn", THRESHOLD).await;
     // Nobody commits: the round aborts at the commit deadline.
     network.wait_phase(1, Phase::Aborted).await;
+    // The deadline that passed and the abort are counted, and nothing runs.
+    let url = &network.server.url;
+    let aborts = metric(url, "blyan_rounds_ended_total{ending=\"aborted\"}").await;
+    assert_eq!(aborts, Some(1.0));
+    let deadlines = metric(url, "blyan_deadlines_passed_total").await.unwrap();
+    assert!(deadlines >= 1.0, "{deadlines}");
+    for phase in ["assigning", "commit", "reveal", "validate"] {
+        let running = metric(url, &format!("blyan_rounds_running{{phase=\"{phase}\"}}")).await;
+        assert_eq!(running, Some(0.0), "{phase}");
+    }
     let aborted = network.client().round(1).await.unwrap();
     assert_eq!(aborted.carried, aborted.summary.reward_pool);
     assert!(aborted.summary.abort_reason.is_some());
