@@ -1,7 +1,8 @@
 //! The commands that learn: `pool generate` labels a dataset with a seeded teacher and
 //! registers it, `node run` trains on a node's shards, `validator run` measures the
-//! deltas a validator is assigned. Training and measuring are blyan-ml's, on the CPU
-//! (or a GPU with the `cuda` feature).
+//! deltas a validator is assigned. Both train from and measure against the base model
+//! each round pins on the ledger's parameter chain. Training and measuring are
+//! blyan-ml's, on the CPU (or a GPU with the `cuda` feature).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -16,35 +17,6 @@ use blyan_sdk::protocol::{
     self, Item, Measurer, Node, RoundResult, Task, Trainer, Validator, Work, WorkError,
 };
 use serde_json::json;
-
-/// The model version a round trains from and measures against. Every node and
-/// validator of a network must name the same one.
-#[derive(Debug, clap::Args)]
-pub struct BaseModel {
-    /// The base weights as safetensors (as `pool generate --base-out` writes them).
-    #[arg(long, conflicts_with = "base_seed")]
-    base: Option<PathBuf>,
-    /// Or the default-size model initialised from this seed.
-    #[arg(long, default_value_t = 0)]
-    base_seed: u64,
-}
-
-impl BaseModel {
-    fn load(&self) -> anyhow::Result<Moe> {
-        let device = blyan_ml::device()?;
-        let config = MoeConfig::default();
-        Ok(match &self.base {
-            Some(path) => {
-                let bytes =
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                Moe::from_safetensors(config, &bytes, &device).with_context(|| {
-                    format!("{} is not a model of the default size", path.display())
-                })?
-            }
-            None => Moe::init(config, self.base_seed, &device)?,
-        })
-    }
-}
 
 /// What `pool generate` makes.
 #[derive(Debug, clap::Args)]
@@ -69,13 +41,6 @@ pub struct Generate {
     /// Samples in each item.
     #[arg(long, default_value_t = 64)]
     samples: usize,
-    /// Also write a student model of the default size, initialised from
-    /// `--base-seed`, to this file: the base version the network's nodes and
-    /// validators then load with `--base`.
-    #[arg(long, requires = "base_seed")]
-    base_out: Option<PathBuf>,
-    #[arg(long, requires = "base_out")]
-    base_seed: Option<u64>,
     #[arg(long)]
     idempotency_key: Option<String>,
 }
@@ -89,15 +54,19 @@ pub async fn generate(server: &str, json_out: bool, args: &Generate) -> anyhow::
         bail!("more than 2^32 items");
     };
     let device = blyan_ml::device()?;
-    let config = MoeConfig::default();
-    // The base file first: a path that can't be written fails before any upload.
-    if let (Some(path), Some(seed)) = (&args.base_out, args.base_seed) {
-        let base = Moe::init(config, seed, &device)?;
-        std::fs::write(path, base.to_safetensors()?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    let teacher = Moe::init(config, args.teacher_seed, &device)?;
     let client = Client::new(server);
+    // The teacher has the ledger's model sizes, so its items fit the student.
+    let model = client
+        .experts()
+        .await
+        .context("reading the ledger's model (GET /v1/experts)")?;
+    let config = MoeConfig {
+        inputs: model.inputs as usize,
+        hidden: model.hidden as usize,
+        outputs: model.outputs as usize,
+        experts: model.experts as usize,
+    };
+    let teacher = Moe::init(config, args.teacher_seed, &device)?;
     let mut items = Vec::new();
     for index in 0..count {
         let bytes = data::item(&teacher, args.seed, index, args.samples)?;
@@ -144,8 +113,6 @@ pub struct Run {
     /// Follow the log from this seq; from the head when absent.
     #[arg(long)]
     from: Option<u64>,
-    #[command(flatten)]
-    base: BaseModel,
     /// CPU threads to train or measure on; `RAYON_NUM_THREADS` when absent, else one,
     /// the fastest at the default size.
     #[arg(long)]
@@ -199,26 +166,41 @@ pub struct NodeRun {
     heartbeat_secs: u64,
 }
 
-/// A trainer that says what it does.
+/// The message of a round without a model to train from or measure against.
+const NO_MODEL: &str = "the ledger's genesis names no model: nothing to train or measure";
+
+/// A trainer that says what it does; it starts from the first round's base model.
 struct Reporting {
-    trainer: CandleTrainer,
+    trainer: Option<CandleTrainer>,
+    steps: usize,
+    learning_rate: f64,
     json: bool,
 }
 
 impl Trainer for Reporting {
     fn train(&mut self, work: &Work) -> Result<Vec<u8>, WorkError> {
+        let base = work.base.as_deref().ok_or(NO_MODEL)?;
+        if self.trainer.is_none() {
+            let mut trainer = CandleTrainer::new(Moe::from_base(base, &blyan_ml::device()?)?);
+            trainer.steps = self.steps;
+            trainer.learning_rate = self.learning_rate;
+            self.trainer = Some(trainer);
+        }
+        let trainer = self.trainer.as_mut().expect("set above");
         if !self.json {
+            let version = base.hashes.get(1 + work.expert as usize).map(hex::encode);
             println!(
-                "round {}: training expert {} on {} items ({} steps)",
+                "round {}: training expert {} (weights {}) on {} items ({} steps)",
                 work.round,
                 work.expert,
+                version.as_deref().map_or("-", |hash| &hash[..12]),
                 work.items.len(),
-                self.trainer.steps
+                trainer.steps
             );
         }
         let started = Instant::now();
-        let delta = self.trainer.train(work)?;
-        let (first, last) = self.trainer.losses.unwrap_or((f64::NAN, f64::NAN));
+        let delta = trainer.train(work)?;
+        let (first, last) = trainer.losses.unwrap_or((f64::NAN, f64::NAN));
         let seconds = started.elapsed().as_secs_f64();
         if self.json {
             println!(
@@ -239,15 +221,34 @@ impl Trainer for Reporting {
     }
 }
 
-/// A measurer that says what it measured.
+/// A measurer that says what it measured; it starts from the first round's base model.
 struct Measuring {
-    measurer: CandleMeasurer,
+    measurer: Option<CandleMeasurer>,
     json: bool,
+}
+
+impl Measuring {
+    /// Every delta of a round without a usable base model measures harmful.
+    fn measurer(&mut self, task: &Task) -> Result<&mut CandleMeasurer, String> {
+        let base = task.base.as_deref().ok_or(NO_MODEL)?;
+        if self.measurer.is_none() {
+            let device = blyan_ml::device().map_err(|error| error.to_string())?;
+            let model = Moe::from_base(base, &device).map_err(|error| error.to_string())?;
+            self.measurer = Some(CandleMeasurer::new(model));
+        }
+        Ok(self.measurer.as_mut().expect("set above"))
+    }
 }
 
 impl Measurer for Measuring {
     fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64 {
-        let value = self.measurer.measure(task, held_out);
+        let value = match self.measurer(task) {
+            Ok(measurer) => measurer.measure(task, held_out),
+            Err(error) => {
+                eprintln!("round {}: {error}", task.round);
+                blyan_ml::HARMFUL
+            }
+        };
         if self.json {
             println!(
                 "{}",
@@ -338,14 +339,12 @@ impl Report {
 }
 
 pub async fn node_run(server: &str, json_out: bool, args: &NodeRun) -> anyhow::Result<()> {
-    let base = args.run.base.load()?;
     let (client, key, from) = start(server, &args.run).await?;
     let node = Node::connect(client, key).await?;
-    let mut trainer = CandleTrainer::new(base);
-    trainer.steps = args.steps;
-    trainer.learning_rate = args.learning_rate;
     let mut reporting = Reporting {
-        trainer,
+        trainer: None,
+        steps: args.steps,
+        learning_rate: args.learning_rate,
         json: json_out,
     };
     if !json_out {
@@ -375,11 +374,10 @@ fn how_long(rounds: Option<usize>) -> String {
 }
 
 pub async fn validator_run(server: &str, json_out: bool, args: &Run) -> anyhow::Result<()> {
-    let base = args.base.load()?;
     let (client, key, from) = start(server, args).await?;
     let validator = Validator::connect(client, key).await?;
     let mut measuring = Measuring {
-        measurer: CandleMeasurer { base },
+        measurer: None,
         json: json_out,
     };
     if !json_out {

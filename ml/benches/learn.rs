@@ -101,7 +101,7 @@ fn validator() {
     let deltas: Vec<Vec<u8>> = (0..config.experts)
         .map(|expert| trainer.train_expert(expert, &training).unwrap())
         .collect();
-    let measurer = CandleMeasurer { base };
+    let measurer = CandleMeasurer::new(base);
     measurer.measure_delta(0, &deltas[0], &held_out);
     let measured = 400;
     let started = Instant::now();

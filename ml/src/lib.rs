@@ -24,7 +24,8 @@
 
 use std::collections::BTreeMap;
 
-use blyan_sdk::work::{Item, Measurer, Task, Trainer, Work, WorkError};
+use blyan_sdk::model::{LOSS_SCALE, ModelSpec};
+use blyan_sdk::work::{BaseModel, Item, Measurer, Task, Trainer, Work, WorkError};
 pub use candle_core::Device;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -71,11 +72,27 @@ impl Default for MoeConfig {
 }
 
 impl MoeConfig {
+    /// The sizes a genesis model names.
+    pub fn of(spec: &ModelSpec) -> MoeConfig {
+        MoeConfig {
+            inputs: spec.inputs as usize,
+            hidden: spec.hidden as usize,
+            outputs: spec.outputs as usize,
+            experts: spec.experts as usize,
+        }
+    }
+
+    /// The names and shapes of the router's tensors, which rounds never train.
+    pub fn shared_shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        BTreeMap::from([
+            ("router.weight".into(), vec![self.experts, self.inputs]),
+            ("router.bias".into(), vec![self.experts]),
+        ])
+    }
+
     /// Every tensor's name and shape, router first, in name order.
     pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
-        let mut shapes = BTreeMap::new();
-        shapes.insert("router.weight".into(), vec![self.experts, self.inputs]);
-        shapes.insert("router.bias".into(), vec![self.experts]);
+        let mut shapes = self.shared_shapes();
         for expert in 0..self.experts {
             shapes.extend(self.expert_shapes(expert));
         }
@@ -178,6 +195,58 @@ impl Moe {
         Ok(*blake3::hash(&self.to_safetensors()?).as_bytes())
     }
 
+    /// The router's tensors as safetensors: the blob a genesis model names as shared.
+    pub fn shared_safetensors(&self) -> Result<Vec<u8>, MlError> {
+        self.part(&self.config.shared_shapes())
+    }
+
+    /// One expert's tensors as safetensors: the blob of one version of it.
+    pub fn expert_safetensors(&self, expert: usize) -> Result<Vec<u8>, MlError> {
+        self.part(&self.config.expert_shapes(expert))
+    }
+
+    fn part(&self, shapes: &BTreeMap<String, Vec<usize>>) -> Result<Vec<u8>, MlError> {
+        let tensors: BTreeMap<String, Tensor> = shapes
+            .keys()
+            .map(|name| (name.clone(), self.weights[name].clone()))
+            .collect();
+        to_safetensors(&tensors)
+    }
+
+    /// A model from the router's blob and one blob per expert, each checked for its
+    /// names, shapes and finite values.
+    pub fn assemble(
+        config: MoeConfig,
+        shared: &[u8],
+        experts: &[&[u8]],
+        device: &Device,
+    ) -> Result<Moe, MlError> {
+        if experts.len() != config.experts {
+            return Err(MlError::Shape(format!(
+                "{} expert blobs for a model of {}",
+                experts.len(),
+                config.experts
+            )));
+        }
+        let mut weights = check_tensors(
+            &config.shared_shapes(),
+            candle_core::safetensors::load_buffer(shared, device)?,
+        )?;
+        for (expert, bytes) in experts.iter().enumerate() {
+            weights.extend(check_tensors(
+                &config.expert_shapes(expert),
+                candle_core::safetensors::load_buffer(bytes, device)?,
+            )?);
+        }
+        Ok(Moe { config, weights })
+    }
+
+    /// The model a round names, from its checked blobs.
+    pub fn from_base(base: &BaseModel, device: &Device) -> Result<Moe, MlError> {
+        let experts: Vec<&[u8]> = base.experts.iter().map(Vec::as_slice).collect();
+        Moe::assemble(MoeConfig::of(&base.spec), &base.shared, &experts, device)
+    }
+
     /// `Σ_e softmax(router(x))_e · expert_e(x)` for `x` of shape `[n, inputs]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, MlError> {
         forward(&self.config, &|name| Ok(self.weights[name].clone()), x)
@@ -275,11 +344,30 @@ fn mse(prediction: &Tensor, target: &Tensor) -> Result<f64, MlError> {
     Ok(sum / prediction.len().max(1) as f64)
 }
 
+/// Replaces `current` with the round's base model when the round names one that
+/// differs from it (`hashes` says which one `current` is).
+fn rebase(
+    current: &mut Moe,
+    hashes: &mut Vec<[u8; 32]>,
+    base: Option<&BaseModel>,
+) -> Result<(), MlError> {
+    if let Some(base) = base
+        && base.hashes != *hashes
+    {
+        let device = current.weights["router.weight"].device().clone();
+        *current = Moe::from_base(base, &device)?;
+        hashes.clone_from(&base.hashes);
+    }
+    Ok(())
+}
+
 /// The node's trainer: `steps` AdamW steps on the round's expert, over all the node's
-/// items at once, from `base`.
+/// items at once, from the round's base model (or `base`, when the ledger names none).
 #[derive(Debug, Clone)]
 pub struct CandleTrainer {
     pub base: Moe,
+    /// The blob hashes `base` was assembled from; empty for a base given directly.
+    base_hashes: Vec<[u8; 32]>,
     pub steps: usize,
     pub learning_rate: f64,
     /// The training loss before the first step and after the last, of the last round.
@@ -290,6 +378,7 @@ impl CandleTrainer {
     pub fn new(base: Moe) -> CandleTrainer {
         CandleTrainer {
             base,
+            base_hashes: Vec::new(),
             steps: 100,
             learning_rate: 0.01,
             losses: None,
@@ -345,17 +434,27 @@ impl CandleTrainer {
 
 impl Trainer for CandleTrainer {
     fn train(&mut self, work: &Work) -> Result<Vec<u8>, WorkError> {
+        rebase(&mut self.base, &mut self.base_hashes, work.base.as_deref())?;
         Ok(self.train_expert(work.expert as usize, &work.items)?)
     }
 }
 
-/// The validator's measurer, against the pinned base version.
+/// The validator's measurer, against the round's base model (or `base`, when the
+/// ledger names none).
 #[derive(Debug, Clone)]
 pub struct CandleMeasurer {
     pub base: Moe,
+    base_hashes: Vec<[u8; 32]>,
 }
 
 impl CandleMeasurer {
+    pub fn new(base: Moe) -> CandleMeasurer {
+        CandleMeasurer {
+            base,
+            base_hashes: Vec::new(),
+        }
+    }
+
     /// `base` with `delta` added to `expert`'s tensors, if the delta is usable.
     pub fn apply(&self, expert: usize, delta: &[u8]) -> Result<Moe, MlError> {
         let config = self.base.config;
@@ -401,9 +500,117 @@ impl CandleMeasurer {
 }
 
 impl Measurer for CandleMeasurer {
+    /// A round's base model that can't be assembled fails every delta alike, and
+    /// measures all of them harmful.
     fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64 {
+        if rebase(&mut self.base, &mut self.base_hashes, task.base.as_deref()).is_err() {
+            return HARMFUL;
+        }
         self.measure_delta(task.expert as usize, &task.delta, held_out)
     }
+}
+
+/// Version 0 of a genesis model: the router's blob and each expert's, from its sizes
+/// and seed ([`Moe::init`]), on the CPU so that every machine makes the same bytes.
+pub fn initial_weights(spec: &ModelSpec) -> Result<(Vec<u8>, Vec<Vec<u8>>), MlError> {
+    let model = Moe::init(MoeConfig::of(spec), spec.seed, &Device::Cpu)?;
+    let experts = (0..model.config.experts)
+        .map(|expert| model.expert_safetensors(expert))
+        .collect::<Result<_, _>>()?;
+    Ok((model.shared_safetensors()?, experts))
+}
+
+/// A held-out loss in the log's fixed point ([`LOSS_SCALE`] units), saturating.
+pub fn loss_fixed(loss: f64) -> u64 {
+    if loss.is_finite() {
+        (loss * LOSS_SCALE).round().clamp(0.0, u64::MAX as f64) as u64
+    } else {
+        u64::MAX
+    }
+}
+
+/// The next version of an expert and which deltas went into it.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The expert's new weights, as safetensors.
+    pub weights: Vec<u8>,
+    /// The indexes of the deltas merged; the others did not decode, did not fit the
+    /// expert, or would have made a weight non-finite.
+    pub merged: Vec<usize>,
+}
+
+/// The score-weighted merge of `deltas` (safetensors bytes and score) into `base`, the
+/// safetensors of `expert`'s version they were trained from:
+/// `base + Σ_i (score_i / Σ_j score_j) · delta_i` over the usable deltas of non-zero
+/// score, element by element, in f64 on the host in delta order, rounded once to
+/// f32. No kernel, thread count or device takes part, so every machine computes the
+/// same bytes: an auditor recomputes the hash the log records.
+pub fn merge(
+    config: &MoeConfig,
+    expert: usize,
+    base: &[u8],
+    deltas: &[(&[u8], u64)],
+) -> Result<Merged, MlError> {
+    if expert >= config.experts {
+        return Err(MlError::Shape(format!("no expert {expert}")));
+    }
+    let shapes = config.expert_shapes(expert);
+    let host = |tensors: BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Vec<f32>>, MlError> {
+        tensors
+            .into_iter()
+            .map(|(name, tensor)| Ok((name, tensor.flatten_all()?.to_vec1::<f32>()?)))
+            .collect()
+    };
+    let base = host(check_tensors(
+        &shapes,
+        candle_core::safetensors::load_buffer(base, &Device::Cpu)?,
+    )?)?;
+    let mut usable: Vec<(usize, u64, BTreeMap<String, Vec<f32>>)> = Vec::new();
+    for (index, (bytes, score)) in deltas.iter().enumerate() {
+        if *score == 0 {
+            continue;
+        }
+        let Ok(loaded) = candle_core::safetensors::load_buffer(bytes, &Device::Cpu) else {
+            continue;
+        };
+        let Ok(delta) = check_tensors(&shapes, loaded).and_then(host) else {
+            continue;
+        };
+        let stays_finite = delta.iter().all(|(name, values)| {
+            values
+                .iter()
+                .zip(&base[name])
+                .all(|(change, weight)| (weight + change).is_finite())
+        });
+        if stays_finite {
+            usable.push((index, *score, delta));
+        }
+    }
+    let total: f64 = usable.iter().map(|(_, score, _)| *score as f64).sum();
+    let mut merged: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, shape) in &shapes {
+        let values: Vec<f32> = base[name]
+            .iter()
+            .enumerate()
+            .map(|(element, weight)| {
+                let change: f64 = usable
+                    .iter()
+                    .map(|(_, score, delta)| {
+                        *score as f64 / total * f64::from(delta[name][element])
+                    })
+                    .sum();
+                (f64::from(*weight) + change) as f32
+            })
+            .collect();
+        merged.insert(
+            name.clone(),
+            Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?,
+        );
+    }
+    Ok(Merged {
+        weights: to_safetensors(&merged)?,
+        merged: usable.iter().map(|(index, _, _)| *index).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -449,7 +656,7 @@ mod tests {
         let delta = trainer.train_expert(1, &training).unwrap();
         let (first, last) = trainer.losses.unwrap();
         assert!(last < first * 0.9, "training loss {first} -> {last}");
-        let measurer = CandleMeasurer { base: student };
+        let measurer = CandleMeasurer::new(student);
         let gain = measurer.measure_delta(1, &delta, &held_out);
         assert!(gain > 0, "a trained delta helps on held-out data: {gain}");
         // The same bytes give the same number, from a fresh measurer too.
@@ -464,7 +671,7 @@ mod tests {
         let teacher = Moe::init(config, 1, &Device::Cpu).unwrap();
         let base = Moe::init(config, 2, &Device::Cpu).unwrap();
         let held_out = items(&teacher, 4..5);
-        let measurer = CandleMeasurer { base: base.clone() };
+        let measurer = CandleMeasurer::new(base.clone());
         let expert = |change: &dyn Fn(&str, Vec<usize>) -> Tensor| -> Vec<u8> {
             let tensors: BTreeMap<String, Tensor> = config
                 .expert_shapes(0)

@@ -32,7 +32,7 @@ fn learn() -> String {
     let mut trainer = CandleTrainer::new(base.clone());
     trainer.steps = 5;
     let delta = trainer.train_expert(1, &items(0..2)).unwrap();
-    let measured = CandleMeasurer { base }.measure_delta(1, &delta, &items(2..4));
+    let measured = CandleMeasurer::new(base).measure_delta(1, &delta, &items(2..4));
     format!("{} {measured}", blake3::hash(&delta).to_hex())
 }
 

@@ -302,3 +302,40 @@ pub struct ValidatorView {
     pub reputation: u64,
     pub admitted_seq: u64,
 }
+
+/// One version of an expert on the parameter chain. Version 0 is the genesis's: it
+/// has no parent, round or losses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpertVersionView {
+    pub expert: u32,
+    pub version: u32,
+    /// Hex: the weights' blake3 hash, a blob.
+    pub weights_hash: String,
+    /// Hex; `None` for version 0.
+    pub parent_hash: Option<String>,
+    /// The round whose merge made it, and the seq of its `ExpertUpdated`.
+    pub round: Option<u64>,
+    pub seq: Option<u64>,
+    pub weights_bytes: Option<u64>,
+    /// Deltas merged into it.
+    pub merged: u32,
+    /// Held-out mean squared error in billionths, of the model the round trained
+    /// from and of the model with this version.
+    pub parent_held_out_loss: Option<u64>,
+    pub held_out_loss: Option<u64>,
+}
+
+/// `GET /v1/experts` (every expert's newest version) and `GET
+/// /v1/rounds/{id}/model` (the versions a round trains from): the model's sizes, the
+/// router's weights and one version per expert, in expert order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelView {
+    pub inputs: u32,
+    pub hidden: u32,
+    pub outputs: u32,
+    pub experts: u32,
+    pub seed: u64,
+    /// Hex: the router's weights, a blob that rounds never change.
+    pub shared_hash: String,
+    pub versions: Vec<ExpertVersionView>,
+}

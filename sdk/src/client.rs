@@ -12,8 +12,9 @@ use prost::Message;
 use tokio_tungstenite::tungstenite;
 
 use crate::api::{
-    ApiErrorBody, AssignmentView, GovernanceView, Head, ItemProofView, NodeView, PluginsView,
-    PoolView, Receipt, RoundSummary, RoundView, StateSummary, StoredBlob, TasksView, ValidatorView,
+    ApiErrorBody, AssignmentView, ExpertVersionView, GovernanceView, Head, ItemProofView,
+    ModelView, NodeView, PluginsView, PoolView, Receipt, RoundSummary, RoundView, StateSummary,
+    StoredBlob, TasksView, ValidatorView,
 };
 use crate::codec;
 use crate::crypto::PublicKey;
@@ -270,6 +271,30 @@ impl Client {
 
     pub async fn validators(&self) -> Result<Vec<ValidatorView>, ClientError> {
         self.get_json("/v1/validators").await
+    }
+
+    /// The model and every expert's newest version.
+    pub async fn experts(&self) -> Result<ModelView, ClientError> {
+        self.get_json("/v1/experts").await
+    }
+
+    /// Up to `limit` versions of `expert` from version `from` on (the server caps a
+    /// page at 1,000).
+    pub async fn expert_versions(
+        &self,
+        expert: u32,
+        from: u32,
+        limit: u32,
+    ) -> Result<Vec<ExpertVersionView>, ClientError> {
+        self.get_json(&format!(
+            "/v1/experts/{expert}/versions?from={from}&limit={limit}"
+        ))
+        .await
+    }
+
+    /// The model a round trains from and measures against.
+    pub async fn round_model(&self, round: u64) -> Result<ModelView, ClientError> {
+        self.get_json(&format!("/v1/rounds/{round}/model")).await
     }
 
     /// Stores a blob under its blake3 hash, retrying; the answer names the hash.

@@ -9,10 +9,11 @@ use prost::Message;
 
 use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
-    Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, Genesis, Hash, LoggedEvent,
-    Parameters, Payout, Phase, PinnedPlugin, PluginFallback, PluginKind, PluginModule,
-    PluginProposal, PolicyFailure, PolicyResult, PoolItem, PoolSpec, Reveal, RoundOutcome,
-    RoundPins, RoundPlan, ServerInput, Shard, SignedCommand, ValidatorOutcome, limits,
+    Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, ExpertUpdate, Genesis, Hash,
+    LoggedEvent, ModelSpec, Parameters, Payout, Phase, PinnedPlugin, PluginFallback, PluginKind,
+    PluginModule, PluginProposal, PolicyFailure, PolicyResult, PoolItem, PoolSpec, Reveal,
+    RoundOutcome, RoundPins, RoundPlan, ServerInput, Shard, SignedCommand, ValidatorOutcome,
+    limits,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -430,6 +431,20 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                     ))
                 })
                 .collect::<Result<_, DecodeError>>()?,
+            model: genesis
+                .model
+                .map(|model| {
+                    Ok::<_, DecodeError>(ModelSpec {
+                        inputs: model.inputs,
+                        hidden: model.hidden,
+                        outputs: model.outputs,
+                        experts: model.experts,
+                        seed: model.seed,
+                        shared_hash: array(&model.shared_hash, "shared_hash")?,
+                        expert_hashes: hashes(&model.expert_hashes, "expert_hashes")?,
+                    })
+                })
+                .transpose()?,
         })),
         Kind::NodeRegistered(registered) => Event::NodeRegistered {
             node: key(&registered.node, "node")?,
@@ -523,6 +538,7 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
                         committee: keys(&plan.committee, "committee")?,
                         burns: u128_required(plan.burns, "burns")?,
                         reward_pool: u128_required(plan.reward_pool, "reward_pool")?,
+                        model_versions: plan.model_versions,
                     })
                 })
                 .transpose()?,
@@ -672,6 +688,17 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
             reason: aborted.reason,
             carried: u128_required(aborted.carried, "carried")?,
         },
+        Kind::ExpertUpdated(updated) => Event::ExpertUpdated(ExpertUpdate {
+            round: updated.round,
+            expert: updated.expert,
+            version: updated.version,
+            parent_hash: array(&updated.parent_hash, "parent_hash")?,
+            weights_hash: array(&updated.weights_hash, "weights_hash")?,
+            weights_bytes: updated.weights_bytes,
+            merged: hashes(&updated.merged, "merged")?,
+            parent_held_out_loss: updated.parent_held_out_loss,
+            held_out_loss: updated.held_out_loss,
+        }),
     };
     let cause = match (command, server_input) {
         (Some(_), Some(_)) => {
@@ -713,6 +740,14 @@ fn server_input_from_pb(
         Kind::Checkpoint(checkpoint) => ServerInput::Checkpoint {
             merkle_root: array(&checkpoint.merkle_root, "merkle_root")?,
             signature: array(&checkpoint.signature, "signature")?,
+        },
+        Kind::ExpertUpdate(pb::ExpertUpdateInput {}) => match event {
+            Event::ExpertUpdated(update) => ServerInput::UpdateExpert(update.clone()),
+            _ => {
+                return Err(DecodeError(
+                    "an expert update input's event must be the update".into(),
+                ));
+            }
         },
         Kind::Tick(tick) => ServerInput::Tick {
             time_ms: tick.time_ms,
@@ -768,6 +803,7 @@ fn server_input_to_pb(input: &ServerInput) -> pb::ServerInput {
         }),
         ServerInput::Tick { time_ms } => Kind::Tick(pb::TickInput { time_ms: *time_ms }),
         ServerInput::OpenRound { round } => Kind::OpenRound(pb::OpenRoundInput { round: *round }),
+        ServerInput::UpdateExpert(_) => Kind::ExpertUpdate(pb::ExpertUpdateInput {}),
         ServerInput::PolicyResult(result) => Kind::PolicyResult(pb::PolicyResultInput {
             round: result.round,
             kind: result.kind.to_pb().into(),
@@ -818,6 +854,15 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                     wasm: module.wasm.to_vec(),
                 })
                 .collect(),
+            model: genesis.model.as_ref().map(|model| pb::ModelSpec {
+                inputs: model.inputs,
+                hidden: model.hidden,
+                outputs: model.outputs,
+                experts: model.experts,
+                seed: model.seed,
+                shared_hash: model.shared_hash.to_vec(),
+                expert_hashes: model.expert_hashes.iter().flatten().copied().collect(),
+            }),
         }),
         Event::NodeRegistered {
             node,
@@ -916,6 +961,7 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
                 committee: keys_to_pb(&plan.committee),
                 burns: Some(u128_to_pb(plan.burns)),
                 reward_pool: Some(u128_to_pb(plan.reward_pool)),
+                model_versions: plan.model_versions.clone(),
             }),
         }),
         Event::PluginFallback(fallback) => Kind::PluginFallback(pb::PluginFallbackV1 {
@@ -1067,6 +1113,17 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             reason: reason.clone(),
             carried: Some(u128_to_pb(*carried)),
         }),
+        Event::ExpertUpdated(update) => Kind::ExpertUpdated(pb::ExpertUpdatedV1 {
+            round: update.round,
+            expert: update.expert,
+            version: update.version,
+            parent_hash: update.parent_hash.to_vec(),
+            weights_hash: update.weights_hash.to_vec(),
+            weights_bytes: update.weights_bytes,
+            merged: update.merged.iter().flatten().copied().collect(),
+            parent_held_out_loss: update.parent_held_out_loss,
+            held_out_loss: update.held_out_loss,
+        }),
     };
     let (cause, server_input) = match &logged.cause {
         Cause::Command(command) => (Some(signed_command_to_pb(command)), None),
@@ -1074,6 +1131,10 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             debug_assert!(
                 !matches!(input, ServerInput::Genesis(genesis) if logged.event != Event::GenesisCreated(genesis.clone())),
                 "a genesis input is stored as its event"
+            );
+            debug_assert!(
+                !matches!(input, ServerInput::UpdateExpert(update) if logged.event != Event::ExpertUpdated(update.clone())),
+                "an expert update input is stored as its event"
             );
             (None, Some(server_input_to_pb(input)))
         }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::crypto::{Keypair, PublicKey};
-use crate::model::{Genesis, Parameters, PluginKind, limits};
+use crate::model::{Genesis, ModelSpec, Parameters, PluginKind, limits};
 
 /// The network id of the built-in dev genesis.
 pub const DEV_NETWORK_ID: &str = "blyan-dev";
@@ -69,6 +69,7 @@ impl DevKeys {
             curator_keys: vec![self.curator.public()],
             parameters: Parameters::default(),
             plugins: Vec::new(),
+            model: Some(ModelSpec::default_size(0)),
         }
     }
 }
@@ -131,6 +132,25 @@ pub fn validate(genesis: &Genesis) -> Result<(), GenesisError> {
     if !genesis.plugins.is_empty() && kinds.len() != PluginKind::ALL.len() {
         return invalid("plugins must be empty (in a genesis file) or hold one module per kind");
     }
+    if let Some(model) = &genesis.model {
+        let widths = [model.inputs, model.hidden, model.outputs];
+        if widths
+            .iter()
+            .any(|width| *width == 0 || *width > limits::MODEL_WIDTH_MAX)
+        {
+            return invalid("model.inputs, model.hidden and model.outputs must be in 1..=4096");
+        }
+        if model.experts != genesis.parameters.model_experts {
+            return invalid("model.experts must equal parameters.model_experts");
+        }
+        // A genesis file names no weights (the server initialises them); a logged
+        // genesis names every expert's.
+        if !model.expert_hashes.is_empty() && model.expert_hashes.len() != model.experts as usize {
+            return invalid(
+                "model.expert_hashes must be empty (in a genesis file) or hold one hash per expert",
+            );
+        }
+    }
     Ok(())
 }
 
@@ -168,6 +188,41 @@ mod tests {
             validate(&duplicated),
             Err(GenesisError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_genesis_model_fits_its_parameters() {
+        let genesis = DevKeys::derive().genesis();
+        let model = genesis.model.clone().expect("the dev genesis has a model");
+        let with = |model: ModelSpec| Genesis {
+            model: Some(model),
+            ..genesis.clone()
+        };
+        assert!(validate(&with(model.clone())).is_ok());
+        let bad = [
+            ModelSpec {
+                experts: model.experts + 1,
+                ..model.clone()
+            },
+            ModelSpec {
+                hidden: 0,
+                ..model.clone()
+            },
+            ModelSpec {
+                inputs: limits::MODEL_WIDTH_MAX + 1,
+                ..model.clone()
+            },
+            ModelSpec {
+                expert_hashes: vec![[1; 32]],
+                ..model.clone()
+            },
+        ];
+        for bad in bad {
+            assert!(
+                matches!(validate(&with(bad.clone())), Err(GenesisError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

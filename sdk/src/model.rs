@@ -44,7 +44,12 @@ pub mod limits {
     pub const VALIDATORS_MAX: usize = 4096;
     /// Largest delta blob a round may accept (`Parameters::delta_bytes_max`).
     pub const DELTA_BYTES_MAX: u64 = 1 << 30;
+    /// Widest layer of a genesis model (inputs, hidden or outputs).
+    pub const MODEL_WIDTH_MAX: u32 = 4096;
 }
+
+/// Held-out losses travel in the log as billionths of a mean squared error.
+pub const LOSS_SCALE: f64 = 1e9;
 
 /// A command as the signer sent it, after its signature was checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,7 +241,7 @@ impl Default for Parameters {
             reveal_deadline_ms: 300_000,
             reward_share_bps: 8_000,
             max_score: 1_000_000_000,
-            model_experts: 64,
+            model_experts: 4,
             heartbeat_interval_min_ms: 10_000,
             nodes_per_round_min: 3,
             validators_per_round: 16,
@@ -352,6 +357,66 @@ pub struct Genesis {
     /// server fills in the plugins embedded in its binary. Shown by kind and hash.
     #[serde(skip_deserializing)]
     pub plugins: Vec<PluginModule>,
+    /// The model the network trains. `None` only in logs written before the
+    /// parameter chain existed: their rounds train nothing the ledger records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSpec>,
+}
+
+/// A Mixture-of-Experts block: a router over `experts` MLPs of `inputs → hidden →
+/// outputs`, initialised from `seed`, and version 0 of its weights. The weights are
+/// blobs: the router's (`shared_hash`), which rounds never change, and each expert's.
+/// A genesis file names the sizes and the seed; the server fills in the hashes of the
+/// weights it initialises.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub inputs: u32,
+    pub hidden: u32,
+    pub outputs: u32,
+    pub experts: u32,
+    pub seed: u64,
+    #[serde(serialize_with = "hex_array::serialize", skip_deserializing)]
+    pub shared_hash: Hash,
+    #[serde(serialize_with = "hex_vec::serialize", skip_deserializing)]
+    pub expert_hashes: Vec<Hash>,
+}
+
+impl ModelSpec {
+    /// The default size: 8 → 16 → 4, four experts, 884 parameters.
+    pub fn default_size(seed: u64) -> ModelSpec {
+        ModelSpec {
+            inputs: 8,
+            hidden: 16,
+            outputs: 4,
+            experts: 4,
+            seed,
+            shared_hash: [0; 32],
+            expert_hashes: Vec::new(),
+        }
+    }
+}
+
+/// The next version of an expert: the score-weighted merge of a finalized round's
+/// accepted deltas into the version the round trained from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpertUpdate {
+    pub round: u64,
+    pub expert: u32,
+    pub version: u32,
+    #[serde(with = "hex_array")]
+    pub parent_hash: Hash,
+    /// The new weights' blake3 hash; the weights are a blob.
+    #[serde(with = "hex_array")]
+    pub weights_hash: Hash,
+    pub weights_bytes: u64,
+    /// The accepted deltas merged, in delta order; an accepted delta that does not
+    /// decode or fit the expert is left out.
+    #[serde(with = "hex_vec")]
+    pub merged: Vec<Hash>,
+    /// Mean squared error on the pool's held-out items, in [`LOSS_SCALE`] units, of
+    /// the model the round trained from and of the model with this version.
+    pub parent_held_out_loss: u64,
+    pub held_out_loss: u64,
 }
 
 /// Everything that can happen. Named in the past tense; each variant is one versioned
@@ -476,6 +541,7 @@ pub enum Event {
         #[serde(with = "u128_string")]
         carried: u128,
     },
+    ExpertUpdated(ExpertUpdate),
 }
 
 impl Event {
@@ -505,7 +571,8 @@ impl Event {
             | Event::MeasurementsSubmitted { .. }
             | Event::ScoresRecorded { .. }
             | Event::RoundFinalized(_)
-            | Event::RoundAborted { .. } => &[],
+            | Event::RoundAborted { .. }
+            | Event::ExpertUpdated(_) => &[],
         }
     }
 }
@@ -634,6 +701,10 @@ pub struct RoundPlan {
     /// Its reward pool: the reward share of `burns`, plus what earlier rounds carried.
     #[serde(with = "u128_string")]
     pub reward_pool: u128,
+    /// The version of every expert when it opened: the model its nodes train from and
+    /// its validators measure against. Empty without a model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_versions: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -720,6 +791,9 @@ pub enum ServerInput {
     OpenRound { round: u64 },
     /// A policy call of a round returned, on a worker, through the fallback chain.
     PolicyResult(PolicyResult),
+    /// The server merged a finalized round's accepted deltas into the expert's next
+    /// version. The update is the event's own content: the record stores it once.
+    UpdateExpert(ExpertUpdate),
 }
 
 impl ServerInput {
@@ -731,6 +805,7 @@ impl ServerInput {
             ServerInput::Tick { .. } => "tick",
             ServerInput::OpenRound { .. } => "open_round",
             ServerInput::PolicyResult(_) => "policy_result",
+            ServerInput::UpdateExpert(_) => "expert_update",
         }
     }
 }

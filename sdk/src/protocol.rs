@@ -15,6 +15,7 @@
 //! small ones.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{ItemView, Receipt};
@@ -23,9 +24,11 @@ use crate::codec;
 use crate::core::rounds;
 use crate::crypto::{Keypair, PublicKey};
 use crate::merkle;
-use crate::model::{Action, Capabilities, Command, Event, Hash, Phase, Reveal, RoundOutcome};
+use crate::model::{
+    Action, Capabilities, Command, Event, Hash, ModelSpec, Phase, Reveal, RoundOutcome,
+};
 use crate::receipt::{self, Proven, ReceiptError};
-pub use crate::work::{Item, Measurer, Task, Trainer, Work, WorkError};
+pub use crate::work::{BaseModel, Item, Measurer, Task, Trainer, Work, WorkError};
 
 /// Why a protocol step failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub enum ProtocolError {
     BadReceipt(#[from] ReceiptError),
     #[error("the log's stream ended")]
     StreamEnded,
+    #[error("the model of round {round}: {reason}")]
+    BadModel { round: u64, reason: String },
 }
 
 /// A committed delta, waiting for the reveal phase.
@@ -119,6 +124,57 @@ impl Signer {
         let receipt = self.client.receipt(round, &self.key.public()).await?;
         Ok(receipt::verify(&receipt, &self.operator)?)
     }
+
+    /// The model `round` trains from, every blob fetched and checked against the hash
+    /// the log names; `None` when the ledger's genesis names no model.
+    async fn base(&self, round: u64) -> Result<Option<Arc<BaseModel>>, ProtocolError> {
+        let view = match self.client.round_model(round).await {
+            Ok(view) => view,
+            Err(ClientError::Api { status: 404, body }) if body.code == "no_model" => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let bad = |reason: String| ProtocolError::BadModel { round, reason };
+        let shared_hash = hex_hash(&view.shared_hash)?;
+        let shared = self
+            .client
+            .blob(&shared_hash)
+            .await
+            .map_err(|error| bad(format!("the router's weights: {error}")))?;
+        let mut hashes = vec![shared_hash];
+        let mut experts = Vec::with_capacity(view.versions.len());
+        for (expert, version) in view.versions.iter().enumerate() {
+            if version.expert as usize != expert {
+                return Err(bad(format!(
+                    "version {expert} names expert {}",
+                    version.expert
+                )));
+            }
+            let hash = hex_hash(&version.weights_hash)?;
+            experts.push(self.client.blob(&hash).await.map_err(|error| {
+                bad(format!(
+                    "expert {expert} version {}: {error}",
+                    version.version
+                ))
+            })?);
+            hashes.push(hash);
+        }
+        Ok(Some(Arc::new(BaseModel {
+            spec: ModelSpec {
+                inputs: view.inputs,
+                hidden: view.hidden,
+                outputs: view.outputs,
+                experts: view.experts,
+                seed: view.seed,
+                shared_hash,
+                expert_hashes: Vec::new(),
+            },
+            shared,
+            experts,
+            hashes,
+        })))
+    }
 }
 
 /// A GPU node's side of the protocol.
@@ -188,6 +244,7 @@ impl Node {
             round,
             expert: assignment.expert,
             pool_id: assignment.pool_id,
+            base: self.signer.base(round).await?,
             items,
         })
     }
@@ -282,6 +339,7 @@ impl Validator {
         for view in &tasks.held_out {
             held_out.push(self.signer.item(view).await?);
         }
+        let base = self.signer.base(round).await?;
         let mut values = Vec::with_capacity(tasks.deltas.len());
         for delta in &tasks.deltas {
             let bad = |reason: String| ProtocolError::BadDelta {
@@ -303,6 +361,7 @@ impl Validator {
             let task = Task {
                 round,
                 expert: tasks.expert,
+                base: base.clone(),
                 node: delta.node,
                 delta: bytes,
             };

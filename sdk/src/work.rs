@@ -3,7 +3,10 @@
 //! They carry no IO, so a trainer or a measurer (the ML crate's, or a test's) depends
 //! on the sdk without its client.
 
+use std::sync::Arc;
+
 use crate::crypto::PublicKey;
+use crate::model::ModelSpec;
 
 /// What a trainer or a measurer reports when it can't do its work.
 pub type WorkError = Box<dyn std::error::Error + Send + Sync>;
@@ -15,12 +18,30 @@ pub struct Item {
     pub bytes: Vec<u8>,
 }
 
-/// A node's work in a round: the round's expert and its checked training items.
+/// The model a round trains from and measures against: the router's weights and the
+/// version of every expert that the round pinned, each blob checked against the hash
+/// the log names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseModel {
+    /// The sizes; its hashes are those of version 0.
+    pub spec: ModelSpec,
+    pub shared: Vec<u8>,
+    /// One blob per expert, in expert order.
+    pub experts: Vec<Vec<u8>>,
+    /// The hashes of `shared` and of every expert's blob, in that order: what tells
+    /// two base models apart.
+    pub hashes: Vec<crate::model::Hash>,
+}
+
+/// A node's work in a round: the round's expert, the model it trains from and its
+/// checked training items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Work {
     pub round: u64,
     pub expert: u32,
     pub pool_id: u64,
+    /// `None` when the ledger's genesis names no model.
+    pub base: Option<Arc<BaseModel>>,
     pub items: Vec<Item>,
 }
 
@@ -29,6 +50,8 @@ pub struct Work {
 pub struct Task {
     pub round: u64,
     pub expert: u32,
+    /// The model the delta applies to; `None` without a genesis model.
+    pub base: Option<Arc<BaseModel>>,
     pub node: PublicKey,
     pub delta: Vec<u8>,
 }

@@ -20,7 +20,7 @@ fn submission(keys: &DevKeys, index: u64) -> Submission {
         let capabilities = Capabilities {
             gpu_model: "H100".into(),
             vram_mib: 81_920,
-            experts: vec![(index % 64) as u32],
+            experts: vec![(index % 4) as u32],
             endpoint: format!("https://node-{index}.example:8443"),
         };
         (node, Action::RegisterNode(capabilities))

@@ -53,6 +53,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 mod admission;
+mod experts;
 mod rounds;
 
 use crate::blobs::{BlobStore, PutError};
@@ -133,6 +134,9 @@ pub fn app(
         .route("/v1/validators", get(rounds::validators))
         .route("/v1/rounds/{id}/receipts/{key}", get(rounds::receipt))
         .route("/v1/proofs/events/{seq}", get(rounds::event_proof))
+        .route("/v1/experts", get(experts::list))
+        .route("/v1/experts/{id}/versions", get(experts::versions))
+        .route("/v1/rounds/{id}/model", get(experts::round_model))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -622,11 +626,12 @@ fn render_record(checked: &CheckedRecord) -> serde_json::Value {
     })
 }
 
-/// A server input as JSON; a genesis input is its event, shown once there.
+/// A server input as JSON; a genesis or an expert update input is its event, shown
+/// once there.
 fn render_input(input: &ServerInput) -> serde_json::Value {
     let name = input.name();
     match input {
-        ServerInput::Genesis(_) => json!({ "type": name }),
+        ServerInput::Genesis(_) | ServerInput::UpdateExpert(_) => json!({ "type": name }),
         ServerInput::Checkpoint { merkle_root, .. } => {
             json!({ "type": name, "merkle_root": hex::encode(merkle_root) })
         }

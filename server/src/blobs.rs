@@ -118,6 +118,27 @@ impl BlobStore {
         Ok(Stored { hash: found, bytes })
     }
 
+    /// Stores bytes the server made itself (an expert's weights), named by their hash.
+    pub async fn put_bytes(&self, bytes: Vec<u8>) -> Result<Stored, PutError> {
+        let hash = *blake3::hash(&bytes).as_bytes();
+        let body =
+            futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))]);
+        self.put(&hash, body).await
+    }
+
+    /// The bytes of a stored blob, checked against its name; `None` when absent.
+    pub async fn read(&self, hash: &Hash) -> io::Result<Option<Vec<u8>>> {
+        match tokio::fs::read(self.path(hash)).await {
+            Ok(bytes) if blake3::hash(&bytes).as_bytes() == hash => Ok(Some(bytes)),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {} does not hash to its name", hex::encode(hash)),
+            )),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Reads the body into `path`, hashing it; an upload that sends nothing for
     /// [`BODY_IDLE_TIMEOUT`] is dropped, so a trickle can't hold a connection forever.
     async fn write_incoming<S, E>(&self, path: &Path, mut body: S) -> Result<(Hash, u64), PutError>

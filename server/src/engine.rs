@@ -392,12 +392,14 @@ impl Engine {
             .expect("the log has a genesis")
             .clone();
         // The plugins are not compared: a log keeps the ones its genesis stored, even
-        // after this binary's embedded defaults change.
-        let without_plugins = |genesis: &Genesis| Genesis {
+        // after this binary's embedded defaults change. Nor is the model of a log
+        // written before genesis models existed: it keeps training none.
+        let comparable = |genesis: &Genesis| Genesis {
             plugins: Vec::new(),
+            model: log_genesis.model.as_ref().and(genesis.model.clone()),
             ..genesis.clone()
         };
-        if without_plugins(&log_genesis) != without_plugins(&genesis) {
+        if comparable(&log_genesis) != comparable(&genesis) {
             return Err(OpenError::GenesisMismatch);
         }
         if writer.operator.public() != log_genesis.operator_key {

@@ -17,6 +17,7 @@ pub mod api;
 pub mod blobs;
 pub mod conformance;
 pub mod engine;
+pub mod learning;
 pub mod listen;
 pub mod metrics;
 pub mod policy;

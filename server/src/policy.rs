@@ -242,7 +242,7 @@ mod tests {
             let capabilities = Capabilities {
                 gpu_model: "H100".into(),
                 vram_mib: 81_920,
-                experts: (0..8).collect(),
+                experts: (0..4).collect(),
                 endpoint: "https://node".into(),
             };
             when(

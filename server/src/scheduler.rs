@@ -1,8 +1,8 @@
 //! The round scheduler: after every commit, and when the next deadline comes, it asks
 //! the core what the log is owed ([`State::due`](blyan_sdk::core::State::due)) and
 //! submits it through the writer's queue: a round that can open, a tick for the
-//! earliest deadline that passed, and the policy calls that rounds await (each on a
-//! blocking worker). Deadlines that passed while the server was down are due at once,
+//! earliest deadline that passed, the policy calls that rounds await (each on a
+//! blocking worker), and the merges that finalized rounds owe ([`learning::merge`]). Deadlines that passed while the server was down are due at once,
 //! earliest first. The core decides every one of them, so a late or repeated
 //! submission is refused, never applied twice.
 
@@ -13,11 +13,13 @@ use blyan_plugin_host::Host;
 use blyan_sdk::core::rounds::{self, Due};
 use blyan_sdk::model::ServerInput;
 
+use crate::blobs::BlobStore;
 use crate::engine::{Engine, SubmitError};
+use crate::learning::{self, MergeError};
 use crate::policy::{self, CallError};
 
 /// Runs until the writer stops.
-pub async fn run(engine: Engine, host: Arc<Host>, clock_ms: fn() -> u64) {
+pub async fn run(engine: Engine, host: Arc<Host>, blobs: Arc<BlobStore>, clock_ms: fn() -> u64) {
     let mut commits = engine.subscribe();
     loop {
         let now = clock_ms();
@@ -54,6 +56,16 @@ pub async fn run(engine: Engine, host: Arc<Host>, clock_ms: fn() -> u64) {
                         }
                     }
                 }
+                Due::Merge(round) => match learning::merge(&engine, &blobs, round).await {
+                    Ok(merged) => Ok(merged.flatten().is_some()),
+                    Err(MergeError::Submit(error)) => Err(error),
+                    // A blob that can't be read, or weights that can't be made: the
+                    // expert's chain waits, and the next pass tries again.
+                    Err(error) => {
+                        tracing::error!(round, %error, "a round's merge failed");
+                        Ok(false)
+                    }
+                },
             };
             match submitted {
                 Ok(done) => progressed |= done,

@@ -13,6 +13,7 @@ use crate::api::{self, ApiConfig};
 use crate::blobs::BlobStore;
 use crate::conformance::{ChildLimits, Conformer};
 use crate::engine::{Engine, EngineConfig};
+use crate::learning;
 use crate::listen::{self, ConnectionLimits};
 use crate::policy;
 use crate::scheduler;
@@ -231,6 +232,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let (genesis, operator) = genesis_and_operator(&config)?;
+    let blobs = BlobStore::open(&config.data_dir.join("blobs"), config.blob_bytes_max)
+        .context("opening the blob store")?;
+    let genesis = learning::with_model_weights(genesis, &blobs)
+        .await
+        .context("storing the genesis model's weights")?;
     let store = RocksStore::open(&config.data_dir.join("log")).context("opening the log")?;
     let started = std::time::Instant::now();
     let clock_ms = config.engine.clock_ms;
@@ -248,15 +254,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, network_id = %engine.network_id(), "serving");
-    let blobs = BlobStore::open(&config.data_dir.join("blobs"), config.blob_bytes_max)
-        .context("opening the blob store")?;
+    let blobs = Arc::new(blobs);
     let host = Arc::new(policy::host());
-    tokio::spawn(scheduler::run(engine.clone(), host.clone(), clock_ms));
+    tokio::spawn(scheduler::run(
+        engine.clone(),
+        host.clone(),
+        blobs.clone(),
+        clock_ms,
+    ));
     let conformer = Conformer::new(
         Conformer::own_binary().context("finding this binary, which checks plugins")?,
         config.conformance,
     );
-    let router = api::app(engine, config.api, Arc::new(conformer), Arc::new(blobs));
+    let router = api::app(engine, config.api, Arc::new(conformer), blobs);
     let connections = ConnectionLimits {
         connections_max: fitted_connections_max(config.connections.connections_max),
         ..config.connections

@@ -55,7 +55,7 @@ async fn cli_registers_burns_and_replays_to_the_servers_root() {
         "--vram-mib",
         "81920",
         "--experts",
-        "0,2,5",
+        "0,2,3",
         "--endpoint",
         "https://n1.test",
     ];
@@ -105,7 +105,7 @@ async fn cli_registers_burns_and_replays_to_the_servers_root() {
         .unwrap();
     assert_eq!(
         node["node"]["capabilities"]["experts"],
-        serde_json::json!([0, 2, 5])
+        serde_json::json!([0, 2, 3])
     );
     let missing = reqwest::get(format!("{url}/v1/nodes/{}", Keypair::generate().public()))
         .await

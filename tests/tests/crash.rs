@@ -50,7 +50,7 @@ fn make_command(
         let capabilities = Capabilities {
             gpu_model: "A100".into(),
             vram_mib: 40_960,
-            experts: vec![counter as u32 % 8],
+            experts: vec![counter as u32 % 4],
             endpoint: format!("https://n{client_index}-{counter}"),
         };
         codec::sign_command(

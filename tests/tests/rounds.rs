@@ -1133,7 +1133,7 @@ async fn nodes_that_really_train_are_scored_and_paid_and_garbage_is_not() {
         let validator = Validator::connect(network.client(), key.clone())
             .await
             .unwrap();
-        let mut measurer = CandleMeasurer { base: base.clone() };
+        let mut measurer = CandleMeasurer::new(base.clone());
         measuring.push(tokio::spawn(async move {
             protocol::run_validator(&validator, &mut measurer, from, 1)
                 .await

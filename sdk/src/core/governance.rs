@@ -721,6 +721,18 @@ pub(crate) fn decide_propose_parameters(
     parameters
         .validate()
         .map_err(|(field, reason)| GovernanceRejection::InvalidField { field, reason })?;
+    // The model's experts are fixed by its genesis: a round can train only those.
+    if let Some(model) = &genesis.model
+        && parameters.model_experts != model.experts
+    {
+        return Err(GovernanceRejection::InvalidField {
+            field: "model_experts",
+            reason: format!(
+                "must stay {}, the experts of the genesis model",
+                model.experts
+            ),
+        });
+    }
     require_future(governance, activation_round)?;
     let proposal_id = governance.next_proposal_id();
     let activated = Event::ParametersActivated {
@@ -877,6 +889,7 @@ mod tests {
                 .into_iter()
                 .map(|kind| module(kind, 0))
                 .collect(),
+            model: None,
         }))
     }
 

@@ -11,6 +11,7 @@
 //! server input or an event that no area handles does not compile.
 
 pub mod burns;
+pub mod experts;
 pub mod governance;
 pub mod hashed;
 pub mod log;
@@ -27,6 +28,7 @@ use crate::model::{
     Action, Checkpoint, Command, Event, Genesis, Hash, Phase, RoundPins, ServerInput, limits,
 };
 use burns::{BurnEntry, BurnRejection, Burns};
+use experts::{ExpertRejection, Experts};
 use governance::{Governance, GovernanceRejection};
 use log::LogRejection;
 use pools::{PoolRejection, Pools};
@@ -63,6 +65,7 @@ pub struct State {
     pools: Pools,
     validators: Validators,
     rounds: Rounds,
+    experts: Experts,
     /// A round ended since the last checkpoint: the next event is one.
     round_ended: bool,
     /// Number of events applied; also the seq of the next event.
@@ -91,6 +94,8 @@ pub enum Rejection {
     Rounds(#[from] RoundRejection),
     #[error(transparent)]
     Pools(#[from] PoolRejection),
+    #[error(transparent)]
+    Experts(#[from] ExpertRejection),
 }
 
 /// What the caller should do about a rejection; the API maps each to one HTTP status.
@@ -125,6 +130,7 @@ impl Rejection {
             Rejection::Log(rejection) => rejection.code(),
             Rejection::Rounds(rejection) => rejection.code(),
             Rejection::Pools(rejection) => rejection.code(),
+            Rejection::Experts(rejection) => rejection.code(),
         }
     }
 
@@ -138,6 +144,7 @@ impl Rejection {
             Rejection::Log(rejection) => rejection.class(),
             Rejection::Rounds(rejection) => rejection.class(),
             Rejection::Pools(rejection) => rejection.class(),
+            Rejection::Experts(rejection) => rejection.class(),
         }
     }
 }
@@ -280,6 +287,10 @@ pub fn decide_input(
         ServerInput::PolicyResult(result) => {
             genesis_applied()?;
             rounds::decide_policy_result(&state.rounds, &world, result, context)?
+        }
+        ServerInput::UpdateExpert(update) => {
+            genesis_applied()?;
+            experts::decide_update(&state.experts, &state.rounds, world.model, update)?
         }
     })
 }
@@ -438,6 +449,23 @@ impl State {
                 let entry = self.running(outcome.round)?;
                 if outcome.carried > entry.plan.reward_pool {
                     Err("a round carries more than its pool".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Event::ExpertUpdated(update) => {
+                let head = self.experts.head(update.expert);
+                if self.experts.owed.get(&update.round) != Some(&update.expert) {
+                    Err(format!(
+                        "round {} owes no merge of expert {}",
+                        update.round, update.expert
+                    ))
+                } else if update.version != head + 1 {
+                    Err(format!(
+                        "expert {} is at version {head}, not {}",
+                        update.expert,
+                        update.version - 1
+                    ))
                 } else {
                     Ok(())
                 }
@@ -618,6 +646,20 @@ impl State {
                         .apply_reputation(&validator.validator, validator.reputation);
                 }
                 self.rounds.apply_finalized(outcome, seq);
+                if self
+                    .genesis
+                    .as_ref()
+                    .is_some_and(|genesis| genesis.model.is_some())
+                {
+                    let expert = self
+                        .rounds
+                        .get(outcome.round)
+                        .expect("a finalized round exists")
+                        .plan
+                        .expert;
+                    self.experts
+                        .apply_finalized(outcome.round, expert, outcome.accepted.len());
+                }
                 self.round_ended = true;
             }
             Event::RoundAborted {
@@ -628,6 +670,7 @@ impl State {
                 self.rounds.apply_aborted(*round, reason, *carried, seq);
                 self.round_ended = true;
             }
+            Event::ExpertUpdated(update) => self.experts.apply_updated(update, seq),
         }
         if matches!(event, Event::CheckpointCreated(_)) {
             self.round_ended = false;
@@ -683,6 +726,17 @@ impl State {
         &self.rounds
     }
 
+    pub fn experts(&self) -> &Experts {
+        &self.experts
+    }
+
+    /// The genesis model, if the ledger trains one.
+    pub fn model(&self) -> Option<&crate::model::ModelSpec> {
+        self.genesis
+            .as_ref()
+            .and_then(|genesis| genesis.model.as_ref())
+    }
+
     fn world(&self) -> World<'_> {
         World {
             governance: &self.governance,
@@ -690,6 +744,8 @@ impl State {
             pools: &self.pools,
             validators: &self.validators,
             burns_total: self.burns.total,
+            experts: &self.experts,
+            model: self.model(),
         }
     }
 
@@ -758,6 +814,19 @@ impl State {
                     hasher.u64(module.kind as u64);
                     hasher.bytes(&module.hash);
                 }
+                // Nothing without a model: the root of a genesis written before
+                // models existed stays what it was.
+                if let Some(model) = &genesis.model {
+                    for width in [model.inputs, model.hidden, model.outputs, model.experts] {
+                        hasher.u64(u64::from(width));
+                    }
+                    hasher.u64(model.seed);
+                    hasher.bytes(&model.shared_hash);
+                    hasher.u64(model.expert_hashes.len() as u64);
+                    for hash in &model.expert_hashes {
+                        hasher.bytes(hash);
+                    }
+                }
             }
         }
         hasher.bytes(&self.registry.nodes.checksum());
@@ -777,6 +846,7 @@ impl State {
         hasher.bytes(&self.validators.admitted.checksum());
         self.rounds.hash_into(&mut hasher);
         hasher.u64(u64::from(self.round_ended));
+        self.experts.hash_into(&mut hasher);
         *hasher.0.finalize().as_bytes()
     }
 }
@@ -829,6 +899,7 @@ pub(crate) mod tests {
                 ..Parameters::default()
             },
             plugins: Vec::new(),
+            model: None,
         }))
     }
 

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use super::State;
 use super::burns::{BurnEntry, Burns};
+use super::experts::{ExpertVersion, Experts};
 use super::governance::{Activation, Governance, Proposal, StoredPlugin, Subject};
 use super::hashed::{HashedMap, RootHash};
 use super::pools::{Pool, Pools};
@@ -19,8 +20,8 @@ use super::rounds::{Commit, Progress, Revealed, Round, Rounds, Submission};
 use super::validators::{Validator, Validators};
 use crate::crypto::PublicKey;
 use crate::model::{
-    Capabilities, Checkpoint, Genesis, Parameters, Payout, Phase, PinnedPlugin, PluginFallback,
-    PluginKind, PluginModule, PoolItem, RoundOutcome, RoundPins, RoundPlan, Shard,
+    Capabilities, Checkpoint, Genesis, ModelSpec, Parameters, Payout, Phase, PinnedPlugin,
+    PluginFallback, PluginKind, PluginModule, PoolItem, RoundOutcome, RoundPins, RoundPlan, Shard,
     ValidatorOutcome,
 };
 
@@ -53,6 +54,11 @@ fn base() -> State {
         curator_keys: vec![key(4)],
         parameters: Parameters::default(),
         plugins: vec![scoring.clone()],
+        model: Some(ModelSpec {
+            expert_hashes: vec![[20; 32]],
+            shared_hash: [21; 32],
+            ..ModelSpec::default_size(3)
+        }),
     };
     State {
         genesis: Some(Arc::new(genesis)),
@@ -193,6 +199,7 @@ fn base() -> State {
                         committee: vec![key(5)],
                         burns: 5,
                         reward_pool: 4,
+                        model_versions: vec![0],
                     }),
                     phase: Phase::Finalized,
                     deadline_ms: 50,
@@ -270,6 +277,23 @@ fn base() -> State {
             paid: 4,
             carried: 1,
         },
+        experts: Experts {
+            versions: HashedMap::from_iter([(
+                (0, 1),
+                ExpertVersion {
+                    round: 1,
+                    parent_hash: [20; 32],
+                    weights_hash: [22; 32],
+                    weights_bytes: 100,
+                    merged: 1,
+                    parent_held_out_loss: 50,
+                    held_out_loss: 40,
+                    seq: 13,
+                },
+            )]),
+            heads: HashedMap::from_iter([(0, 1)]),
+            owed: BTreeMap::from([(2, 1)]),
+        },
         round_ended: true,
         events_applied: 9,
     }
@@ -322,7 +346,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
 const PARAMETERS: usize = 17;
 
 /// The fields `every_field` changes one by one before the parameter sets.
-const FIELDS: usize = 118;
+const FIELDS: usize = 139;
 
 /// Takes the first entry out of `map`, which must have one.
 fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
@@ -374,6 +398,11 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
                 paid,
                 carried,
             },
+        experts: Experts {
+            versions,
+            heads,
+            owed,
+        },
         round_ended,
         events_applied,
     } = state;
@@ -386,7 +415,29 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         curator_keys,
         parameters: genesis_parameters,
         plugins: genesis_plugins,
+        model,
     } = Arc::make_mut(genesis.as_mut().expect("the base has a genesis"));
+    let ModelSpec {
+        inputs,
+        hidden,
+        outputs,
+        experts: model_experts,
+        seed: model_seed,
+        shared_hash,
+        expert_hashes,
+    } = model.as_mut().expect("the base has a model");
+    let (mut version_key, mut version) = pop_first(versions);
+    let ExpertVersion {
+        round: version_round,
+        parent_hash,
+        weights_hash,
+        weights_bytes,
+        merged,
+        parent_held_out_loss,
+        held_out_loss,
+        seq: version_seq,
+    } = &mut version;
+    let (mut head_key, mut head) = pop_first(heads);
     let (mut node_key, mut node) = pop_first(nodes);
     let Node {
         capabilities:
@@ -491,6 +542,7 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         committee,
         burns: plan_burns,
         reward_pool,
+        model_versions,
     } = Arc::make_mut(plan);
     let RoundOutcome {
         round: _,
@@ -768,6 +820,46 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         *carried += u128::from(by);
     } else if next() {
         *round_ended = false;
+    } else if next() {
+        *inputs += 1;
+    } else if next() {
+        *hidden += 1;
+    } else if next() {
+        *outputs += 1;
+    } else if next() {
+        *model_experts += 1;
+    } else if next() {
+        *model_seed += by;
+    } else if next() {
+        flip(shared_hash);
+    } else if next() {
+        expert_hashes.push([byte; 32]);
+    } else if next() {
+        model_versions.push(1);
+    } else if next() {
+        version_key.1 += by;
+    } else if next() {
+        *version_round += by;
+    } else if next() {
+        flip(parent_hash);
+    } else if next() {
+        flip(weights_hash);
+    } else if next() {
+        *weights_bytes += by;
+    } else if next() {
+        *merged += 1;
+    } else if next() {
+        *parent_held_out_loss += by;
+    } else if next() {
+        *held_out_loss += by;
+    } else if next() {
+        *version_seq += by;
+    } else if next() {
+        head_key += by;
+    } else if next() {
+        head += by;
+    } else if next() {
+        owed.insert(5, 0);
     } else {
         // The parameter sets: the genesis's, the governance's, each activation's and
         // the round's, each field of each.
@@ -796,6 +888,8 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     reveals.insert(reveal_key, revealed);
     revealed_hashes.insert(hash_key, hash_node);
     submissions.insert(submission_key, submission);
+    versions.insert(version_key, version);
+    heads.insert(head_key, head);
     Some(())
 }
 

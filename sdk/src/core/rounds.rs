@@ -40,6 +40,7 @@ use blyan_schemas::column;
 use blyan_schemas::v1 as pb;
 use prost::Message;
 
+use super::experts::Experts;
 use super::governance::Governance;
 use super::hashed::{HashedMap, RootHash};
 use super::pools::Pools;
@@ -49,8 +50,8 @@ use super::{Context, RejectionClass, RootHasher};
 use crate::crypto::PublicKey;
 use crate::merkle::Frontier;
 use crate::model::{
-    Event, Hash, Parameters, Payout, Phase, PluginFallback, PluginKind, PolicyResult, Reveal,
-    RoundOutcome, RoundPins, RoundPlan, Shard, ValidatorOutcome,
+    Event, Hash, ModelSpec, Parameters, Payout, Phase, PluginFallback, PluginKind, PolicyResult,
+    Reveal, RoundOutcome, RoundPins, RoundPlan, Shard, ValidatorOutcome,
 };
 
 pub const COMMITMENT_CONTEXT: &str = "blyan-ledger 2026-12 delta-commitment v1";
@@ -496,6 +497,8 @@ pub(super) struct World<'a> {
     pub pools: &'a Pools,
     pub validators: &'a Validators,
     pub burns_total: u128,
+    pub experts: &'a Experts,
+    pub model: Option<&'a ModelSpec>,
 }
 
 fn not_ready(reason: impl Into<String>) -> RoundRejection {
@@ -547,11 +550,12 @@ pub(super) fn readiness(
         .map(|i| (first + i) % experts)
         .find(|expert| {
             !rounds.live.contains_key(expert)
+                && !world.experts.owes(*expert)
                 && eligible[*expert as usize].len() >= parameters.nodes_per_round_min as usize
         })
         .ok_or_else(|| {
             not_ready(format!(
-                "no expert without a round has {} eligible nodes",
+                "no expert without a round or a merge owed has {} eligible nodes",
                 parameters.nodes_per_round_min
             ))
         })?;
@@ -572,6 +576,9 @@ pub(super) fn readiness(
             committee,
             burns,
             reward_pool,
+            model_versions: world
+                .model
+                .map_or_else(Vec::new, |model| world.experts.heads_of(model)),
         }),
         parameters,
     })
@@ -1231,6 +1238,9 @@ pub enum Due {
         kind: PluginKind,
         input: pb::PolicyInput,
     },
+    /// A finalized round owes the merge of its accepted deltas
+    /// ([`super::experts`]).
+    Merge(u64),
 }
 
 pub(super) fn due(rounds: &Rounds, world: &World<'_>, time_ms: u64, head: &Hash) -> Vec<Due> {
@@ -1254,6 +1264,7 @@ pub(super) fn due(rounds: &Rounds, world: &World<'_>, time_ms: u64, head: &Hash)
     if let Some(deadline) = deadline {
         due.push(Due::Tick(deadline));
     }
+    due.extend(world.experts.owed().map(Due::Merge));
     if readiness(rounds, world, time_ms, head).is_ok() {
         due.push(Due::Open(world.governance.round_number() + 1));
     }
@@ -1539,6 +1550,13 @@ impl RootHash for Round {
         keys_into(hasher, &plan.committee);
         hasher.u128(plan.burns);
         hasher.u128(plan.reward_pool);
+        // Nothing without a model, as before models existed.
+        if !plan.model_versions.is_empty() {
+            hasher.u64(plan.model_versions.len() as u64);
+            for version in &plan.model_versions {
+                hasher.u64(u64::from(*version));
+            }
+        }
         hasher.u64(self.phase as u64);
         hasher.u64(self.deadline_ms);
         hasher.u64(self.opened_seq);
