@@ -159,7 +159,7 @@ pub struct NodeRun {
     /// AdamW steps per delta.
     #[arg(long, default_value_t = 100)]
     steps: usize,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.003)]
     learning_rate: f64,
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 30)]

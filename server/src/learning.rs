@@ -5,7 +5,8 @@
 //! - [`merge`]: the merge a finalized round owes. It reads the round's base versions,
 //!   its accepted deltas and its pool's held-out items from the blob store, merges on
 //!   a blocking worker (`blyan_ml::merge`: host arithmetic, the same bytes on every
-//!   machine), measures the held-out loss of the model before and after, stores the
+//!   machine), measures the held-out loss of the model before and after (`u64::MAX`
+//!   when the pool's items do not fit the model), stores the
 //!   new weights and hands the update to the writer as a server input, which the core
 //!   checks and decides into `ExpertUpdated`.
 
@@ -172,10 +173,15 @@ pub async fn merge(
         after_parts[expert] = &merged.weights;
         let before = Moe::assemble(config, &shared, &before_parts, &device)?;
         let after = Moe::assemble(config, &shared, &after_parts, &device)?;
+        // Held-out items that do not fit the model (a pool of other data) leave the
+        // losses unmeasured, `u64::MAX`, and the chain still moves on.
         let measurer = CandleMeasurer::new(before.clone());
-        let parent_loss = measurer.loss(&before, &held_out)?;
-        let loss = measurer.loss(&after, &held_out)?;
-        Ok((merged, parent_loss, loss))
+        let loss = |model: &Moe| {
+            measurer
+                .loss(model, &held_out)
+                .map_or(u64::MAX, blyan_ml::loss_fixed)
+        };
+        Ok((merged, loss(&before), loss(&after)))
     })
     .await
     .expect("a merge worker panicked")?;
@@ -187,8 +193,8 @@ pub async fn merge(
     let stored = blobs.put_bytes(merged.weights).await?;
     update.weights_hash = stored.hash;
     update.weights_bytes = stored.bytes;
-    update.parent_held_out_loss = blyan_ml::loss_fixed(parent_loss);
-    update.held_out_loss = blyan_ml::loss_fixed(loss);
+    update.parent_held_out_loss = parent_loss;
+    update.held_out_loss = loss;
     tracing::info!(
         round = round_id,
         expert,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod hostile;
 
 use blyan_e2e::{Server, expect_refused, metric, run_binary};
+use blyan_sdk::api::ExpertVersionView;
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::core::rounds;
@@ -195,6 +196,20 @@ impl Network {
         };
         self.submit(&self.keys.burn_oracle, tx, Action::RecordBurn(burn))
             .await
+    }
+
+    /// Waits until round `round` ended, finalized or aborted.
+    async fn wait_ended(&self, round: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(view) = self.client().round(round).await
+                && view.summary.phase.is_over()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "round {round} never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until round `round` is in `phase`.
@@ -1101,8 +1116,8 @@ async fn nodes_that_really_train_are_scored_and_paid_and_garbage_is_not() {
         .map(|index| (data::item(&teacher, 7, index, 64).unwrap(), index >= 12))
         .collect();
     network.register_items(items).await;
-    // Version 0 of the model, which every node trains from and every validator
-    // measures against.
+    // A stand-in: every node trains from, and every validator measures against, the
+    // model the round pins on the parameter chain, which replaces it.
     let base = Moe::init(config, 2_002, &Device::Cpu).unwrap();
 
     let mut nodes = Vec::new();
@@ -1212,8 +1227,6 @@ async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure
         path.to_str().unwrap().to_owned()
     };
     let curator = file("curator", &network.keys.curator);
-    let base = dir.path().join("base.safetensors");
-    let base = base.to_str().unwrap();
     let (ok, stdout, stderr) = run_binary(
         "blyan",
         &[
@@ -1231,10 +1244,6 @@ async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure
             "12",
             "--held-out",
             "3",
-            "--base-out",
-            base,
-            "--base-seed",
-            "2002",
         ],
     );
     assert!(ok, "pool generate: {stdout} {stderr}");
@@ -1265,7 +1274,7 @@ async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure
         tokio::process::Command::new(blyan_e2e::binary("blyan"))
             .args(["--server", &url])
             .args(args)
-            .args(["--base", base, "--from", &from, "--rounds", "1"])
+            .args(["--from", &from, "--rounds", "1"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -1325,5 +1334,332 @@ async fn the_cli_generates_a_pool_and_its_nodes_train_and_its_validators_measure
             delta.score.unwrap() > 0,
             "a trained delta scores: {delta:?}"
         );
+    }
+    // The server merged the accepted deltas into expert 0's version 1, which has a
+    // lower held-out loss than version 0.
+    let updates = wait_versions(&network, 1).await;
+    assert_eq!((updates[0].expert, updates[0].version), (0, 1));
+    assert_eq!(updates[0].merged, 3);
+    assert!(updates[0].held_out_loss < updates[0].parent_held_out_loss);
+}
+
+/// Waits until the parameter chain holds `count` versions past the genesis's, and
+/// returns them in round order.
+async fn wait_versions(network: &Network, count: usize) -> Vec<ExpertVersionView> {
+    let client = network.client();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let model = client.experts().await.unwrap();
+        let mut versions = Vec::new();
+        for expert in 0..model.experts {
+            versions.extend(
+                client
+                    .expert_versions(expert, 1, 1_000)
+                    .await
+                    .unwrap()
+                    .into_iter(),
+            );
+        }
+        if versions.len() >= count {
+            versions.sort_by_key(|version| version.round);
+            return versions;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} versions after 120 s",
+            versions.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A pool of `training` and `held_out` items of 64 samples each, labelled by a hidden
+/// teacher of the dev genesis model's sizes.
+async fn register_teacher_pool(network: &Network, training: u32, held_out: u32) {
+    use blyan_ml::{Device, Moe, MoeConfig, data};
+    let teacher = Moe::init(MoeConfig::default(), 1_001, &Device::Cpu).unwrap();
+    let items = (0..training + held_out)
+        .map(|index| {
+            (
+                data::item(&teacher, 7, index, 64).unwrap(),
+                index >= training,
+            )
+        })
+        .collect();
+    network.register_items(items).await;
+}
+
+/// What a node does to the delta it trained honestly before submitting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attack {
+    Honest,
+    /// Noise of the delta's shapes, uniform in ±1.
+    Random,
+    SignFlipped,
+    /// Twenty-five times the trained delta.
+    ScaledUp,
+}
+
+/// A node that trains for real with blyan-ml, then applies its attack.
+struct LearningNode {
+    trainer: blyan_ml::CandleTrainer,
+    attack: Attack,
+}
+
+impl LearningNode {
+    fn new(attack: Attack) -> LearningNode {
+        use blyan_ml::{Device, Moe, MoeConfig};
+        // A stand-in that the round's pinned model replaces.
+        let base = Moe::init(MoeConfig::default(), 0, &Device::Cpu).unwrap();
+        LearningNode {
+            trainer: blyan_ml::CandleTrainer::new(base),
+            attack,
+        }
+    }
+}
+
+impl Trainer for LearningNode {
+    fn train(&mut self, work: &protocol::Work) -> Result<Vec<u8>, WorkError> {
+        use candle_core::{Device, Tensor};
+        let delta = self.trainer.train(work)?;
+        if self.attack == Attack::Honest {
+            return Ok(delta);
+        }
+        let tensors = candle_core::safetensors::load_buffer(&delta, &Device::Cpu)?;
+        let mut attacked = std::collections::BTreeMap::new();
+        for (name, tensor) in tensors {
+            let changed = match self.attack {
+                Attack::Honest => tensor,
+                Attack::Random => Tensor::rand(-1f32, 1f32, tensor.shape(), &Device::Cpu)?,
+                Attack::SignFlipped => tensor.neg()?,
+                Attack::ScaledUp => (tensor * 25.0)?,
+            };
+            attacked.insert(name, changed);
+        }
+        Ok(safetensors::serialize(attacked.iter(), None)?)
+    }
+}
+
+/// A validator that measures for real, and, if it lies, reports every delta that does
+/// not help as a large gain.
+struct LearningValidator {
+    measurer: blyan_ml::CandleMeasurer,
+    inflates: bool,
+}
+
+impl LearningValidator {
+    fn new(inflates: bool) -> LearningValidator {
+        use blyan_ml::{Device, Moe, MoeConfig};
+        let base = Moe::init(MoeConfig::default(), 0, &Device::Cpu).unwrap();
+        LearningValidator {
+            measurer: blyan_ml::CandleMeasurer::new(base),
+            inflates,
+        }
+    }
+}
+
+impl Measurer for LearningValidator {
+    fn measure(&mut self, task: &Task, held_out: &[Item]) -> i64 {
+        let value = self.measurer.measure(task, held_out);
+        if self.inflates && value <= 0 {
+            1_000_000_000
+        } else {
+            value
+        }
+    }
+}
+
+/// Runs `rounds` rounds one after another (a burn, then the round's merge) with real
+/// learning nodes and validators, each all the way through the real binary, and
+/// returns the receipts of every node and validator and the chain's versions.
+async fn learn(
+    network: &Network,
+    attacks: &[Attack],
+    inflating: &[bool],
+    rounds: usize,
+) -> (
+    Vec<(PublicKey, Attack, Vec<protocol::RoundResult>)>,
+    Vec<(PublicKey, bool, Vec<protocol::RoundResult>)>,
+    Vec<ExpertVersionView>,
+) {
+    let all_experts = Capabilities {
+        experts: (0..4).collect(),
+        ..capabilities()
+    };
+    let mut nodes = Vec::new();
+    for (index, attack) in attacks.iter().enumerate() {
+        let node = Node::connect(network.client(), keypair(&format!("node-{index}")))
+            .await
+            .unwrap();
+        node.register(all_experts.clone()).await.unwrap();
+        nodes.push((node, *attack));
+    }
+    let mut validators = Vec::new();
+    for (index, inflates) in inflating.iter().enumerate() {
+        let key = keypair(&format!("validator-{index}"));
+        network.admit(&key.public()).await;
+        validators.push((key, *inflates));
+    }
+    let from = network.client().head().await.unwrap().events;
+    let mut running = Vec::new();
+    for (node, attack) in nodes {
+        running.push(tokio::spawn(async move {
+            let mut trainer = LearningNode::new(attack);
+            let results =
+                protocol::run_node(&node, &mut trainer, from, rounds, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            (node.key(), attack, results)
+        }));
+    }
+    let mut measuring = Vec::new();
+    for (key, inflates) in validators {
+        let validator = Validator::connect(network.client(), key).await.unwrap();
+        measuring.push(tokio::spawn(async move {
+            let mut measurer = LearningValidator::new(inflates);
+            let results = protocol::run_validator(&validator, &mut measurer, from, rounds)
+                .await
+                .unwrap();
+            (validator.key(), inflates, results)
+        }));
+    }
+    for round in 1..=rounds {
+        network.burn(&format!("burn-{round}"), THRESHOLD).await;
+        // The next round opens only once this one ended; its expert's merge may
+        // still be owed, which only holds back a round of that expert.
+        network.wait_ended(round as u64).await;
+    }
+    let timeout = Duration::from_secs(300);
+    let mut node_results = Vec::new();
+    for task in running {
+        node_results.push(tokio::time::timeout(timeout, task).await.unwrap().unwrap());
+    }
+    let mut validator_results = Vec::new();
+    for task in measuring {
+        validator_results.push(tokio::time::timeout(timeout, task).await.unwrap().unwrap());
+    }
+    let mut accepted = 0;
+    for round in 1..=rounds as u64 {
+        let view = network.client().round(round).await.unwrap();
+        assert_eq!(view.summary.phase, Phase::Finalized, "round {round}");
+        accepted += usize::from(view.deltas.iter().any(|delta| delta.score > Some(0)));
+    }
+    let versions = wait_versions(network, accepted).await;
+    (node_results, validator_results, versions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_nodes_lower_the_held_out_loss_round_after_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            delta_bytes_max: 1 << 20,
+            ..parameters()
+        },
+    )
+    .await;
+    register_teacher_pool(&network, 24, 4).await;
+    let (nodes, _, versions) = learn(&network, &[Attack::Honest; 4], &[false; 3], 10).await;
+    // Every round merged a version, experts taking turns, and each has a lower
+    // held-out loss than the model its round trained from, which is the model the
+    // round before it left.
+    assert_eq!(versions.len(), 10, "{versions:#?}");
+    for (index, version) in versions.iter().enumerate() {
+        assert_eq!(version.round, Some(index as u64 + 1));
+        assert_eq!(version.expert, index as u32 % 4);
+        assert!(version.merged > 0);
+        let (before, after) = (
+            version.parent_held_out_loss.unwrap(),
+            version.held_out_loss.unwrap(),
+        );
+        assert!(after < before, "round {}: {before} -> {after}", index + 1);
+        if index > 0 {
+            assert_eq!(versions[index - 1].held_out_loss, Some(before));
+        }
+    }
+    let first = versions[0].parent_held_out_loss.unwrap();
+    let last = versions[9].held_out_loss.unwrap();
+    assert!(last < first / 10 * 9, "10 rounds: {first} -> {last}");
+    // Every node's every receipt verified.
+    for (_, _, results) in &nodes {
+        assert_eq!(results.len(), 10);
+        assert!(results.iter().all(|result| result.receipt.is_ok()));
+    }
+    // The chain's newest versions are what /v1/experts lists, each a stored blob.
+    let model = network.client().experts().await.unwrap();
+    for head in &model.versions {
+        let newest = versions
+            .iter()
+            .filter(|version| version.expert == head.expert)
+            .last()
+            .unwrap();
+        assert_eq!(head, newest);
+        let hash: Hash = hex::decode(&head.weights_hash).unwrap().try_into().unwrap();
+        network.client().blob(&hash).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attacking_nodes_and_an_inflating_validator_earn_nothing_and_the_loss_still_falls() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            delta_bytes_max: 1 << 20,
+            ..parameters()
+        },
+    )
+    .await;
+    register_teacher_pool(&network, 40, 4).await;
+    // 3 of 10 nodes (30 %) attack; 1 of the 4 validators, so at most 1 of the 3 that
+    // measure any delta, inflates every harmful delta.
+    let mut attacks = vec![Attack::Honest; 7];
+    attacks.extend([Attack::Random, Attack::SignFlipped, Attack::ScaledUp]);
+    let (nodes, validators, versions) =
+        learn(&network, &attacks, &[true, false, false, false], 3).await;
+    assert_eq!(versions.len(), 3, "{versions:#?}");
+    for version in &versions {
+        let (before, after) = (
+            version.parent_held_out_loss.unwrap(),
+            version.held_out_loss.unwrap(),
+        );
+        assert!(
+            after < before,
+            "round {:?}: {before} -> {after}",
+            version.round
+        );
+    }
+    for (key, attack, results) in &nodes {
+        for result in results {
+            let proven = result.receipt.as_ref().unwrap();
+            let view = network.client().round(result.round).await.unwrap();
+            let delta = view.deltas.iter().find(|delta| delta.node == *key).unwrap();
+            if *attack == Attack::Honest {
+                continue;
+            }
+            assert_eq!(delta.score, Some(0), "{attack:?} in round {}", result.round);
+            assert_eq!(proven.node_reward, Some(0), "{attack:?}");
+            assert!(!proven.accepted);
+        }
+    }
+    // The inflating validator disagreed with the final scores, and its reputation
+    // fell below every honest validator's.
+    let reputations = network.client().validators().await.unwrap();
+    let reputation = |key: &PublicKey| {
+        reputations
+            .iter()
+            .find(|validator| validator.key == *key)
+            .unwrap()
+            .reputation
+    };
+    let liar = validators
+        .iter()
+        .find(|(_, inflates, _)| *inflates)
+        .unwrap();
+    for (key, inflates, _) in &validators {
+        if !inflates {
+            assert!(reputation(key) > reputation(&liar.0));
+        }
     }
 }

@@ -346,7 +346,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
 const PARAMETERS: usize = 17;
 
 /// The fields `every_field` changes one by one before the parameter sets.
-const FIELDS: usize = 139;
+const FIELDS: usize = 138;
 
 /// Takes the first entry out of `map`, which must have one.
 fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
