@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use blyan_ml::{CandleMeasurer, CandleTrainer, Moe, MoeConfig, data};
 use blyan_sdk::client::Client;
+use blyan_sdk::core::State;
+use blyan_sdk::core::experts::MergePlan;
 use blyan_sdk::crypto::Keypair;
-use blyan_sdk::model::{PoolItem, PoolSpec};
+use blyan_sdk::model::{ExpertUpdate, Hash, ModelSpec, PoolItem, PoolSpec};
 use blyan_sdk::protocol::{
     self, Item, Measurer, Node, RoundResult, Task, Trainer, Validator, Work, WorkError,
 };
@@ -393,4 +395,115 @@ pub async fn validator_run(server: &str, json_out: bool, args: &Run) -> anyhow::
     })
     .await?;
     report.finish()
+}
+
+/// What `replay --recompute-merges` checked.
+#[derive(Debug, Default)]
+pub struct Recomputed {
+    pub merges: u64,
+    /// The largest relative difference between a recomputed held-out loss and the
+    /// logged one: the forward pass's f32 kernels may differ across machines in their
+    /// last bits, the merge itself never.
+    pub loss_difference_max: f64,
+}
+
+/// The largest relative difference of held-out losses `recomputed` may have from the
+/// logged ones.
+const LOSS_TOLERANCE: f64 = 1e-3;
+
+impl Recomputed {
+    /// Recomputes one merge from the blobs its plan names and checks it against the
+    /// logged update.
+    pub async fn recompute(
+        &mut self,
+        client: &Client,
+        model: &ModelSpec,
+        plan: &MergePlan,
+        update: &ExpertUpdate,
+    ) -> anyhow::Result<()> {
+        let shared = client.blob(&plan.shared).await?;
+        let mut base = Vec::with_capacity(plan.base.len());
+        for hash in &plan.base {
+            base.push(client.blob(hash).await?);
+        }
+        let mut deltas = Vec::with_capacity(plan.deltas.len());
+        for (hash, score) in &plan.deltas {
+            deltas.push((client.blob(hash).await?, *score));
+        }
+        let mut held_out = Vec::with_capacity(plan.held_out.len());
+        for (id, checksum) in &plan.held_out {
+            held_out.push(Item {
+                id: *id,
+                bytes: client.blob(checksum).await?,
+            });
+        }
+        let next = blyan_ml::next_version(
+            MoeConfig::of(model),
+            plan.expert as usize,
+            &shared,
+            &base,
+            &deltas,
+            &held_out,
+            &blyan_ml::Device::Cpu,
+        )?;
+        let weights_hash = *blake3::hash(&next.merged.weights).as_bytes();
+        let merged: Vec<Hash> = next
+            .merged
+            .merged
+            .iter()
+            .map(|index| plan.deltas[*index].0)
+            .collect();
+        if (update.expert, update.version, update.parent_hash)
+            != (plan.expert, plan.version, plan.parent_hash)
+        {
+            bail!("the update is not the next version of the round's expert");
+        }
+        if merged != update.merged {
+            bail!(
+                "{} deltas merge, the log says {}",
+                merged.len(),
+                update.merged.len()
+            );
+        }
+        if weights_hash != update.weights_hash {
+            bail!(
+                "the weights hash to {}, the log says {}",
+                hex::encode(weights_hash),
+                hex::encode(update.weights_hash)
+            );
+        }
+        for (recomputed, logged) in [
+            (next.parent_held_out_loss, update.parent_held_out_loss),
+            (next.held_out_loss, update.held_out_loss),
+        ] {
+            let difference = if recomputed == logged {
+                0.0
+            } else {
+                (recomputed as f64 - logged as f64).abs() / (logged as f64).max(1.0)
+            };
+            if difference > LOSS_TOLERANCE {
+                bail!("a held-out loss recomputes to {recomputed}, the log says {logged}");
+            }
+            self.loss_difference_max = self.loss_difference_max.max(difference);
+        }
+        self.merges += 1;
+        Ok(())
+    }
+}
+
+/// The genesis model's version-0 weights are what its sizes and seed give.
+pub fn check_genesis_model(state: &State) -> anyhow::Result<()> {
+    let Some(model) = state.model() else {
+        return Ok(());
+    };
+    let (shared, experts) = blyan_ml::initial_weights(model)?;
+    let hash = |bytes: &[u8]| *blake3::hash(bytes).as_bytes();
+    let expected: Vec<Hash> = experts.iter().map(|bytes| hash(bytes)).collect();
+    if hash(&shared) != model.shared_hash || expected != model.expert_hashes {
+        bail!(
+            "the genesis model's weights are not those of its sizes and seed {}",
+            model.seed
+        );
+    }
+    Ok(())
 }

@@ -110,6 +110,12 @@ enum CliCommand {
         /// down to the wall clock is reported, not checked.
         #[arg(long)]
         rerun_plugins: bool,
+        /// Also recompute the genesis model's weights from its seed, and every merge
+        /// of the parameter chain from the blobs it names (the round's base versions,
+        /// its accepted deltas and its pool's held-out items): each must give the
+        /// weights hash the log records, and held-out losses within 0.1 % of it.
+        #[arg(long)]
+        recompute_merges: bool,
     },
     /// Propose, approve and list plugin and parameter changes (governance keys).
     #[command(subcommand)]
@@ -810,12 +816,13 @@ async fn logged_modules(
     Ok(modules)
 }
 
-async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
+async fn replay(cli: &Cli, rerun_plugins: bool, recompute_merges: bool) -> anyhow::Result<()> {
     let client = Client::new(&cli.server);
     let head = client.head().await?;
     let mut replayer = Replayer::new(ReplayChecks::AUDIT);
     let host = rerun_plugins.then(rerun::rerun_host);
     let mut reran = (0u64, rerun::Rerun::default());
+    let mut merges = learn::Recomputed::default();
     while replayer.len() < head.events {
         let page = client.events(replayer.len(), 1_000).await?;
         if page.is_empty() {
@@ -833,9 +840,32 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
+            let merge = match &checked.logged.cause {
+                Cause::Server(ServerInput::UpdateExpert(update)) if recompute_merges => {
+                    Some((replayer.state().merge_plan(update.round), update))
+                }
+                _ => None,
+            };
             replayer
                 .push_checked(&checked)
                 .with_context(|| format!("replaying seq {seq}"))?;
+            if recompute_merges && seq == 0 {
+                learn::check_genesis_model(replayer.state())?;
+            }
+            if let Some((plan, update)) = merge {
+                let plan = plan
+                    .with_context(|| format!("seq {seq}: round {} owed no merge", update.round))?;
+                let model = replayer.state().model().expect("a merge has a model");
+                merges
+                    .recompute(&client, model, &plan, update)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "recomputing the merge of round {} at seq {seq}",
+                            update.round
+                        )
+                    })?;
+            }
             if let Some((host, input, result)) = call {
                 let input =
                     input.with_context(|| format!("re-running the policy call at seq {seq}"))?;
@@ -882,6 +912,10 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
     if cli.json {
         let mut report = json!({ "events": head.events, "head_hash": head_hash, "state_root": root,
                                  "server_state_root": head.state_root, "agrees": agrees });
+        if recompute_merges {
+            report["merges_recomputed"] = json!(merges.merges);
+            report["held_out_loss_max_relative_difference"] = json!(merges.loss_difference_max);
+        }
         if rerun_plugins {
             report["policy_calls_rerun"] = json!(calls);
             report["modules_rerun"] = json!(modules);
@@ -894,6 +928,12 @@ async fn replay(cli: &Cli, rerun_plugins: bool) -> anyhow::Result<()> {
             "events     {}\nhead_hash  {head_hash}\nstate_root {root}",
             head.events
         );
+        if recompute_merges {
+            println!(
+                "merges     {} recomputed, held-out losses within {:.2e} of the log's",
+                merges.merges, merges.loss_difference_max
+            );
+        }
         if rerun_plugins {
             println!(
                 "plugins    {calls} policy calls re-run ({modules} modules), {wall_clock_fallbacks} wall-clock fallbacks ({wall_clock_answering_now} answering now)"
@@ -997,7 +1037,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        CliCommand::Replay { rerun_plugins } => replay(&cli, *rerun_plugins).await?,
+        CliCommand::Replay {
+            rerun_plugins,
+            recompute_merges,
+        } => replay(&cli, *rerun_plugins, *recompute_merges).await?,
         CliCommand::Governance(command) => governance(&cli, command).await?,
         CliCommand::Plugin(command) => plugin(&cli, command)?,
         CliCommand::Round(command) => round(&cli, command).await?,

@@ -616,6 +616,49 @@ pub fn merge(
     })
 }
 
+/// An expert's next version and the held-out losses of the model before and after it.
+#[derive(Debug, Clone)]
+pub struct NextVersion {
+    pub merged: Merged,
+    /// In the log's fixed point; `u64::MAX` when the held-out items do not fit the
+    /// model (a pool of other data), which leaves them unmeasured.
+    pub parent_held_out_loss: u64,
+    pub held_out_loss: u64,
+}
+
+/// The merge of a round's accepted deltas into `expert` of the model `shared` + `base`
+/// ([`merge`]), and the held-out loss of the model before and after, on `device`.
+pub fn next_version(
+    config: MoeConfig,
+    expert: usize,
+    shared: &[u8],
+    base: &[Vec<u8>],
+    deltas: &[(Vec<u8>, u64)],
+    held_out: &[Item],
+    device: &Device,
+) -> Result<NextVersion, MlError> {
+    if expert >= base.len() {
+        return Err(MlError::Shape(format!("no expert {expert}")));
+    }
+    let inputs: Vec<(&[u8], u64)> = deltas
+        .iter()
+        .map(|(bytes, score)| (bytes.as_slice(), *score))
+        .collect();
+    let merged = merge(&config, expert, &base[expert], &inputs)?;
+    let before_parts: Vec<&[u8]> = base.iter().map(Vec::as_slice).collect();
+    let mut after_parts = before_parts.clone();
+    after_parts[expert] = &merged.weights;
+    let before = Moe::assemble(config, shared, &before_parts, device)?;
+    let after = Moe::assemble(config, shared, &after_parts, device)?;
+    let measurer = CandleMeasurer::new(before.clone());
+    let loss = |model: &Moe| measurer.loss(model, held_out).map_or(u64::MAX, loss_fixed);
+    Ok(NextVersion {
+        parent_held_out_loss: loss(&before),
+        held_out_loss: loss(&after),
+        merged,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,5 +770,62 @@ mod tests {
             measurer.measure_delta(9, &expert(&zeros), &held_out),
             HARMFUL
         );
+    }
+
+    #[test]
+    fn a_merge_weighs_deltas_by_score_skips_unusable_ones_and_is_the_same_bytes_every_time() {
+        let config = MoeConfig::default();
+        let model = Moe::init(config, 2, &Device::Cpu).unwrap();
+        let base = model.expert_safetensors(1).unwrap();
+        let delta = |value: f32| {
+            let tensors: BTreeMap<String, Tensor> = config
+                .expert_shapes(1)
+                .into_iter()
+                .map(|(name, shape)| {
+                    let count = shape.iter().product();
+                    (
+                        name,
+                        Tensor::from_vec(vec![value; count], shape, &Device::Cpu).unwrap(),
+                    )
+                })
+                .collect();
+            to_safetensors(&tensors).unwrap()
+        };
+        let (one, four) = (delta(1.0), delta(4.0));
+        let garbage = b"not a delta".to_vec();
+        let inputs: Vec<(&[u8], u64)> = vec![(&one, 3), (&garbage, 5), (&four, 1), (&four, 0)];
+        let merged = merge(&config, 1, &base, &inputs).unwrap();
+        // Only the usable deltas of non-zero score: (3 * 1 + 1 * 4) / 4 = 1.75.
+        assert_eq!(merged.merged, vec![0, 2]);
+        let read = candle_core::safetensors::load_buffer(&merged.weights, &Device::Cpu).unwrap();
+        let bias = |tensors: &std::collections::HashMap<String, Tensor>| {
+            tensors["experts.1.fc2.bias"].to_vec1::<f32>().unwrap()
+        };
+        let before = candle_core::safetensors::load_buffer(&base, &Device::Cpu).unwrap();
+        for (after, before) in bias(&read).iter().zip(bias(&before)) {
+            assert!((after - before - 1.75).abs() < 1e-6, "{after} {before}");
+        }
+        assert_eq!(
+            merge(&config, 1, &base, &inputs).unwrap().weights,
+            merged.weights
+        );
+        // Nothing usable: the parent's weights, byte for byte.
+        let nothing = merge(&config, 1, &base, &[(&garbage, 1)]).unwrap();
+        assert!(nothing.merged.is_empty());
+        assert_eq!(nothing.weights, base);
+    }
+
+    #[test]
+    fn a_model_splits_into_blobs_and_assembles_back() {
+        let spec = ModelSpec::default_size(5);
+        let (shared, experts) = initial_weights(&spec).unwrap();
+        let parts: Vec<&[u8]> = experts.iter().map(Vec::as_slice).collect();
+        let config = MoeConfig::of(&spec);
+        let model = Moe::assemble(config, &shared, &parts, &Device::Cpu).unwrap();
+        let direct = Moe::init(config, 5, &Device::Cpu).unwrap();
+        assert_eq!(model.hash().unwrap(), direct.hash().unwrap());
+        assert!(Moe::assemble(config, &shared, &parts[..3], &Device::Cpu).is_err());
+        let swapped = [parts[1], parts[0], parts[2], parts[3]];
+        assert!(Moe::assemble(config, &shared, &swapped, &Device::Cpu).is_err());
     }
 }

@@ -1581,6 +1581,23 @@ async fn honest_nodes_lower_the_held_out_loss_round_after_round() {
     let first = versions[0].parent_held_out_loss.unwrap();
     let last = versions[9].held_out_loss.unwrap();
     assert!(last < first / 10 * 9, "10 rounds: {first} -> {last}");
+    // An auditor recomputes the genesis weights and every merge from the blobs, and
+    // gets the logged hashes and losses.
+    let (ok, stdout, stderr) = run_binary(
+        "blyan",
+        &[
+            "--server",
+            &network.server.url,
+            "--json",
+            "replay",
+            "--recompute-merges",
+        ],
+    );
+    assert!(ok, "{stdout} {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["agrees"], true);
+    assert_eq!(report["merges_recomputed"], 10);
+    assert!(report["held_out_loss_max_relative_difference"].as_f64().unwrap() <= 1e-3);
     // Every node's every receipt verified.
     for (_, _, results) in &nodes {
         assert_eq!(results.len(), 10);

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 
 use super::hashed::{HashedMap, RootHash};
+use super::pools::Pools;
 use super::rounds::Rounds;
 use super::{RejectionClass, RootHasher};
 use crate::model::{Event, ExpertUpdate, Hash, ModelSpec, Phase};
@@ -157,6 +158,72 @@ impl Experts {
             hasher.u64(u64::from(*expert));
         }
     }
+}
+
+/// What the merge round `round` owes reads, every blob named by its hash, and where
+/// its update goes on the chain. The server merges from it, and an auditor recomputes
+/// the merge from the same plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergePlan {
+    pub round: u64,
+    pub expert: u32,
+    /// The version the update makes, and its parent's weights.
+    pub version: u32,
+    pub parent_hash: Hash,
+    /// The router's weights.
+    pub shared: Hash,
+    /// Every expert's weights at the version the round pinned, in expert order.
+    pub base: Vec<Hash>,
+    /// The round's accepted deltas and their scores, in delta order.
+    pub deltas: Vec<(Hash, u64)>,
+    /// The pool's held-out items, by id and checksum.
+    pub held_out: Vec<(u32, Hash)>,
+}
+
+/// The plan of the merge round `round` owes; `None` when it owes none.
+pub(super) fn merge_plan(
+    experts: &Experts,
+    rounds: &Rounds,
+    pools: &Pools,
+    model: &ModelSpec,
+    round_id: u64,
+) -> Option<MergePlan> {
+    let expert = *experts.owed.get(&round_id)?;
+    let round = rounds.get(round_id)?;
+    let head = experts.head(expert);
+    let base = (0..model.experts)
+        .zip(&round.plan.model_versions)
+        .map(|(expert, version)| experts.hash(model, expert, *version))
+        .collect::<Option<Vec<_>>>()?;
+    let scored: Vec<(Hash, u64)> = round
+        .deltas
+        .iter()
+        .zip(round.scores.iter())
+        .filter_map(|(node, score)| Some((rounds.reveal(round_id, node)?.delta_hash, *score)))
+        .collect();
+    let accepted = &round.outcome.as_ref()?.accepted;
+    let deltas = scored
+        .into_iter()
+        .filter(|(hash, _)| accepted.contains(hash))
+        .collect();
+    let pool = pools.get(round.plan.pool_id)?;
+    let held_out = pool
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.held_out)
+        .map(|(id, item)| (id as u32, item.checksum))
+        .collect();
+    Some(MergePlan {
+        round: round_id,
+        expert,
+        version: head + 1,
+        parent_hash: experts.hash(model, expert, head)?,
+        shared: model.shared_hash,
+        base,
+        deltas,
+        held_out,
+    })
 }
 
 /// The event of an update the server computed for a round that owes its merge.

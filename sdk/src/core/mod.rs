@@ -646,11 +646,7 @@ impl State {
                         .apply_reputation(&validator.validator, validator.reputation);
                 }
                 self.rounds.apply_finalized(outcome, seq);
-                if self
-                    .genesis
-                    .as_ref()
-                    .is_some_and(|genesis| genesis.model.is_some())
-                {
+                if self.model().is_some() {
                     let expert = self
                         .rounds
                         .get(outcome.round)
@@ -730,11 +726,24 @@ impl State {
         &self.experts
     }
 
-    /// The genesis model, if the ledger trains one.
+    /// The plan of the merge round `round` owes; `None` when it owes none.
+    pub fn merge_plan(&self, round: u64) -> Option<experts::MergePlan> {
+        experts::merge_plan(
+            &self.experts,
+            &self.rounds,
+            &self.pools,
+            self.model()?,
+            round,
+        )
+    }
+
+    /// The genesis model, if the ledger trains one: a genesis model whose version-0
+    /// weights are not named (a genesis decided without a blob store) trains nothing.
     pub fn model(&self) -> Option<&crate::model::ModelSpec> {
         self.genesis
             .as_ref()
             .and_then(|genesis| genesis.model.as_ref())
+            .filter(|model| model.expert_hashes.len() == model.experts as usize)
     }
 
     fn world(&self) -> World<'_> {
