@@ -1047,6 +1047,20 @@ async fn metrics(State(app): State<AppState>) -> Response {
                 gauges.round_overdue_seconds = gauges.round_overdue_seconds.max(overdue);
             }
         }
+        if let Some(model) = published.state.model() {
+            let experts = published.state.experts();
+            gauges.experts = (0..model.experts)
+                .map(|expert| {
+                    let version = experts.head(expert);
+                    let loss = experts
+                        .version(expert, version)
+                        .map(|entry| entry.held_out_loss)
+                        .filter(|loss| *loss != u64::MAX)
+                        .map(|loss| loss as f64 / blyan_sdk::model::LOSS_SCALE);
+                    (version, loss)
+                })
+                .collect();
+        }
     }
     let text = engine.metrics().render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

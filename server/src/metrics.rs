@@ -90,6 +90,9 @@ pub struct Gauges {
     /// none is.
     pub round_overdue_seconds: f64,
     pub subscribers: usize,
+    /// Each expert's newest version and its held-out loss (mean squared error), the
+    /// loss when the version's merge measured one.
+    pub experts: Vec<(u32, Option<f64>)>,
 }
 
 #[derive(Debug)]
@@ -176,6 +179,7 @@ impl Metrics {
             rounds_running,
             round_overdue_seconds,
             subscribers,
+            experts,
         } = gauges;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
@@ -268,6 +272,25 @@ impl Metrics {
             out,
             "# HELP blyan_websocket_subscribers WebSocket subscribers connected.\n# TYPE blyan_websocket_subscribers gauge\nblyan_websocket_subscribers {subscribers}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_expert_version Each expert's newest version on the parameter chain.\n# TYPE blyan_expert_version gauge"
+        );
+        for (expert, (version, _)) in experts.iter().enumerate() {
+            let _ = writeln!(out, "blyan_expert_version{{expert=\"{expert}\"}} {version}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP blyan_expert_held_out_loss The held-out mean squared error of the model with each expert's newest version, as its merge measured it.\n# TYPE blyan_expert_held_out_loss gauge"
+        );
+        for (expert, (_, loss)) in experts.iter().enumerate() {
+            if let Some(loss) = loss {
+                let _ = writeln!(
+                    out,
+                    "blyan_expert_held_out_loss{{expert=\"{expert}\"}} {loss}"
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP blyan_log_events Events in the log.\n# TYPE blyan_log_events gauge\nblyan_log_events {events}"

@@ -1597,7 +1597,20 @@ async fn honest_nodes_lower_the_held_out_loss_round_after_round() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["agrees"], true);
     assert_eq!(report["merges_recomputed"], 10);
-    assert!(report["held_out_loss_max_relative_difference"].as_f64().unwrap() <= 1e-3);
+    assert!(
+        report["held_out_loss_max_relative_difference"]
+            .as_f64()
+            .unwrap()
+            <= 1e-3
+    );
+    // /metrics exports each expert's newest version and its held-out loss.
+    let url = &network.server.url;
+    assert_eq!(
+        metric(url, "blyan_expert_version{expert=\"0\"}").await,
+        Some(3.0)
+    );
+    let loss = metric(url, "blyan_expert_held_out_loss{expert=\"1\"}").await;
+    assert_eq!(loss, Some(versions[9].held_out_loss.unwrap() as f64 / 1e9));
     // Every node's every receipt verified.
     for (_, _, results) in &nodes {
         assert_eq!(results.len(), 10);
