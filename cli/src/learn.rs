@@ -121,38 +121,6 @@ pub struct Run {
     pub threads: Option<usize>,
 }
 
-/// candle reads `RAYON_NUM_THREADS` at every matrix product to decide how many parts
-/// it splits into; at the default size one part is the fastest (a delta trains in
-/// about 18 ms on one thread, 34-90 ms on two of a 2-core machine: BENCHMARKS.md).
-/// Unless the variable already says the count, the process runs itself again (exec:
-/// the same process and arguments) with it set, before it has started anything.
-pub fn pin_threads(threads: Option<usize>) -> anyhow::Result<()> {
-    const VARIABLE: &str = "RAYON_NUM_THREADS";
-    let set = std::env::var(VARIABLE).ok();
-    let wanted = match (threads, &set) {
-        (Some(threads), _) => threads.max(1).to_string(),
-        (None, Some(set)) => set.clone(),
-        (None, None) => "1".to_owned(),
-    };
-    if set.as_deref() == Some(wanted.as_str()) {
-        return Ok(());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        let error = std::process::Command::new(std::env::current_exe()?)
-            .args(std::env::args_os().skip(1))
-            .env(VARIABLE, &wanted)
-            .exec();
-        Err(error).with_context(|| format!("running again with {VARIABLE}={wanted}"))
-    }
-    #[cfg(not(unix))]
-    {
-        eprintln!("set {VARIABLE}={wanted} for that many threads");
-        Ok(())
-    }
-}
-
 /// `node run`'s own settings.
 #[derive(Debug, clap::Args)]
 pub struct NodeRun {

@@ -1098,9 +1098,9 @@ fn main() -> ExitCode {
         _ => None,
     };
     if let Some(threads) = threads
-        && let Err(error) = learn::pin_threads(threads)
+        && let Err(error) = blyan_ml::pin_threads(threads)
     {
-        eprintln!("error: {}", describe(&error));
+        eprintln!("error: {}", describe(&error.into()));
         return ExitCode::FAILURE;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

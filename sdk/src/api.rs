@@ -215,6 +215,8 @@ pub struct RoundView {
     pub summary: RoundSummary,
     /// Hex.
     pub seed: String,
+    /// The plugin of each kind the round pinned.
+    pub plugins: Vec<crate::model::PinnedPlugin>,
     /// Hex.
     pub assignments_root: String,
     /// Hex.

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod blobs;
 pub mod conformance;
+pub mod demo;
 pub mod engine;
 pub mod learning;
 pub mod listen;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use blyan_ledger::api::ApiConfig;
 use blyan_ledger::conformance::{ChildLimits, run_child};
+use blyan_ledger::demo::{self, DemoConfig};
 use blyan_ledger::engine::{EngineConfig, replay_store};
 use blyan_ledger::listen::ConnectionLimits;
 use blyan_ledger::serve::{ServeConfig, serve};
@@ -97,6 +98,11 @@ enum Command {
         /// Memory that child may use (its data segment: heap and linear memory).
         #[arg(long, default_value_t = ChildLimits::default().memory_bytes >> 20)]
         plugin_check_memory_mib: u64,
+        /// Also run a validator in the server, with this key file (`blyan keygen`):
+        /// once governance admits the key, it measures the deltas its committees
+        /// assign it, as `blyan validator run` does.
+        #[arg(long)]
+        validator_key: Option<PathBuf>,
     },
     /// Check a plugin module read from stdin on the reference input, within the given
     /// limits, and print the verdict as JSON: the child process `serve` runs for each
@@ -109,6 +115,21 @@ enum Command {
         memory_bytes: u64,
         #[arg(long)]
         cpu_seconds: u64,
+    },
+    /// Run a whole local network over the real API and print a table of its rounds:
+    /// this binary's server as a child process, and nodes that train and validators
+    /// that measure for real (candle, on the CPU) as tasks that speak HTTP.
+    Demo {
+        #[arg(long, default_value_t = 6)]
+        nodes: usize,
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        #[arg(long, default_value_t = 8)]
+        rounds: usize,
+        /// Keep the demo's log, blobs and server log here; a temporary folder,
+        /// removed at the end, when absent.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Rebuild state from the log offline, checking the chain; prints the head.
     Replay {
@@ -194,6 +215,7 @@ fn main() -> anyhow::Result<()> {
             registrations_per_source_per_hour,
             plugin_check_timeout_ms,
             plugin_check_memory_mib,
+            validator_key,
         } => {
             let config = ServeConfig {
                 data_dir,
@@ -223,8 +245,24 @@ fn main() -> anyhow::Result<()> {
                     timeout_ms: plugin_check_timeout_ms,
                     memory_bytes: plugin_check_memory_mib.saturating_mul(1 << 20),
                 },
+                validator_key,
             };
             tokio::runtime::Runtime::new()?.block_on(serve(config))
+        }
+        Command::Demo {
+            nodes,
+            validators,
+            rounds,
+            data_dir,
+        } => {
+            // One candle thread per task, the fastest at the default size.
+            blyan_ml::pin_threads(None)?;
+            tokio::runtime::Runtime::new()?.block_on(demo::run(DemoConfig {
+                nodes,
+                validators,
+                rounds,
+                data_dir,
+            }))
         }
         Command::Replay { data_dir, json } => replay(data_dir, json),
         Command::CheckPlugin {

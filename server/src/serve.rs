@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::genesis::{self, DevKeys};
 use blyan_sdk::model::Genesis;
+use blyan_sdk::protocol::{self, Validator};
 
 use crate::api::{self, ApiConfig};
 use crate::blobs::BlobStore;
@@ -34,6 +35,8 @@ pub struct ServeConfig {
     pub connections: ConnectionLimits,
     /// What the child that runs a proposal's conformance check may use.
     pub conformance: ChildLimits,
+    /// The key file of a validator the server runs itself ([`builtin_validator`]).
+    pub validator_key: Option<PathBuf>,
 }
 
 /// A limit given at start that the server cannot run with.
@@ -226,6 +229,53 @@ fn write_dev_keys(data_dir: &Path, keys: &DevKeys) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server's own validator: the same protocol client and candle measurer as
+/// `blyan validator run`, against the server's own API, on a thread of its own so
+/// that measuring never holds an API worker. Its key takes part only once governance
+/// admits it, like any other; it follows the log from the head at start, and after
+/// a failure starts again from the head a second later.
+fn builtin_validator(url: String, key: Keypair) {
+    std::thread::Builder::new()
+        .name("validator".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts");
+            runtime.block_on(async move {
+                let client = blyan_sdk::client::Client::new(&url);
+                let stand_in = blyan_ml::Moe::init(
+                    blyan_ml::MoeConfig::default(),
+                    0,
+                    &blyan_ml::Device::Cpu,
+                )
+                .expect("the default model initialises");
+                let mut measurer = blyan_ml::CandleMeasurer::new(stand_in);
+                tracing::info!(validator = %key.public(), "built-in validator following the log");
+                loop {
+                    let followed = async {
+                        let validator =
+                            Validator::connect(client.clone(), key.clone()).await?;
+                        let from = client.head().await?.events;
+                        protocol::follow_validator(&validator, &mut measurer, from, &mut |result| {
+                            match result.receipt {
+                                Ok(_) => tracing::info!(round = result.round, "built-in validator: receipt verified"),
+                                Err(error) => tracing::warn!(round = result.round, %error, "built-in validator: round failed"),
+                            }
+                            std::ops::ControlFlow::Continue(())
+                        })
+                        .await
+                    };
+                    if let Err(error) = followed.await {
+                        tracing::warn!(%error, "built-in validator stopped; starting again");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            });
+        })
+        .expect("the validator thread starts");
+}
+
 /// Runs the server until the listener fails or the writer stops.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     config.check()?;
@@ -250,9 +300,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "log replayed"
         );
     }
+    let validator = config
+        .validator_key
+        .as_ref()
+        .map(|path| Keypair::read_file(path).with_context(|| format!("reading {}", path.display())))
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    if let Some(key) = validator {
+        let mut own = listener.local_addr()?;
+        if own.ip().is_unspecified() {
+            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        builtin_validator(format!("http://{own}"), key);
+    }
     tracing::info!(listen = %listener.local_addr()?, network_id = %engine.network_id(), "serving");
     let blobs = Arc::new(blobs);
     let host = Arc::new(policy::host());

@@ -54,6 +54,11 @@ struct Network {
 
 impl Network {
     async fn start(dir: &Path, parameters: Parameters) -> Network {
+        Network::start_with(dir, parameters, &[]).await
+    }
+
+    /// A network whose server also takes `arguments`.
+    async fn start_with(dir: &Path, parameters: Parameters, arguments: &[&str]) -> Network {
         let keys = DevKeys::derive();
         let mut genesis = keys.genesis();
         genesis.parameters = parameters;
@@ -68,7 +73,10 @@ impl Network {
                 genesis_path.to_str().unwrap(),
                 "--operator-key",
                 operator_path.to_str().unwrap(),
-            ],
+            ]
+            .into_iter()
+            .chain(arguments.iter().copied())
+            .collect::<Vec<_>>(),
         )
         .await;
         let network_id = server.network_id().await;
@@ -1692,4 +1700,40 @@ async fn attacking_nodes_and_an_inflating_validator_earn_nothing_and_the_loss_st
             assert!(reputation(key) > reputation(&liar.0));
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_servers_built_in_validator_measures_its_share_once_admitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = keypair("built-in validator");
+    let key_path = dir.path().join("builtin.json");
+    builtin.write_file(&key_path).unwrap();
+    let network = Network::start_with(
+        dir.path(),
+        Parameters {
+            delta_bytes_max: 1 << 20,
+            ..parameters()
+        },
+        &["--validator-key", key_path.to_str().unwrap()],
+    )
+    .await;
+    network.admit(&builtin.public()).await;
+    register_teacher_pool(&network, 24, 4).await;
+    // Two validators of its own and the server's: a committee of 3, each delta measured
+    // by all three.
+    let (_, _, versions) = learn(&network, &[Attack::Honest; 3], &[false, false], 1).await;
+    assert_eq!(versions.len(), 1);
+    let view = network.client().round(1).await.unwrap();
+    assert_eq!(view.summary.committee.len(), 3);
+    assert!(view.summary.committee.contains(&builtin.public()));
+    assert_eq!(
+        view.summary.submissions, 3,
+        "the built-in validator submitted"
+    );
+    let reward = view
+        .validator_rewards
+        .iter()
+        .find(|payout| payout.key == builtin.public())
+        .unwrap();
+    assert!(reward.amount > 0, "its measurements agreed: {reward:?}");
 }

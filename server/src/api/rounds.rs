@@ -198,6 +198,7 @@ pub(super) async fn show(
     Ok(Json(RoundView {
         summary: summary(state, id, round),
         seed: hex::encode(round.plan.seed),
+        plugins: round.pins.plugins.clone(),
         assignments_root: hex::encode(round.assignments_root),
         scores_root: hex::encode(round.scores_root),
         deltas,
