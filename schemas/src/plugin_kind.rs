@@ -10,6 +10,7 @@ use crate::v1 as pb;
     derive(serde::Serialize, serde::Deserialize),
     serde(rename_all = "snake_case")
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PluginKind {
     Sharding,
     Scoring,

@@ -14,6 +14,7 @@ use crate::model::{
 
 /// The answer to an accepted command: where its event is in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     pub seq: u64,
     /// Hex.
@@ -22,6 +23,7 @@ pub struct Receipt {
 
 /// `GET /v1/head`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Head {
     pub network_id: String,
     /// Number of events in the log; the last one has seq `events - 1`.
@@ -34,6 +36,7 @@ pub struct Head {
 
 /// The JSON error body of every 4xx and 5xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiErrorBody {
     pub code: String,
     pub message: String,
@@ -41,6 +44,7 @@ pub struct ApiErrorBody {
 
 /// `GET /v1/state`: a summary of the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateSummary {
     pub network_id: String,
     pub events: u64,
@@ -50,12 +54,14 @@ pub struct StateSummary {
     pub nodes: usize,
     pub burns: usize,
     #[serde(with = "crate::model::u128_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub burn_total: u128,
     pub checkpoint_last: Option<Checkpoint>,
 }
 
 /// `GET /v1/nodes/{pubkey}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
     pub pubkey: PublicKey,
     pub node: Node,
@@ -63,6 +69,7 @@ pub struct NodeView {
 
 /// `GET /healthz` while the writer runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub events: u64,
@@ -70,6 +77,7 @@ pub struct Health {
 
 /// `PUT /v1/blobs/{hash}`: the blob is stored and synced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredBlob {
     /// Hex.
     pub hash: String,
@@ -79,6 +87,7 @@ pub struct StoredBlob {
 /// `GET /v1/governance`: proposals, activations, the open round and the parameters in
 /// force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GovernanceView {
     /// The round open now, with its pins; none before the first.
     pub round: Option<RoundPins>,
@@ -93,6 +102,7 @@ pub struct GovernanceView {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProposalStatus {
     Pending,
     Activated,
@@ -101,6 +111,7 @@ pub enum ProposalStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProposalView {
     pub id: u64,
     pub status: ProposalStatus,
@@ -117,6 +128,7 @@ pub struct ProposalView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginActivationView {
     pub activation_round: u64,
     pub seq: u64,
@@ -125,6 +137,7 @@ pub struct PluginActivationView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParametersActivationView {
     pub activation_round: u64,
     pub seq: u64,
@@ -133,6 +146,7 @@ pub struct ParametersActivationView {
 
 /// A `PluginFallback` event at `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FallbackView {
     pub seq: u64,
     pub round: u64,
@@ -147,6 +161,7 @@ pub struct FallbackView {
 
 /// `GET /v1/plugins`: every stored module, and what each kind's policy call tries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginsView {
     pub plugins: Vec<PluginView>,
     /// By plugin kind name: module hashes (hex), in the order a call tries them.
@@ -154,6 +169,7 @@ pub struct PluginsView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginView {
     /// Hex.
     pub hash: String,
@@ -165,6 +181,7 @@ pub struct PluginView {
 /// A Merkle inclusion proof: leaf `index` of `count`, with rs_merkle's proof hashes
 /// (hex); check it with [`crate::merkle::verify`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerkleProofView {
     pub index: usize,
     pub count: usize,
@@ -173,6 +190,7 @@ pub struct MerkleProofView {
 
 /// `GET /v1/rounds` (a list of these) and the head of `GET /v1/rounds/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoundSummary {
     pub round: u64,
     pub expert: u32,
@@ -183,6 +201,7 @@ pub struct RoundSummary {
     pub nodes: usize,
     pub committee: Vec<PublicKey>,
     #[serde(with = "crate::model::u128_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub reward_pool: u128,
     pub commits: u32,
     pub reveals: u32,
@@ -192,6 +211,7 @@ pub struct RoundSummary {
 
 /// A revealed delta of a round and, once scored, its score.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeltaView {
     pub node: PublicKey,
     /// Hex.
@@ -202,14 +222,17 @@ pub struct DeltaView {
 
 /// A payout of a finalized round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PayoutView {
     pub key: PublicKey,
     #[serde(with = "crate::model::u128_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub amount: u128,
 }
 
 /// `GET /v1/rounds/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoundView {
     #[serde(flatten)]
     pub summary: RoundSummary,
@@ -228,11 +251,13 @@ pub struct RoundView {
     pub rewards_root: Option<String>,
     /// What the round carried over to the next one, once over.
     #[serde(with = "crate::model::u128_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub carried: u128,
 }
 
 /// One item a node or a validator works on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemView {
     pub id: u32,
     #[serde(flatten)]
@@ -242,6 +267,7 @@ pub struct ItemView {
 /// `GET /v1/rounds/{id}/assignments/{node}`: a node's shard, its items, and the
 /// shard's proof against the round's assignments root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssignmentView {
     pub round: u64,
     pub expert: u32,
@@ -255,6 +281,7 @@ pub struct AssignmentView {
 
 /// A delta a validator measures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskView {
     pub node: PublicKey,
     /// Hex: the blob to fetch.
@@ -265,6 +292,7 @@ pub struct TaskView {
 /// `GET /v1/rounds/{id}/tasks/{validator}`: the deltas a committee member measures,
 /// in the order its measurements go, and the held-out items it measures on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TasksView {
     pub round: u64,
     pub expert: u32,
@@ -275,6 +303,7 @@ pub struct TasksView {
 
 /// `GET /v1/pools/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolView {
     pub id: u64,
     pub curator: PublicKey,
@@ -286,6 +315,7 @@ pub struct PoolView {
 
 /// `GET /v1/pools/{id}/items/{item}/proof`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemProofView {
     pub pool_id: u64,
     #[serde(flatten)]
@@ -299,6 +329,7 @@ pub struct ItemProofView {
 
 /// `GET /v1/validators`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorView {
     pub key: PublicKey,
     pub reputation: u64,
@@ -308,6 +339,7 @@ pub struct ValidatorView {
 /// One version of an expert on the parameter chain. Version 0 is the genesis's: it
 /// has no parent, round or losses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExpertVersionView {
     pub expert: u32,
     pub version: u32,
@@ -331,6 +363,7 @@ pub struct ExpertVersionView {
 /// /v1/rounds/{id}/model` (the versions a round trains from): the model's sizes, the
 /// router's weights and one version per expert, in expert order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelView {
     pub inputs: u32,
     pub hidden: u32,

@@ -118,10 +118,12 @@ pub struct PoolSpec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolItem {
     pub bytes: u64,
     /// The blake3 hash of the item's bytes; the blob's name.
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub checksum: Hash,
     /// Held-out items are never assigned for training; validators measure on them.
     pub held_out: bool,
@@ -142,9 +144,11 @@ pub use blyan_schemas::PluginKind;
 
 /// A plugin module, named by the blake3 hash of its bytes.
 #[derive(Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginModule {
     pub kind: PluginKind,
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub hash: Hash,
     /// Shared by the events that carry them; the state keeps only the hash.
     #[serde(skip)]
@@ -179,6 +183,7 @@ pub struct PluginProposal {
     pub activation_round: u64,
 }
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     pub gpu_model: String,
     pub vram_mib: u32,
@@ -196,12 +201,23 @@ pub struct Burn {
     pub amount: u128,
 }
 
+/// The default threshold as JSON writes it: a decimal string.
+#[cfg(feature = "openapi")]
+fn default_burn_threshold() -> String {
+    Parameters::default().round_burn_threshold.to_string()
+}
+
 /// Missing fields of a genesis file take their defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Parameters {
     pub heartbeat_timeout_ms: u64,
     #[serde(with = "u128_string")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, default = default_burn_threshold)
+    )]
     pub round_burn_threshold: u128,
     pub checkpoint_interval_events: u64,
     pub validator_quorum: u32,
@@ -343,6 +359,7 @@ impl Parameters {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Genesis {
     pub network_id: String,
     pub operator_key: PublicKey,
@@ -369,6 +386,7 @@ pub struct Genesis {
 /// A genesis file names the sizes and the seed; the server fills in the hashes of the
 /// weights it initialises.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelSpec {
     pub inputs: u32,
     pub hidden: u32,
@@ -376,8 +394,10 @@ pub struct ModelSpec {
     pub experts: u32,
     pub seed: u64,
     #[serde(serialize_with = "hex_array::serialize", skip_deserializing)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shared_hash: Hash,
     #[serde(serialize_with = "hex_vec::serialize", skip_deserializing)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub expert_hashes: Vec<Hash>,
 }
 
@@ -580,6 +600,7 @@ impl Event {
 /// The phases of a learning round, in order; a round ends finalized or aborted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Phase {
     /// Waiting for the sharding plugin.
     Assigning,
@@ -626,6 +647,7 @@ impl Phase {
 
 /// Items `[start, start + count)` of the pool's training items go to `node`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Shard {
     pub node: PublicKey,
     pub start: u64,
@@ -672,6 +694,7 @@ pub struct ValidatorOutcome {
 
 /// What a round runs with, fixed when it opens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoundPins {
     pub round: u64,
     /// One plugin hash per kind, in kind order.
@@ -685,11 +708,13 @@ pub struct RoundPins {
 
 /// A learning round's fixed facts, decided when it opens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoundPlan {
     pub expert: u32,
     pub pool_id: u64,
     /// Derived from the log head before the round opened: nobody chooses it.
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub seed: Hash,
     /// The eligible nodes when it opened, in ascending key order.
     pub nodes: Vec<PublicKey>,
@@ -697,9 +722,11 @@ pub struct RoundPlan {
     pub committee: Vec<PublicKey>,
     /// The burns this round consumed.
     #[serde(with = "u128_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub burns: u128,
     /// Its reward pool: the reward share of `burns`, plus what earlier rounds carried.
     #[serde(with = "u128_string")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub reward_pool: u128,
     /// The version of every expert when it opened: the model its nodes train from and
     /// its validators measure against. Empty without a model.
@@ -708,9 +735,11 @@ pub struct RoundPlan {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PinnedPlugin {
     pub kind: PluginKind,
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub hash: Hash,
 }
 
@@ -733,11 +762,14 @@ pub struct PluginFallback {
 
 /// A signed commitment to the first `tree_size` event hashes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkpoint {
     pub tree_size: u64,
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub merkle_root: Hash,
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub signature: [u8; 64],
 }
 

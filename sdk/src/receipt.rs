@@ -19,6 +19,7 @@ use crate::record;
 /// `GET /v1/rounds/{id}/receipts/{key}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoundReceipt {
     pub network_id: String,
     pub round: u64,
@@ -39,16 +40,20 @@ pub struct RoundReceipt {
 /// One record of the log, and its inclusion proof under a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvenRecord {
     pub seq: u64,
     #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub prev_hash: Hash,
     pub time_ms: u64,
     /// The stored body, an encoded `LoggedEvent`.
     #[serde(with = "hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub body: Vec<u8>,
     /// Bottom up, against the checkpoint's root over `tree_size` record hashes.
     #[serde(with = "hex_vec")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub proof: Vec<Hash>,
 }
 
@@ -83,10 +88,12 @@ impl ProvenRecord {
 /// A leaf's place in one of a round's trees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeafProof {
     pub index: u64,
     pub count: u64,
     #[serde(with = "hex_vec")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub hashes: Vec<Hash>,
 }
 
@@ -106,6 +113,7 @@ impl LeafProof {
 /// checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventProof {
     pub network_id: String,
     pub checkpoint: Checkpoint,

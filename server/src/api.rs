@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use blyan_sdk::api::{
     ApiErrorBody, FallbackView, GovernanceView, Head, Health, NodeView, ParametersActivationView,
@@ -54,6 +54,7 @@ use tower_http::trace::TraceLayer;
 
 mod admission;
 mod experts;
+mod openapi;
 mod rounds;
 
 use crate::blobs::{BlobStore, PutError};
@@ -61,6 +62,7 @@ use crate::conformance::{ConformanceError, Conformer};
 use crate::engine::{Engine, Submission, SubmitError};
 use crate::metrics::Gauges;
 use admission::RegistrationRate;
+use openapi::Route;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +107,370 @@ struct AppState {
     blobs: Arc<BlobStore>,
     /// The Merkle trees of the rounds' and pools' roots that proofs were asked of.
     trees: Arc<rounds::Trees>,
+    /// `/v1/openapi.json`, written once from the route table.
+    openapi: Arc<String>,
+}
+
+/// Every route, documented: the router is built from this table and
+/// `/v1/openapi.json` is written from it.
+fn routes() -> Vec<Route> {
+    use blyan_sdk::api as views;
+    use openapi::{Body, json, json_list};
+    const BAD_PATH: (u16, &str) = (400, "malformed_request (a bad path or query)");
+    const STORAGE: (u16, &str) = (500, "storage_error");
+    const TIMEOUT: (u16, &str) = (408, "request_timeout");
+    let route = |method: Method, path, summary, handler| Route {
+        method,
+        path,
+        summary,
+        timed: true,
+        query: &[],
+        request: Body::None,
+        response: Body::None,
+        errors: &[],
+        handler,
+    };
+    let round_errors: &'static [(u16, &'static str)] = &[
+        BAD_PATH,
+        (
+            404,
+            "round_not_found, not_in_round, not_on_committee, pool_not_found",
+        ),
+        (409, "wrong_phase (not yet assigned)"),
+        TIMEOUT,
+    ];
+    vec![
+        Route {
+            request: Body::Bytes("application/x-protobuf"),
+            response: Body::Json(json::<views::Receipt>),
+            errors: &[
+                (400, "malformed_command, malformed_request"),
+                (401, "bad_signature"),
+                (
+                    403,
+                    "the core's Forbidden rejections: not_governance, not_curator, not_oracle, ...",
+                ),
+                (
+                    404,
+                    "the core's NotFound rejections: proposal_not_found, round_not_found, ...",
+                ),
+                (
+                    409,
+                    "the core's Conflict rejections (wrong_phase, already_committed, delta_copied, ...), idempotency_key_reused, blob_missing",
+                ),
+                (413, "body_too_large, delta_too_large"),
+                (
+                    422,
+                    "invalid_field, the core's Invalid rejections, plugin_check_failed, plugin_check_timeout, plugin_check_limit, blob_size_mismatch",
+                ),
+                (
+                    429,
+                    "heartbeat_too_soon, registration_rate_limited (with Retry-After)",
+                ),
+                (503, "no_genesis, writer_stopped"),
+                TIMEOUT,
+            ],
+            ..route(
+                Method::POST,
+                "/v1/commands",
+                "Submit a signed command (a protobuf SignedCommand)",
+                post(submit_command),
+            )
+        },
+        Route {
+            query: &[
+                ("from", "the first seq (0 when absent)"),
+                ("limit", "records, at most the server's page size"),
+                (
+                    "format",
+                    "`proto` (the default, an EventRecordPage) or `json`",
+                ),
+            ],
+            response: Body::Events,
+            errors: &[BAD_PATH, STORAGE, TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/events",
+                "A page of the log's records",
+                get(events),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::Head>),
+            errors: &[TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/head",
+                "The log's length, head hash and state root",
+                get(head),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::StateSummary>),
+            errors: &[TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/state",
+                "A summary of the state",
+                get(state),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::NodeView>),
+            errors: &[BAD_PATH, (404, "node_not_found"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/nodes/{pubkey}",
+                "A registered node",
+                get(node),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::GovernanceView>),
+            errors: &[TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/governance",
+                "Proposals, activations, the open round's pins and the parameters in force",
+                get(governance),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::PluginsView>),
+            errors: &[TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/plugins",
+                "Every stored plugin module and each kind's fallback chain",
+                get(plugins),
+            )
+        },
+        Route {
+            response: Body::Bytes("application/wasm"),
+            errors: &[BAD_PATH, (404, "plugin_not_found"), STORAGE, TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/plugins/{hash}",
+                "A stored plugin module's bytes",
+                get(plugin),
+            )
+        },
+        Route {
+            query: &[
+                ("from", "the first round (0 when absent)"),
+                ("limit", "rounds, 100 when absent, at most 1,000"),
+            ],
+            response: Body::Json(json_list::<views::RoundSummary>),
+            errors: &[BAD_PATH, TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/rounds",
+                "A page of rounds by number",
+                get(rounds::list),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::RoundView>),
+            errors: &[BAD_PATH, (404, "round_not_found"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/rounds/{id}",
+                "A round: its plan, pins, roots, deltas, scores and rewards",
+                get(rounds::show),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::AssignmentView>),
+            errors: round_errors,
+            ..route(
+                Method::GET,
+                "/v1/rounds/{id}/assignments/{node}",
+                "A node's shard, its items and the shard's proof",
+                get(rounds::assignment),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::TasksView>),
+            errors: round_errors,
+            ..route(
+                Method::GET,
+                "/v1/rounds/{id}/tasks/{validator}",
+                "The deltas a committee member measures and the held-out items",
+                get(rounds::tasks),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::ModelView>),
+            errors: &[BAD_PATH, (404, "no_model, round_not_found"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/rounds/{id}/model",
+                "The version of every expert a round trains from and measures against",
+                get(experts::round_model),
+            )
+        },
+        Route {
+            response: Body::Json(json::<blyan_sdk::receipt::RoundReceipt>),
+            errors: &[
+                BAD_PATH,
+                (404, "round_not_found, no_receipt"),
+                (409, "round_running, not_checkpointed"),
+                STORAGE,
+                TIMEOUT,
+            ],
+            ..route(
+                Method::GET,
+                "/v1/rounds/{id}/receipts/{key}",
+                "A key's receipt of an ended round, with its proofs",
+                get(rounds::receipt),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::PoolView>),
+            errors: &[BAD_PATH, (404, "pool_not_found"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/pools/{id}",
+                "A dataset pool and its items",
+                get(rounds::pool),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::ItemProofView>),
+            errors: &[BAD_PATH, (404, "pool_not_found, item_not_found"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/pools/{id}/items/{item}/proof",
+                "An item's inclusion proof against the pool's root",
+                get(rounds::item_proof),
+            )
+        },
+        Route {
+            response: Body::Json(json_list::<views::ValidatorView>),
+            errors: &[TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/validators",
+                "The admitted validators and their reputation",
+                get(rounds::validators),
+            )
+        },
+        Route {
+            response: Body::Json(json::<blyan_sdk::receipt::EventProof>),
+            errors: &[
+                BAD_PATH,
+                (404, "event_not_found"),
+                (409, "not_checkpointed"),
+                STORAGE,
+                TIMEOUT,
+            ],
+            ..route(
+                Method::GET,
+                "/v1/proofs/events/{seq}",
+                "An event's inclusion proof against the latest checkpoint",
+                get(rounds::event_proof),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::ModelView>),
+            errors: &[(404, "no_model"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/experts",
+                "The genesis model and every expert's newest version",
+                get(experts::list),
+            )
+        },
+        Route {
+            query: &[
+                ("from", "the first version (0 when absent)"),
+                ("limit", "versions, 100 when absent, at most 1,000"),
+            ],
+            response: Body::Json(json_list::<views::ExpertVersionView>),
+            errors: &[BAD_PATH, (404, "no_model, expert_not_found"), TIMEOUT],
+            ..route(
+                Method::GET,
+                "/v1/experts/{id}/versions",
+                "One expert's parameter chain",
+                get(experts::versions),
+            )
+        },
+        Route {
+            response: Body::Json(json::<views::Health>),
+            errors: &[(503, "writer_stopped")],
+            ..route(
+                Method::GET,
+                "/healthz",
+                "Whether the writer runs",
+                get(healthz),
+            )
+        },
+        Route {
+            response: Body::Bytes("text/plain; version=0.0.4"),
+            errors: &[TIMEOUT],
+            ..route(Method::GET, "/metrics", "Prometheus metrics", get(metrics))
+        },
+        Route {
+            response: Body::Json(|_| {
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::Object)
+                        .description(Some("This document"))
+                        .build(),
+                ))
+            }),
+            ..route(
+                Method::GET,
+                "/v1/openapi.json",
+                "This OpenAPI document",
+                get(openapi_json),
+            )
+        },
+        Route {
+            timed: false,
+            query: &[("from", "the first seq to stream (0 when absent)")],
+            response: Body::Bytes("application/octet-stream"),
+            errors: &[
+                BAD_PATH,
+                (426, "upgrade_required"),
+                (503, "too_many_subscribers"),
+            ],
+            ..route(
+                Method::GET,
+                "/v1/events/ws",
+                "The log as a WebSocket stream of EventRecordPage messages (binary frames)",
+                get(events_ws),
+            )
+        },
+        Route {
+            timed: false,
+            response: Body::Bytes("application/octet-stream"),
+            errors: &[BAD_PATH, (404, "blob_not_found"), STORAGE],
+            ..route(
+                Method::GET,
+                "/v1/blobs/{hash}",
+                "A blob's bytes, named by their blake3 hash",
+                get(get_blob),
+            )
+        },
+        Route {
+            timed: false,
+            request: Body::Bytes("application/octet-stream"),
+            response: Body::Json(json::<views::StoredBlob>),
+            errors: &[
+                BAD_PATH,
+                (413, "blob_too_large"),
+                (422, "blob_hash_mismatch"),
+                STORAGE,
+            ],
+            ..route(
+                Method::PUT,
+                "/v1/blobs/{hash}",
+                "Store a blob under its blake3 hash; answered once synced",
+                put(put_blob),
+            )
+        },
+    ]
 }
 
 pub fn app(
@@ -113,32 +479,21 @@ pub fn app(
     conformer: Arc<Conformer>,
     blobs: Arc<BlobStore>,
 ) -> Router {
-    let timed = Router::new()
-        .route("/v1/commands", post(submit_command))
-        .route("/v1/events", get(events))
-        .route("/v1/head", get(head))
-        .route("/v1/state", get(state))
-        .route("/v1/nodes/{pubkey}", get(node))
-        .route("/v1/governance", get(governance))
-        .route("/v1/plugins", get(plugins))
-        .route("/v1/plugins/{hash}", get(plugin))
-        .route("/v1/rounds", get(rounds::list))
-        .route("/v1/rounds/{id}", get(rounds::show))
-        .route(
-            "/v1/rounds/{id}/assignments/{node}",
-            get(rounds::assignment),
-        )
-        .route("/v1/rounds/{id}/tasks/{validator}", get(rounds::tasks))
-        .route("/v1/pools/{id}", get(rounds::pool))
-        .route("/v1/pools/{id}/items/{item}/proof", get(rounds::item_proof))
-        .route("/v1/validators", get(rounds::validators))
-        .route("/v1/rounds/{id}/receipts/{key}", get(rounds::receipt))
-        .route("/v1/proofs/events/{seq}", get(rounds::event_proof))
-        .route("/v1/experts", get(experts::list))
-        .route("/v1/experts/{id}/versions", get(experts::versions))
-        .route("/v1/rounds/{id}/model", get(experts::round_model))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let routes = routes();
+    let openapi = Arc::new(
+        openapi::document(&routes)
+            .to_json()
+            .expect("the OpenAPI document serialises"),
+    );
+    let (mut timed, mut untimed) = (Router::new(), Router::new());
+    for route in routes {
+        if route.timed {
+            timed = timed.route(route.path, route.handler);
+        } else {
+            untimed = untimed.route(route.path, route.handler);
+        }
+    }
+    let timed = timed
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(config.request_timeout_ms),
@@ -148,11 +503,9 @@ pub fn app(
             refuse_declared_oversize,
         ));
     // Blobs are large: an upload or a download takes as long as its bytes need, not
-    // the request timeout.
-    Router::new()
-        .route("/v1/events/ws", get(events_ws))
-        // `put_blob` refuses a declared oversize itself, as `blob_too_large`.
-        .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
+    // the request timeout. `put_blob` refuses a declared oversize itself, as
+    // `blob_too_large`.
+    untimed
         .merge(timed)
         .fallback(unknown_path)
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
@@ -168,7 +521,16 @@ pub fn app(
             conformer,
             blobs,
             trees: Arc::default(),
+            openapi,
         })
+}
+
+async fn openapi_json(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.openapi.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 /// How far past the body limit a declared `Content-Length` may go and still be read up

@@ -1737,3 +1737,88 @@ async fn the_servers_built_in_validator_measures_its_share_once_admitted() {
         .unwrap();
     assert!(reward.amount > 0, "its measurements agreed: {reward:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_documented_route_answers_with_its_documented_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(
+        dir.path(),
+        Parameters {
+            delta_bytes_max: 1 << 20,
+            ..parameters()
+        },
+    )
+    .await;
+    register_teacher_pool(&network, 24, 4).await;
+    let (nodes, validators, versions) = learn(&network, &[Attack::Honest; 3], &[false; 3], 1).await;
+    let url = &network.server.url;
+    let document: serde_json::Value = reqwest::get(format!("{url}/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plugin = network.client().plugins().await.unwrap().plugins[0]
+        .hash
+        .clone();
+    let (node, validator) = (nodes[0].0.to_hex(), validators[0].0.to_hex());
+    let fill = |path: &str| -> String {
+        let value = |name: &str| match (name, path) {
+            ("hash", path) if path.starts_with("/v1/plugins") => plugin.clone(),
+            ("hash", _) => versions[0].weights_hash.clone(),
+            ("node" | "key" | "pubkey", _) => node.clone(),
+            ("validator", _) => validator.clone(),
+            ("id", path) if path.starts_with("/v1/experts") => "0".into(),
+            ("id", _) => "1".into(),
+            ("item" | "seq", _) => "0".into(),
+            (other, _) => panic!("no value for the path parameter {other} of {path}"),
+        };
+        path.split('/')
+            .map(
+                |part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    Some(name) => value(name),
+                    None => part.to_owned(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let paths = document["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            // Writes have their own tests, and the stream needs an upgrade.
+            if method != "get" || path == "/v1/events/ws" {
+                continue;
+            }
+            let mut target = format!("{url}{}", fill(path));
+            if path == "/v1/events" {
+                target.push_str("?format=json");
+            }
+            let response = reqwest::get(&target).await.unwrap();
+            assert_eq!(response.status(), 200, "GET {target}");
+            let Some(schema) = operation.pointer("/responses/200/content/application~1json/schema")
+            else {
+                continue;
+            };
+            let body: serde_json::Value = response.json().await.unwrap();
+            let mut root = schema.clone();
+            root.as_object_mut()
+                .unwrap()
+                .insert("components".into(), document["components"].clone());
+            let validator = jsonschema::validator_for(&root)
+                .unwrap_or_else(|error| panic!("the schema of {path}: {error}"));
+            let errors: Vec<String> = validator
+                .iter_errors(&body)
+                .map(|error| {
+                    let mut text = error.to_string();
+                    text.truncate(300);
+                    format!("{text} at {}", error.instance_path)
+                })
+                .collect();
+            assert!(errors.is_empty(), "GET {path}: {errors:#?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} JSON answers checked");
+}

@@ -104,10 +104,12 @@ pub struct StoredPlugin {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Subject {
     Plugin {
         kind: PluginKind,
         #[serde(with = "crate::model::hex_array")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         hash: Hash,
     },
     Parameters(Parameters),

@@ -8,6 +8,7 @@ use crate::crypto::PublicKey;
 use crate::model::{Capabilities, Event, Parameters, limits};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Node {
     pub capabilities: Capabilities,
     pub registered_seq: u64,
