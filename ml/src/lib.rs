@@ -175,17 +175,6 @@ impl Moe {
         Ok(Moe { config, weights })
     }
 
-    /// Reads weights from safetensors bytes, checking every name and shape.
-    pub fn from_safetensors(
-        config: MoeConfig,
-        bytes: &[u8],
-        device: &Device,
-    ) -> Result<Moe, MlError> {
-        let loaded = candle_core::safetensors::load_buffer(bytes, device)?;
-        let weights = check_tensors(&config.shapes(), loaded)?;
-        Ok(Moe { config, weights })
-    }
-
     pub fn to_safetensors(&self) -> Result<Vec<u8>, MlError> {
         to_safetensors(&self.weights)
     }
@@ -486,7 +475,12 @@ impl CandleMeasurer {
     /// items that don't decode fail every delta alike (the pool, not the node, is at
     /// fault), and measure all of them harmful.
     pub fn measure_delta(&self, expert: usize, delta: &[u8], held_out: &[Item]) -> i64 {
-        let Ok(base) = self.loss(&self.base, held_out) else {
+        // A base whose loss is not finite can't tell a good delta from a bad one.
+        let Some(base) = self
+            .loss(&self.base, held_out)
+            .ok()
+            .filter(|loss| loss.is_finite())
+        else {
             return HARMFUL;
         };
         let Ok(updated) = self.apply(expert, delta) else {
@@ -559,9 +553,10 @@ pub fn initial_weights(spec: &ModelSpec) -> Result<(Vec<u8>, Vec<Vec<u8>>), MlEr
 }
 
 /// A held-out loss in the log's fixed point ([`LOSS_SCALE`] units), saturating.
+/// `u64::MAX` stands for "not measurable" alone: a finite loss saturates one below it.
 pub fn loss_fixed(loss: f64) -> u64 {
     if loss.is_finite() {
-        (loss * LOSS_SCALE).round().clamp(0.0, u64::MAX as f64) as u64
+        ((loss * LOSS_SCALE).round().max(0.0) as u64).min(u64::MAX - 1)
     } else {
         u64::MAX
     }
@@ -715,8 +710,12 @@ mod tests {
         let c = Moe::init(config, 8, &Device::Cpu).unwrap();
         assert_eq!(a.hash().unwrap(), b.hash().unwrap());
         assert_ne!(a.hash().unwrap(), c.hash().unwrap());
-        let bytes = a.to_safetensors().unwrap();
-        let read = Moe::from_safetensors(config, &bytes, &Device::Cpu).unwrap();
+        let shared = a.shared_safetensors().unwrap();
+        let experts: Vec<Vec<u8>> = (0..config.experts)
+            .map(|expert| a.expert_safetensors(expert).unwrap())
+            .collect();
+        let parts: Vec<&[u8]> = experts.iter().map(Vec::as_slice).collect();
+        let read = Moe::assemble(config, &shared, &parts, &Device::Cpu).unwrap();
         assert_eq!(read.hash().unwrap(), a.hash().unwrap());
         let parameters: usize = config
             .shapes()

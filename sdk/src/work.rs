@@ -23,7 +23,8 @@ pub struct Item {
 /// the log names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseModel {
-    /// The sizes; its hashes are those of version 0.
+    /// The sizes and seed; its `shared_hash` is the router's, and it names no expert
+    /// hashes (those of this model are in `hashes`).
     pub spec: ModelSpec,
     pub shared: Vec<u8>,
     /// One blob per expert, in expert order.

@@ -8,6 +8,7 @@
 //! `BLYAN_SIM_SEED` the seed; a failure prints both.
 
 use blyan_plugin_host::{Host, Limits, defaults, run_with_fallback};
+use blyan_sdk::core::experts::ExpertRejection;
 use blyan_sdk::core::rounds::{self, Due, RoundRejection};
 use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide, decide_input};
 use blyan_sdk::crypto::{Keypair, PublicKey};
@@ -50,6 +51,7 @@ struct Sim {
     finalized: u64,
     aborted: u64,
     copies_refused: u64,
+    merges: u64,
 }
 
 impl Sim {
@@ -62,6 +64,9 @@ impl Sim {
 
     fn apply(&mut self, events: Vec<Event>) {
         for event in events {
+            self.state
+                .check(&event)
+                .unwrap_or_else(|error| panic!("{event:?}: {error}"));
             self.state.apply(&event);
             self.head = *blake3::hash(&[&self.head[..], format!("{event:?}").as_bytes()].concat())
                 .as_bytes();
@@ -210,6 +215,59 @@ impl Sim {
                         parent_held_out_loss: 2,
                         held_out_loss: 1,
                     };
+                    // Each wrong update is refused, and a wrong event fails the check
+                    // that a stored log passes, without a panic.
+                    let accepted = &update.merged;
+                    let wrong = [
+                        ExpertUpdate {
+                            version: head + 2,
+                            ..update.clone()
+                        },
+                        ExpertUpdate {
+                            version: 0,
+                            ..update.clone()
+                        },
+                        ExpertUpdate {
+                            parent_hash: [9; 32],
+                            ..update.clone()
+                        },
+                        ExpertUpdate {
+                            expert: expert + 1,
+                            ..update.clone()
+                        },
+                        ExpertUpdate {
+                            merged: accepted.iter().rev().chain(accepted).copied().collect(),
+                            ..update.clone()
+                        },
+                        ExpertUpdate {
+                            weights_bytes: 0,
+                            ..update.clone()
+                        },
+                        ExpertUpdate {
+                            round: round + 1_000,
+                            ..update.clone()
+                        },
+                    ];
+                    for wrong in wrong {
+                        let refused = self.input(ServerInput::UpdateExpert(wrong.clone()));
+                        assert!(
+                            matches!(
+                                &refused,
+                                Err(Rejection::Experts(
+                                    ExpertRejection::Mismatch { .. } | ExpertRejection::NotOwed(_)
+                                ))
+                            ),
+                            "{wrong:?}: {refused:?}"
+                        );
+                        if wrong.version != head + 1 || wrong.expert != expert {
+                            assert!(self.state.check(&Event::ExpertUpdated(wrong)).is_err());
+                        }
+                    }
+                    // No round of the expert opens while its merge is owed.
+                    assert!(self.state.rounds().running().all(|running| {
+                        self.state.rounds().get(running).unwrap().plan.expert != expert
+                    }));
+                    self.merges += 1;
                     self.input(ServerInput::UpdateExpert(update)).unwrap();
                 }
             }
@@ -530,6 +588,7 @@ fn simulate(seed: u64, rounds: u64) -> Sim {
         finalized: 0,
         aborted: 0,
         copies_refused: 0,
+        merges: 0,
     };
     sim.input(ServerInput::Genesis(Box::new(genesis))).unwrap();
     let item = |i: u8, held_out| PoolItem {
@@ -600,9 +659,16 @@ fn rounds_keep_every_invariant_and_replay_to_the_same_root() {
     // Validators that lied lost reputation against the honest ones.
     let reputation = |key: &PublicKey| sim.state.validators().get(key).unwrap().reputation;
     assert!(reputation(&sim.liars[0]) < reputation(&sim.validators[1].public()));
-    // A replay of the events reaches the same state and root.
+    // Every merge owed was made: each expert's versions are 1, 2, ... with no gap.
+    assert!(sim.merges > 0, "rounds merged");
+    assert_eq!(sim.state.experts().owed().count(), 0);
+    let versions: u32 = (0..2).map(|expert| sim.state.experts().head(expert)).sum();
+    assert_eq!(versions as u64, sim.merges);
+    // A replay of the events, each checked as a stored log's is, reaches the same
+    // state and root.
     let mut replayed = State::default();
     for event in &sim.events {
+        replayed.check(event).unwrap();
         replayed.apply(event);
     }
     assert_eq!(replayed.root(), sim.state.root());

@@ -301,7 +301,11 @@ fn routes() -> Vec<Route> {
         },
         Route {
             response: Body::Json(json::<views::ModelView>),
-            errors: &[BAD_PATH, (404, "no_model, round_not_found"), TIMEOUT],
+            errors: &[
+                BAD_PATH,
+                (404, "no_model, round_not_found, round_without_model"),
+                TIMEOUT,
+            ],
             ..route(
                 Method::GET,
                 "/v1/rounds/{id}/model",

@@ -283,14 +283,26 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let (dir, temporary) = match &config.data_dir {
         Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("blyan-demo-{}", std::process::id())),
-            true,
-        ),
+        None => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.subsec_nanos());
+            let name = format!("blyan-demo-{}-{nanos:09}", std::process::id());
+            (std::env::temp_dir().join(name), true)
+        }
     };
+    // A demo's rounds, burns and keys are its own: a folder that holds one already
+    // would replay it and refuse the same commands again.
+    if dir.join("data").exists() {
+        bail!(
+            "{} holds a demo already; give a new --data-dir",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let result = run_in(&config, &dir, started).await;
-    if temporary {
+    // A failed demo keeps its folder: the server log says why.
+    if temporary && result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         eprintln!(
@@ -395,9 +407,10 @@ async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Re
         } else {
             None
         };
+        let measured = |loss: Option<u64>| loss.filter(|loss| *loss != u64::MAX);
         if let Some(version) = &version {
-            first_loss = first_loss.or(version.parent_held_out_loss);
-            last_loss = version.held_out_loss;
+            first_loss = first_loss.or(measured(version.parent_held_out_loss));
+            last_loss = measured(version.held_out_loss).or(last_loss);
         }
         println!("{}", row(&view, version.as_ref()));
     }

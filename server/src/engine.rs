@@ -391,13 +391,27 @@ impl Engine {
             .genesis()
             .expect("the log has a genesis")
             .clone();
-        // The plugins are not compared: a log keeps the ones its genesis stored, even
-        // after this binary's embedded defaults change. Nor is the model of a log
-        // written before genesis models existed: it keeps training none.
-        let comparable = |genesis: &Genesis| Genesis {
-            plugins: Vec::new(),
-            model: log_genesis.model.as_ref().and(genesis.model.clone()),
-            ..genesis.clone()
+        // What a log keeps as it wrote it is not compared: its plugins (this binary's
+        // embedded defaults may be newer) and its model's weights (the log names
+        // them; this binary only initialised them again). A log written before
+        // genesis models existed keeps training none, with the experts it counted.
+        let comparable = |genesis: &Genesis| {
+            let mut genesis = Genesis {
+                plugins: Vec::new(),
+                ..genesis.clone()
+            };
+            match (&log_genesis.model, &mut genesis.model) {
+                (None, model) => {
+                    *model = None;
+                    genesis.parameters.model_experts = log_genesis.parameters.model_experts;
+                }
+                (Some(_), Some(model)) => {
+                    model.shared_hash = [0; 32];
+                    model.expert_hashes.clear();
+                }
+                (Some(_), None) => {}
+            }
+            genesis
         };
         if comparable(&log_genesis) != comparable(&genesis) {
             return Err(OpenError::GenesisMismatch);
@@ -979,6 +993,53 @@ mod tests {
         let replayer = replay_store(inner.as_ref(), &mut |_| {}).unwrap();
         assert_eq!(replayer.len(), 2);
         assert_eq!(replayer.head_hash(), accepted.event_hash);
+    }
+
+    #[tokio::test]
+    async fn a_log_written_before_models_restarts_on_the_dev_genesis_and_a_changed_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        // The dev genesis as logs were written before it named a model.
+        let mut old = keys.genesis();
+        old.model = None;
+        old.parameters.model_experts = 64;
+        {
+            let (engine, writer) = Engine::start(
+                RocksStore::open(dir.path()).unwrap(),
+                old,
+                keys.operator.clone(),
+                EngineConfig::default(),
+            )
+            .unwrap();
+            engine.submit(burn(&keys, "tx-1")).await.unwrap();
+            drop(engine);
+            writer.await.unwrap().unwrap();
+        }
+        // Today's dev genesis, its model's weights named as the server names them.
+        let mut current = keys.genesis();
+        let model = current.model.as_mut().unwrap();
+        model.shared_hash = [1; 32];
+        model.expert_hashes = vec![[2; 32]; 4];
+        let (engine, writer) = Engine::start(
+            RocksStore::open(dir.path()).unwrap(),
+            current.clone(),
+            keys.operator.clone(),
+            EngineConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(engine.published().events(), 2);
+        assert!(engine.published().state.model().is_none(), "it trains none");
+        drop(engine);
+        writer.await.unwrap().unwrap();
+        // Any other change to the genesis is still refused.
+        current.governance_threshold = 3;
+        let refused = Engine::start(
+            RocksStore::open(dir.path()).unwrap(),
+            current,
+            keys.operator.clone(),
+            EngineConfig::default(),
+        );
+        assert!(matches!(refused, Err(OpenError::GenesisMismatch)));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! - [`merge`]: the merge a finalized round owes. It reads the round's base versions,
 //!   its accepted deltas and its pool's held-out items from the blob store, merges on
 //!   a blocking worker (`blyan_ml::merge`: host arithmetic, the same bytes on every
-//!   machine), measures the held-out loss of the model before and after (`u64::MAX`
+//!   machine; the losses on the CPU), measures the held-out loss of the model before and after (`u64::MAX`
 //!   when the pool's items do not fit the model), stores the
 //!   new weights and hands the update to the writer as a server input, which the core
 //!   checks and decides into `ExpertUpdated`.
@@ -32,6 +32,8 @@ pub enum MergeError {
     Put(#[from] PutError),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    #[error("the merge worker failed: {0}")]
+    Worker(String),
 }
 
 async fn read(blobs: &BlobStore, hash: &Hash) -> Result<Vec<u8>, MergeError> {
@@ -67,13 +69,21 @@ pub async fn merge(
     blobs: &BlobStore,
     round_id: u64,
 ) -> Result<Option<Option<Receipt>>, MergeError> {
-    let Some((plan, config)) = ({
+    let (plan, config, owed) = {
         let published = engine.published();
         let state = &published.state;
-        state
-            .merge_plan(round_id)
-            .zip(state.model().map(MoeConfig::of))
-    }) else {
+        (
+            state.merge_plan(round_id),
+            state.model().map(MoeConfig::of),
+            state.experts().owed().any(|owed| owed == round_id),
+        )
+    };
+    let (Some(plan), Some(config)) = (plan, config) else {
+        // `State::check` keeps a log whose rounds pin other versions out, so a round
+        // that owes a merge always has its plan.
+        if owed {
+            tracing::error!(round = round_id, "a round owes a merge but has no plan");
+        }
         return Ok(None);
     };
     let shared = read(blobs, &plan.shared).await?;
@@ -101,11 +111,13 @@ pub async fn merge(
             &base,
             &deltas,
             &held_out,
-            &blyan_ml::device()?,
+            // The merge is host arithmetic; the losses are small forward passes, on
+            // the CPU even in a `cuda` build, so a server without a GPU still merges.
+            &blyan_ml::Device::Cpu,
         )
     })
     .await
-    .expect("a merge worker panicked")?;
+    .map_err(|error| MergeError::Worker(error.to_string()))??;
     let stored = blobs.put_bytes(next.merged.weights).await?;
     let update = ExpertUpdate {
         round: round_id,

@@ -90,8 +90,8 @@ pub struct Gauges {
     /// none is.
     pub round_overdue_seconds: f64,
     pub subscribers: usize,
-    /// Each expert's newest version and its held-out loss (mean squared error), the
-    /// loss when the version's merge measured one.
+    /// Each expert's newest version and the held-out loss (mean squared error) its
+    /// merge measured, with the other experts at the versions its round pinned.
     pub experts: Vec<(u32, Option<f64>)>,
 }
 
@@ -281,7 +281,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP blyan_expert_held_out_loss The held-out mean squared error of the model with each expert's newest version, as its merge measured it.\n# TYPE blyan_expert_held_out_loss gauge"
+            "# HELP blyan_expert_held_out_loss The held-out mean squared error its merge measured for each expert's newest version, with the other experts at the versions its round pinned.\n# TYPE blyan_expert_held_out_loss gauge"
         );
         for (expert, (_, loss)) in experts.iter().enumerate() {
             if let Some(loss) = loss {

@@ -1406,29 +1406,52 @@ enum Attack {
     SignFlipped,
     /// Twenty-five times the trained delta.
     ScaledUp,
+    /// A delta the round before accepted, from the blob store (garbage in round 1,
+    /// with nothing to copy): its reveal is refused as a copy.
+    Copied,
 }
 
 /// A node that trains for real with blyan-ml, then applies its attack.
 struct LearningNode {
     trainer: blyan_ml::CandleTrainer,
     attack: Attack,
+    client: Client,
 }
 
 impl LearningNode {
-    fn new(attack: Attack) -> LearningNode {
+    fn new(attack: Attack, client: Client) -> LearningNode {
         use blyan_ml::{Device, Moe, MoeConfig};
         // A stand-in that the round's pinned model replaces.
         let base = Moe::init(MoeConfig::default(), 0, &Device::Cpu).unwrap();
         LearningNode {
             trainer: blyan_ml::CandleTrainer::new(base),
             attack,
+            client,
         }
+    }
+
+    /// A delta that round `round` accepted, if any.
+    fn accepted_delta(&self, round: u64) -> Option<Vec<u8>> {
+        let client = self.client.clone();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                let view = client.round(round).await.ok()?;
+                let delta = view.deltas.iter().find(|delta| delta.score > Some(0))?;
+                let hash: Hash = hex::decode(&delta.delta_hash).ok()?.try_into().ok()?;
+                client.blob(&hash).await.ok()
+            })
+        })
     }
 }
 
 impl Trainer for LearningNode {
     fn train(&mut self, work: &protocol::Work) -> Result<Vec<u8>, WorkError> {
         use candle_core::{Device, Tensor};
+        if self.attack == Attack::Copied {
+            return Ok(self
+                .accepted_delta(work.round - 1)
+                .unwrap_or_else(|| b"nothing to copy yet".to_vec()));
+        }
         let delta = self.trainer.train(work)?;
         if self.attack == Attack::Honest {
             return Ok(delta);
@@ -1437,7 +1460,7 @@ impl Trainer for LearningNode {
         let mut attacked = std::collections::BTreeMap::new();
         for (name, tensor) in tensors {
             let changed = match self.attack {
-                Attack::Honest => tensor,
+                Attack::Honest | Attack::Copied => tensor,
                 Attack::Random => Tensor::rand(-1f32, 1f32, tensor.shape(), &Device::Cpu)?,
                 Attack::SignFlipped => tensor.neg()?,
                 Attack::ScaledUp => (tensor * 25.0)?,
@@ -1511,8 +1534,9 @@ async fn learn(
     let from = network.client().head().await.unwrap().events;
     let mut running = Vec::new();
     for (node, attack) in nodes {
+        let client = network.client();
         running.push(tokio::spawn(async move {
-            let mut trainer = LearningNode::new(attack);
+            let mut trainer = LearningNode::new(attack, client);
             let results =
                 protocol::run_node(&node, &mut trainer, from, rounds, Duration::from_secs(5))
                     .await
@@ -1645,15 +1669,22 @@ async fn attacking_nodes_and_an_inflating_validator_earn_nothing_and_the_loss_st
         dir.path(),
         Parameters {
             delta_bytes_max: 1 << 20,
+            // The copier's refused reveal leaves the phase to its deadline.
+            reveal_deadline_ms: 2_000,
             ..parameters()
         },
     )
     .await;
-    register_teacher_pool(&network, 40, 4).await;
-    // 3 of 10 nodes (30 %) attack; 1 of the 4 validators, so at most 1 of the 3 that
+    register_teacher_pool(&network, 52, 4).await;
+    // 4 of 13 nodes (30 %) attack; 1 of the 4 validators, so at most 1 of the 3 that
     // measure any delta, inflates every harmful delta.
-    let mut attacks = vec![Attack::Honest; 7];
-    attacks.extend([Attack::Random, Attack::SignFlipped, Attack::ScaledUp]);
+    let mut attacks = vec![Attack::Honest; 9];
+    attacks.extend([
+        Attack::Random,
+        Attack::SignFlipped,
+        Attack::ScaledUp,
+        Attack::Copied,
+    ]);
     let (nodes, validators, versions) =
         learn(&network, &attacks, &[true, false, false, false], 3).await;
     assert_eq!(versions.len(), 3, "{versions:#?}");
@@ -1668,19 +1699,43 @@ async fn attacking_nodes_and_an_inflating_validator_earn_nothing_and_the_loss_st
             version.round
         );
     }
+    let mut honest_paid = 0;
     for (key, attack, results) in &nodes {
         for result in results {
-            let proven = result.receipt.as_ref().unwrap();
             let view = network.client().round(result.round).await.unwrap();
-            let delta = view.deltas.iter().find(|delta| delta.node == *key).unwrap();
-            if *attack == Attack::Honest {
-                continue;
+            let delta = view.deltas.iter().find(|delta| delta.node == *key);
+            let reward = view
+                .node_rewards
+                .iter()
+                .find(|payout| payout.key == *key)
+                .map_or(0, |payout| payout.amount);
+            match attack {
+                Attack::Honest => honest_paid += usize::from(reward > 0),
+                // From round 2 on, the copy's reveal is refused: no delta, nothing paid.
+                Attack::Copied if result.round > 1 => {
+                    let error = result.receipt.as_ref().unwrap_err().to_string();
+                    assert!(error.contains("delta_copied"), "{error}");
+                    assert!(delta.is_none());
+                    assert_eq!(reward, 0);
+                }
+                _ => {
+                    let proven = result.receipt.as_ref().unwrap();
+                    assert_eq!(
+                        delta.unwrap().score,
+                        Some(0),
+                        "{attack:?} in round {}",
+                        result.round
+                    );
+                    assert_eq!(proven.node_reward, Some(0), "{attack:?}");
+                    assert!(!proven.accepted);
+                }
             }
-            assert_eq!(delta.score, Some(0), "{attack:?} in round {}", result.round);
-            assert_eq!(proven.node_reward, Some(0), "{attack:?}");
-            assert!(!proven.accepted);
         }
     }
+    assert!(
+        honest_paid >= 9,
+        "honest nodes were paid {honest_paid} times in 3 rounds"
+    );
     // The inflating validator disagreed with the final scores, and its reputation
     // fell below every honest validator's.
     let reputations = network.client().validators().await.unwrap();

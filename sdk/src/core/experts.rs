@@ -165,7 +165,6 @@ impl Experts {
 /// the merge from the same plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergePlan {
-    pub round: u64,
     pub expert: u32,
     /// The version the update makes, and its parent's weights.
     pub version: u32,
@@ -191,6 +190,9 @@ pub(super) fn merge_plan(
     let expert = *experts.owed.get(&round_id)?;
     let round = rounds.get(round_id)?;
     let head = experts.head(expert);
+    if round.plan.model_versions.len() != model.experts as usize {
+        return None;
+    }
     let base = (0..model.experts)
         .zip(&round.plan.model_versions)
         .map(|(expert, version)| experts.hash(model, expert, *version))
@@ -215,7 +217,6 @@ pub(super) fn merge_plan(
         .map(|(id, item)| (id as u32, item.checksum))
         .collect();
     Some(MergePlan {
-        round: round_id,
         expert,
         version: head + 1,
         parent_hash: experts.hash(model, expert, head)?,

@@ -399,6 +399,14 @@ impl State {
                     Err("a round consumes more burns than were recorded".into())
                 } else if plan.reward_pool < self.rounds.carried {
                     Err("a round's pool leaves out what was carried".into())
+                } else if self.experts.owes(plan.expert) {
+                    Err(format!("expert {} still owes a merge", plan.expert))
+                } else if plan.model_versions
+                    != self
+                        .model()
+                        .map_or_else(Vec::new, |model| self.experts.heads_of(model))
+                {
+                    Err("a round pins other versions than the experts' newest".into())
                 } else {
                     Ok(())
                 }
@@ -462,9 +470,10 @@ impl State {
                     ))
                 } else if update.version != head + 1 {
                     Err(format!(
-                        "expert {} is at version {head}, not {}",
+                        "expert {} is at version {head}: the next is {}, not {}",
                         update.expert,
-                        update.version - 1
+                        head + 1,
+                        update.version
                     ))
                 } else {
                     Ok(())

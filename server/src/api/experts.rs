@@ -123,8 +123,8 @@ pub(super) async fn round_model(
     if round.plan.model_versions.len() != model.experts as usize {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_model",
-            format!("round {id} opened before the ledger recorded its model"),
+            "round_without_model",
+            format!("round {id} pins no model"),
         ));
     }
     Ok(Json(model_view(state, model, &round.plan.model_versions)))
