@@ -1398,6 +1398,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
         events: engine.events_committed(),
         writer_stopped: engine.writer_stopped(),
         subscribers: app.config.subscribers_max - app.subscribers.available_permits(),
+        blobs: app.blobs.stored(),
         ..Gauges::default()
     };
     {

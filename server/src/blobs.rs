@@ -11,6 +11,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use blyan_sdk::model::Hash;
 use bytes::Bytes;
@@ -26,6 +28,24 @@ pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub struct BlobStore {
     root: PathBuf,
     blob_bytes_max: u64,
+    /// Blobs stored and their bytes: counted once at open, then at every install.
+    stored: Arc<(AtomicU64, AtomicU64)>,
+}
+
+/// The blobs under `root`'s two-hex-digit folders, and their bytes.
+fn count(root: &Path) -> io::Result<(u64, u64)> {
+    let (mut blobs, mut bytes) = (0, 0);
+    for dir in std::fs::read_dir(root)? {
+        let dir = dir?;
+        if dir.file_name() == "incoming" || !dir.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path())? {
+            blobs += 1;
+            bytes += file?.metadata()?.len();
+        }
+    }
+    Ok((blobs, bytes))
 }
 
 /// Why an upload was refused; nothing is stored for any of them.
@@ -59,10 +79,20 @@ impl BlobStore {
         }
         std::fs::create_dir_all(&incoming)?;
         sync_dir(root)?;
+        let (blobs, bytes) = count(root)?;
         Ok(BlobStore {
             root: root.to_path_buf(),
             blob_bytes_max,
+            stored: Arc::new((AtomicU64::new(blobs), AtomicU64::new(bytes))),
         })
+    }
+
+    /// Blobs stored, and their bytes.
+    pub fn stored(&self) -> (u64, u64) {
+        (
+            self.stored.0.load(Ordering::Relaxed),
+            self.stored.1.load(Ordering::Relaxed),
+        )
     }
 
     pub fn blob_bytes_max(&self) -> u64 {
@@ -112,9 +142,13 @@ impl BlobStore {
         }
         let path = self.path(hash);
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || install(&incoming, &root, &path))
+        let installed = tokio::task::spawn_blocking(move || install(&incoming, &root, &path))
             .await
             .expect("a blob install panicked")?;
+        if installed {
+            self.stored.0.fetch_add(1, Ordering::Relaxed);
+            self.stored.1.fetch_add(bytes, Ordering::Relaxed);
+        }
         Ok(Stored { hash: found, bytes })
     }
 
@@ -185,15 +219,18 @@ impl Drop for Incoming {
 }
 
 /// Renames a synced file into place and syncs the directories that now name it: the
-/// blob's own, and the root when that directory is new.
-fn install(incoming: &Incoming, root: &Path, path: &Path) -> io::Result<()> {
+/// blob's own, and the root when that directory is new. False when a concurrent
+/// upload of the same blob had put it in place already.
+fn install(incoming: &Incoming, root: &Path, path: &Path) -> io::Result<bool> {
     let dir = path.parent().expect("a blob path has a directory");
     if !dir.exists() {
         std::fs::create_dir_all(dir)?;
         sync_dir(root)?;
     }
+    let new = !path.exists();
     std::fs::rename(&incoming.0, path)?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(new)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

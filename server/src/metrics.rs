@@ -93,6 +93,8 @@ pub struct Gauges {
     /// Each expert's newest version and the held-out loss (mean squared error) its
     /// merge measured, with the other experts at the versions its round pinned.
     pub experts: Vec<(u32, Option<f64>)>,
+    /// Blobs stored, and their bytes.
+    pub blobs: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -180,6 +182,7 @@ impl Metrics {
             round_overdue_seconds,
             subscribers,
             experts,
+            blobs: (blobs, blob_bytes),
         } = gauges;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
@@ -291,6 +294,10 @@ impl Metrics {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP blyan_blobs Blobs stored (datasets, deltas, expert weights).\n# TYPE blyan_blobs gauge\nblyan_blobs {blobs}\n# HELP blyan_blob_bytes Bytes of the blobs stored.\n# TYPE blyan_blob_bytes gauge\nblyan_blob_bytes {blob_bytes}"
+        );
         let _ = writeln!(
             out,
             "# HELP blyan_log_events Events in the log.\n# TYPE blyan_log_events gauge\nblyan_log_events {events}"

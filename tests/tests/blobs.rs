@@ -64,12 +64,18 @@ async fn a_blob_is_stored_once_checked_and_served_whole_or_in_ranges() {
     let bytes = blob(300_000, 7);
     let hash = name(&bytes);
 
+    // The dev genesis's model weights are the first blobs.
+    let count = || blyan_e2e::metric(&server.url, "blyan_blobs");
+    let stored = || blyan_e2e::metric(&server.url, "blyan_blob_bytes");
+    let (blobs_before, bytes_before) = (count().await.unwrap(), stored().await.unwrap());
     let (status, body) = put(&server, &hash, bytes.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["hash"], hash);
     assert_eq!(body["bytes"], bytes.len());
-    // The same blob again gets the same answer.
+    // The same blob again gets the same answer, and is not counted twice.
     assert_eq!(put(&server, &hash, bytes.clone()).await, (200, body));
+    assert_eq!(count().await, Some(blobs_before + 1.0));
+    assert_eq!(stored().await, Some(bytes_before + bytes.len() as f64));
 
     assert_eq!(get(&server, &hash, None).await, (200, bytes.clone()));
     let (status, part) = get(&server, &hash, Some("bytes=1000-1999")).await;
@@ -203,7 +209,13 @@ async fn an_acknowledged_blob_survives_kill_9() {
     let bytes = blob(1_000_000, 5);
     let hash = name(&bytes);
     assert_eq!(put(&server, &hash, bytes.clone()).await.0, 200);
+    let stored = blyan_e2e::metric(&server.url, "blyan_blob_bytes").await;
     server.kill9();
     server.restart().await;
     assert_eq!(get(&server, &hash, None).await, (200, bytes));
+    // The restarted server counts what the folder holds.
+    assert_eq!(
+        blyan_e2e::metric(&server.url, "blyan_blob_bytes").await,
+        stored
+    );
 }
