@@ -372,7 +372,7 @@ pub struct Genesis {
     pub parameters: Parameters,
     /// One plugin per kind, in force from round 1. Not read from a genesis file: the
     /// server fills in the plugins embedded in its binary. Shown by kind and hash.
-    #[serde(skip_deserializing)]
+    #[serde(default, deserialize_with = "ignored")]
     pub plugins: Vec<PluginModule>,
     /// The model the network trains. `None` only in logs written before the
     /// parameter chain existed: their rounds train nothing the ledger records.
@@ -393,10 +393,18 @@ pub struct ModelSpec {
     pub outputs: u32,
     pub experts: u32,
     pub seed: u64,
-    #[serde(serialize_with = "hex_array::serialize", skip_deserializing)]
+    #[serde(
+        serialize_with = "hex_array::serialize",
+        default,
+        deserialize_with = "ignored"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shared_hash: Hash,
-    #[serde(serialize_with = "hex_vec::serialize", skip_deserializing)]
+    #[serde(
+        serialize_with = "hex_vec::serialize",
+        default,
+        deserialize_with = "ignored"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub expert_hashes: Vec<Hash>,
 }
@@ -865,6 +873,13 @@ pub struct PolicyFailure {
     /// A stable code: `plugin_out_of_fuel`, `plugin_deadline`, `plugin_trap`, ...
     pub reason_code: String,
     pub reason: String,
+}
+
+/// Reads past a field that a file may not set (the server fills it in), leaving its
+/// default. Unlike `skip_deserializing`, the field stays in the API's schema.
+fn ignored<'de, D: serde::Deserializer<'de>, T: Default>(deserializer: D) -> Result<T, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer)?;
+    Ok(T::default())
 }
 
 /// u128 amounts travel as decimal strings in JSON: many JSON readers lose precision

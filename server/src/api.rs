@@ -5,11 +5,11 @@
 //! | --- | --- |
 //! | 400 | `malformed_command`, `malformed_request` |
 //! | 401 | `bad_signature` |
-//! | 403 | `unauthorized`, `not_curator`, `not_in_round`, `not_on_committee` |
-//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found`, `round_not_found`, `pool_not_found`, `item_not_found`, `assignment_not_found` |
+//! | 403 | `unauthorized`, `not_curator`, `not_in_round`, `not_on_committee` (commands) |
+//! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found`, `round_not_found`, `pool_not_found`, `item_not_found`, `assignment_not_found`, `not_in_round` (a receipt), `event_not_found`, `no_model`, `expert_not_found`, `round_without_model` |
 //! | 412 | `precondition_failed` (a blob's `If-*` headers) |
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
-//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals`, `wrong_phase`, `deadline_passed`, `already_committed`, `not_committed`, `already_revealed`, `delta_copied`, `already_submitted`, `blob_missing` |
+//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals`, `wrong_phase`, `deadline_passed`, `already_committed`, `not_committed`, `already_revealed`, `delta_copied`, `already_submitted`, `blob_missing`, `round_not_ended`, `not_checkpointed` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large`, `pool_too_large`, `delta_too_large` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, `blob_size_mismatch`, `commitment_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant`, and the check's own limits `plugin_check_timeout`, `plugin_check_limit` |
 //! | 429 | `heartbeat_too_soon`, `registration_rate_limited` (with `Retry-After`) |
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -63,6 +63,7 @@ use crate::engine::{Engine, Submission, SubmitError};
 use crate::metrics::Gauges;
 use admission::RegistrationRate;
 use openapi::Route;
+use utoipa::openapi::path::HttpMethod;
 
 /// Bounds of the API.
 #[derive(Debug, Clone, Copy)]
@@ -119,10 +120,11 @@ fn routes() -> Vec<Route> {
     const BAD_PATH: (u16, &str) = (400, "malformed_request (a bad path or query)");
     const STORAGE: (u16, &str) = (500, "storage_error");
     const TIMEOUT: (u16, &str) = (408, "request_timeout");
-    let route = |method: Method, path, summary, handler| Route {
+    let route = |method: HttpMethod, path, summary, handler| Route {
         method,
         path,
         summary,
+        status: 200,
         timed: true,
         query: &[],
         request: Body::None,
@@ -132,11 +134,7 @@ fn routes() -> Vec<Route> {
     };
     let round_errors: &'static [(u16, &'static str)] = &[
         BAD_PATH,
-        (
-            404,
-            "round_not_found, not_in_round, not_on_committee, pool_not_found",
-        ),
-        (409, "wrong_phase (not yet assigned)"),
+        (404, "round_not_found, assignment_not_found, pool_not_found"),
         TIMEOUT,
     ];
     vec![
@@ -148,30 +146,34 @@ fn routes() -> Vec<Route> {
                 (401, "bad_signature"),
                 (
                     403,
-                    "the core's Forbidden rejections: not_governance, not_curator, not_oracle, ...",
+                    "unauthorized, not_curator, not_in_round, not_on_committee",
                 ),
                 (
                     404,
-                    "the core's NotFound rejections: proposal_not_found, round_not_found, ...",
+                    "node_not_registered, proposal_not_found, round_not_found",
                 ),
                 (
                     409,
                     "the core's Conflict rejections (wrong_phase, already_committed, delta_copied, ...), idempotency_key_reused, blob_missing",
                 ),
-                (413, "body_too_large, delta_too_large"),
+                (
+                    413,
+                    "body_too_large, plugin_too_large, pool_too_large, delta_too_large",
+                ),
                 (
                     422,
-                    "invalid_field, the core's Invalid rejections, plugin_check_failed, plugin_check_timeout, plugin_check_limit, blob_size_mismatch",
+                    "invalid_field, commitment_mismatch, burn_total_overflow, blob_size_mismatch, the conformance check's plugin_malformed, plugin_trap, plugin_out_of_fuel, plugin_memory, plugin_deadline, plugin_invariant, plugin_check_timeout and plugin_check_limit",
                 ),
                 (
                     429,
                     "heartbeat_too_soon, registration_rate_limited (with Retry-After)",
                 ),
                 (503, "no_genesis, writer_stopped"),
+                (500, "storage_error, internal_error"),
                 TIMEOUT,
             ],
             ..route(
-                Method::POST,
+                HttpMethod::Post,
                 "/v1/commands",
                 "Submit a signed command (a protobuf SignedCommand)",
                 post(submit_command),
@@ -183,13 +185,13 @@ fn routes() -> Vec<Route> {
                 ("limit", "records, at most the server's page size"),
                 (
                     "format",
-                    "`proto` (the default, an EventRecordPage) or `json`",
+                    "`json`, or `proto` for an EventRecordPage; when absent, `proto` only if `Accept` names application/x-protobuf",
                 ),
             ],
             response: Body::Events,
             errors: &[BAD_PATH, STORAGE, TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/events",
                 "A page of the log's records",
                 get(events),
@@ -199,7 +201,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::Head>),
             errors: &[TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/head",
                 "The log's length, head hash and state root",
                 get(head),
@@ -209,7 +211,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::StateSummary>),
             errors: &[TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/state",
                 "A summary of the state",
                 get(state),
@@ -219,7 +221,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::NodeView>),
             errors: &[BAD_PATH, (404, "node_not_found"), TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/nodes/{pubkey}",
                 "A registered node",
                 get(node),
@@ -229,7 +231,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::GovernanceView>),
             errors: &[TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/governance",
                 "Proposals, activations, the open round's pins and the parameters in force",
                 get(governance),
@@ -239,7 +241,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::PluginsView>),
             errors: &[TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/plugins",
                 "Every stored plugin module and each kind's fallback chain",
                 get(plugins),
@@ -249,7 +251,7 @@ fn routes() -> Vec<Route> {
             response: Body::Bytes("application/wasm"),
             errors: &[BAD_PATH, (404, "plugin_not_found"), STORAGE, TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/plugins/{hash}",
                 "A stored plugin module's bytes",
                 get(plugin),
@@ -263,7 +265,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json_list::<views::RoundSummary>),
             errors: &[BAD_PATH, TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/rounds",
                 "A page of rounds by number",
                 get(rounds::list),
@@ -273,7 +275,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::RoundView>),
             errors: &[BAD_PATH, (404, "round_not_found"), TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/rounds/{id}",
                 "A round: its plan, pins, roots, deltas, scores and rewards",
                 get(rounds::show),
@@ -283,7 +285,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::AssignmentView>),
             errors: round_errors,
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/rounds/{id}/assignments/{node}",
                 "A node's shard, its items and the shard's proof",
                 get(rounds::assignment),
@@ -293,7 +295,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::TasksView>),
             errors: round_errors,
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/rounds/{id}/tasks/{validator}",
                 "The deltas a committee member measures and the held-out items",
                 get(rounds::tasks),
@@ -307,7 +309,7 @@ fn routes() -> Vec<Route> {
                 TIMEOUT,
             ],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/rounds/{id}/model",
                 "The version of every expert a round trains from and measures against",
                 get(experts::round_model),
@@ -317,13 +319,13 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<blyan_sdk::receipt::RoundReceipt>),
             errors: &[
                 BAD_PATH,
-                (404, "round_not_found, no_receipt"),
-                (409, "round_running, not_checkpointed"),
+                (404, "round_not_found, not_in_round"),
+                (409, "round_not_ended, not_checkpointed"),
                 STORAGE,
                 TIMEOUT,
             ],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/rounds/{id}/receipts/{key}",
                 "A key's receipt of an ended round, with its proofs",
                 get(rounds::receipt),
@@ -333,7 +335,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::PoolView>),
             errors: &[BAD_PATH, (404, "pool_not_found"), TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/pools/{id}",
                 "A dataset pool and its items",
                 get(rounds::pool),
@@ -343,7 +345,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::ItemProofView>),
             errors: &[BAD_PATH, (404, "pool_not_found, item_not_found"), TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/pools/{id}/items/{item}/proof",
                 "An item's inclusion proof against the pool's root",
                 get(rounds::item_proof),
@@ -353,7 +355,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json_list::<views::ValidatorView>),
             errors: &[TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/validators",
                 "The admitted validators and their reputation",
                 get(rounds::validators),
@@ -369,7 +371,7 @@ fn routes() -> Vec<Route> {
                 TIMEOUT,
             ],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/proofs/events/{seq}",
                 "An event's inclusion proof against the latest checkpoint",
                 get(rounds::event_proof),
@@ -379,7 +381,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::ModelView>),
             errors: &[(404, "no_model"), TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/experts",
                 "The genesis model and every expert's newest version",
                 get(experts::list),
@@ -393,7 +395,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json_list::<views::ExpertVersionView>),
             errors: &[BAD_PATH, (404, "no_model, expert_not_found"), TIMEOUT],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/experts/{id}/versions",
                 "One expert's parameter chain",
                 get(experts::versions),
@@ -403,7 +405,7 @@ fn routes() -> Vec<Route> {
             response: Body::Json(json::<views::Health>),
             errors: &[(503, "writer_stopped")],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/healthz",
                 "Whether the writer runs",
                 get(healthz),
@@ -412,7 +414,12 @@ fn routes() -> Vec<Route> {
         Route {
             response: Body::Bytes("text/plain; version=0.0.4"),
             errors: &[TIMEOUT],
-            ..route(Method::GET, "/metrics", "Prometheus metrics", get(metrics))
+            ..route(
+                HttpMethod::Get,
+                "/metrics",
+                "Prometheus metrics",
+                get(metrics),
+            )
         },
         Route {
             response: Body::Json(|_| {
@@ -424,7 +431,7 @@ fn routes() -> Vec<Route> {
                 ))
             }),
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/openapi.json",
                 "This OpenAPI document",
                 get(openapi_json),
@@ -432,6 +439,7 @@ fn routes() -> Vec<Route> {
         },
         Route {
             timed: false,
+            status: 101,
             query: &[("from", "the first seq to stream (0 when absent)")],
             response: Body::Bytes("application/octet-stream"),
             errors: &[
@@ -440,7 +448,7 @@ fn routes() -> Vec<Route> {
                 (503, "too_many_subscribers"),
             ],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/events/ws",
                 "The log as a WebSocket stream of EventRecordPage messages (binary frames)",
                 get(events_ws),
@@ -449,9 +457,15 @@ fn routes() -> Vec<Route> {
         Route {
             timed: false,
             response: Body::Bytes("application/octet-stream"),
-            errors: &[BAD_PATH, (404, "blob_not_found"), STORAGE],
+            errors: &[
+                BAD_PATH,
+                (404, "blob_not_found"),
+                (412, "precondition_failed"),
+                (416, "range_not_satisfiable"),
+                STORAGE,
+            ],
             ..route(
-                Method::GET,
+                HttpMethod::Get,
                 "/v1/blobs/{hash}",
                 "A blob's bytes, named by their blake3 hash",
                 get(get_blob),
@@ -462,13 +476,16 @@ fn routes() -> Vec<Route> {
             request: Body::Bytes("application/octet-stream"),
             response: Body::Json(json::<views::StoredBlob>),
             errors: &[
-                BAD_PATH,
+                (
+                    400,
+                    "malformed_request (a bad hash, or an upload cut short or idle)",
+                ),
                 (413, "blob_too_large"),
                 (422, "blob_hash_mismatch"),
                 STORAGE,
             ],
             ..route(
-                Method::PUT,
+                HttpMethod::Put,
                 "/v1/blobs/{hash}",
                 "Store a blob under its blake3 hash; answered once synced",
                 put(put_blob),

@@ -4,7 +4,7 @@
 //! A blob is data, not truth: events reference blobs by hash, and a blob no event
 //! references is kept until an operator removes it (nothing deletes blobs on its own).
 //! Each blob is one file, `blobs/<first two hex digits>/<hash hex>`, written as a
-//! temporary file under `blobs/incoming/`, checked against its name, synced, renamed
+//! temporary file under `blobs/incoming/`, checked against its name, synced, linked
 //! into place and its directory synced: a blob is either absent or whole and right,
 //! and an acknowledged one survives a crash. Backing the folder up with any file copy
 //! is safe, since files are never changed once in place.
@@ -41,8 +41,14 @@ fn count(root: &Path) -> io::Result<(u64, u64)> {
             continue;
         }
         for file in std::fs::read_dir(dir.path())? {
-            blobs += 1;
-            bytes += file?.metadata()?.len();
+            let file = file?;
+            let named = file.file_name().to_str().is_some_and(|name| {
+                name.len() == 64 && name.bytes().all(|byte| byte.is_ascii_hexdigit())
+            });
+            if named {
+                blobs += 1;
+                bytes += file.metadata()?.len();
+            }
         }
     }
     Ok((blobs, bytes))
@@ -119,8 +125,8 @@ impl BlobStore {
 
     /// Streams `body` into the blob named `hash`, and returns once it is synced. A
     /// blob already stored is answered as stored, without reading the body. Concurrent
-    /// uploads of one blob each write their own temporary file; the renames are atomic
-    /// and put the same bytes in place.
+    /// uploads of one blob each write their own temporary file; the first link into
+    /// place wins, and the others find the same bytes there.
     pub async fn put<S, E>(&self, hash: &Hash, body: S) -> Result<Stored, PutError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -206,19 +212,17 @@ impl BlobStore {
     }
 }
 
-/// A temporary upload file, removed when dropped unless it was renamed into place:
-/// on every refusal, and when the request is dropped midway (a timeout, a closed
-/// connection).
+/// A temporary upload file, removed when dropped: after its link into place, on every
+/// refusal, and when the request is dropped midway (a timeout, a closed connection).
 struct Incoming(PathBuf);
 
 impl Drop for Incoming {
     fn drop(&mut self) {
-        // Gone already once renamed into place.
         let _ = std::fs::remove_file(&self.0);
     }
 }
 
-/// Renames a synced file into place and syncs the directories that now name it: the
+/// Links a synced file into place and syncs the directories that now name it: the
 /// blob's own, and the root when that directory is new. False when a concurrent
 /// upload of the same blob had put it in place already.
 fn install(incoming: &Incoming, root: &Path, path: &Path) -> io::Result<bool> {
@@ -227,8 +231,13 @@ fn install(incoming: &Incoming, root: &Path, path: &Path) -> io::Result<bool> {
         std::fs::create_dir_all(dir)?;
         sync_dir(root)?;
     }
-    let new = !path.exists();
-    std::fs::rename(&incoming.0, path)?;
+    // A link, not a rename, so that of two uploads of one blob exactly one puts it in
+    // place and counts it; the other finds it there. `Incoming` removes the file.
+    let new = match std::fs::hard_link(&incoming.0, path) {
+        Ok(()) => true,
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(error) => return Err(error),
+    };
     sync_dir(dir)?;
     Ok(new)
 }

@@ -32,6 +32,9 @@ pub struct DemoConfig {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The demo genesis's network.
+const NETWORK_ID: &str = "blyan-demo";
+
 /// Burns per round: the demo genesis's threshold.
 const THRESHOLD: u128 = 1_000;
 
@@ -75,7 +78,7 @@ fn free_address() -> std::io::Result<std::net::SocketAddr> {
 fn start_server(dir: &Path, config: &DemoConfig) -> anyhow::Result<(Child, String)> {
     let keys = DevKeys::derive();
     let mut genesis = keys.genesis();
-    genesis.network_id = "blyan-demo".into();
+    genesis.network_id = NETWORK_ID.into();
     genesis.parameters = parameters(config);
     let genesis_path = dir.join("genesis.json");
     std::fs::write(&genesis_path, serde_json::to_vec_pretty(&genesis)?)?;
@@ -104,8 +107,15 @@ fn start_server(dir: &Path, config: &DemoConfig) -> anyhow::Result<(Child, Strin
 async fn wait_healthy(client: &Client, child: &mut Child, dir: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if client.head().await.is_ok() {
-            return Ok(());
+        // Its own server: another one that took the port would name another network.
+        if let Ok(head) = client.head().await {
+            if head.network_id == NETWORK_ID {
+                return Ok(());
+            }
+            bail!(
+                "another server ({}) answers on the demo's port",
+                head.network_id
+            );
         }
         if let Some(status) = child.0.try_wait()? {
             bail!(
@@ -300,7 +310,11 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = run_in(&config, &dir, started).await;
+    // Ctrl-C drops the network (the server is killed with it) and keeps the folder.
+    let result = tokio::select! {
+        result = run_in(&config, &dir, started) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     // A failed demo keeps its folder: the server log says why.
     if temporary && result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -401,7 +415,7 @@ async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Re
                 }),
             )
             .await?;
-        let view = follow_round(&client, round, &mut tasks).await?;
+        let view = follow_round(&client, round, &mut tasks, &mut child).await?;
         let version = if view.deltas.iter().any(|delta| delta.score > Some(0)) {
             Some(wait_version(&client, round, view.summary.expert).await?)
         } else {
@@ -433,10 +447,14 @@ async fn follow_round(
     client: &Client,
     round: u64,
     tasks: &mut tokio::task::JoinSet<Result<(), protocol::ProtocolError>>,
+    server: &mut Child,
 ) -> anyhow::Result<blyan_sdk::api::RoundView> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut phase = None;
     loop {
+        if let Some(status) = server.0.try_wait()? {
+            bail!("the server exited ({status}); see its server.log");
+        }
         if let Some(stopped) = tasks.try_join_next() {
             match stopped {
                 Ok(Ok(())) => bail!("a participant stopped"),

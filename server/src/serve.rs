@@ -311,7 +311,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(key) = validator {
         let mut own = listener.local_addr()?;
         if own.ip().is_unspecified() {
-            own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            own.set_ip(match own {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
         }
         builtin_validator(format!("http://{own}"), key);
     }

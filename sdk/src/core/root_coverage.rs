@@ -262,7 +262,7 @@ fn base() -> State {
                     seq: 9,
                 },
             )]),
-            revealed_hashes: HashedMap::from_iter([([11; 32], (1, key(9)))]),
+            revealed_hashes: HashedMap::from_iter([((1, [11; 32]), key(9))]),
             submissions: HashedMap::from_iter([(
                 (1, key(5)),
                 Submission {
@@ -346,7 +346,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
 const PARAMETERS: usize = 17;
 
 /// The fields `every_field` changes one by one before the parameter sets.
-const FIELDS: usize = 139;
+const FIELDS: usize = 138;
 
 /// Takes the first entry out of `map`, which must have one.
 fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
@@ -797,11 +797,9 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     } else if next() {
         revealed.seq += by;
     } else if next() {
-        flip(&mut hash_key);
+        flip(&mut hash_key.1);
     } else if next() {
-        flip(&mut hash_node.1.0);
-    } else if next() {
-        hash_node.0 += by;
+        flip(&mut hash_node.0);
     } else if next() {
         flip(&mut submission_key.1.0);
     } else if next() {

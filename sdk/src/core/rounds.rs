@@ -94,7 +94,7 @@ pub enum RoundRejection {
     AlreadyRevealed(u64),
     #[error("the reveal does not match the commitment")]
     CommitmentMismatch,
-    #[error("this delta was revealed already, in round {0}")]
+    #[error("another node already revealed this delta in round {0}")]
     DeltaCopied(u64),
     #[error("a delta of {bytes} bytes; this round accepts at most {max}")]
     DeltaTooLarge { bytes: u64, max: u64 },
@@ -290,9 +290,12 @@ pub struct Rounds {
     pub(super) progress: HashedMap<u64, Progress>,
     pub(super) commits: HashedMap<(u64, PublicKey), Commit>,
     pub(super) reveals: HashedMap<(u64, PublicKey), Revealed>,
-    /// The round and the node that revealed each delta hash: a delta is revealed once,
-    /// ever, so a copy (in its round or a later one) is refused.
-    pub(super) revealed_hashes: HashedMap<Hash, (u64, PublicKey)>,
+    /// Which node revealed a delta hash in a round: copies are refused. Only within
+    /// the round: training is deterministic, so nodes given the same base and items
+    /// in a later round (after an abort, or a round that accepted nothing) honestly
+    /// make the same bytes again. A copy of another round's delta is measured on this
+    /// round's base like any other, and a delta of another expert does not fit.
+    pub(super) revealed_hashes: HashedMap<(u64, Hash), PublicKey>,
     pub(super) submissions: HashedMap<(u64, PublicKey), Submission>,
     /// Each expert with a round running, and that round.
     pub(super) live: BTreeMap<u32, u64>,
@@ -780,8 +783,11 @@ pub(super) fn decide_reveal(
     if rounds.reveal(round_id, &signer).is_some() {
         return Err(RoundRejection::AlreadyRevealed(round_id));
     }
-    if let Some((first, _)) = rounds.revealed_hashes.get(&reveal.delta_hash) {
-        return Err(RoundRejection::DeltaCopied(*first));
+    if rounds
+        .revealed_hashes
+        .contains_key(&(round_id, reveal.delta_hash))
+    {
+        return Err(RoundRejection::DeltaCopied(round_id));
     }
     if commitment(round_id, &signer, &reveal.delta_hash, &reveal.salt) != committed.commitment {
         return Err(RoundRejection::CommitmentMismatch);
@@ -1387,7 +1393,7 @@ impl Rounds {
         );
         assert!(previous.is_none(), "one reveal per node");
         self.revealed_hashes
-            .insert(reveal.delta_hash, (reveal.round, node));
+            .insert((reveal.round, reveal.delta_hash), node);
         self.update_progress(reveal.round, |progress| progress.reveals += 1);
     }
 

@@ -4,7 +4,6 @@
 //! sdk's API types), and every route names its error codes, each answered as
 //! `ApiErrorBody`.
 
-use axum::http::Method;
 use axum::routing::MethodRouter;
 use blyan_sdk::api::ApiErrorBody;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -47,10 +46,12 @@ pub(super) fn json_list<T: utoipa::ToSchema>(schemas: &mut Schemas) -> RefOr<Sch
 
 /// One route: what serves it and what the document says of it.
 pub(super) struct Route {
-    pub method: Method,
+    pub method: HttpMethod,
     /// axum's syntax, which is OpenAPI's: `{name}` for a path parameter.
     pub path: &'static str,
     pub summary: &'static str,
+    /// The status of success: 200, or 101 for the WebSocket.
+    pub status: u16,
     /// Answered within the request timeout (everything but blobs and the WebSocket).
     pub timed: bool,
     pub query: &'static [(&'static str, &'static str)],
@@ -61,16 +62,17 @@ pub(super) struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
-fn http_method(method: &Method) -> HttpMethod {
-    match *method {
-        Method::GET => HttpMethod::Get,
-        Method::PUT => HttpMethod::Put,
-        Method::POST => HttpMethod::Post,
-        Method::DELETE => HttpMethod::Delete,
-        Method::PATCH => HttpMethod::Patch,
-        Method::HEAD => HttpMethod::Head,
-        Method::OPTIONS => HttpMethod::Options,
-        _ => HttpMethod::Trace,
+/// The method's name, as an OpenAPI path item spells it.
+pub(super) fn method_name(method: &HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "get",
+        HttpMethod::Put => "put",
+        HttpMethod::Post => "post",
+        HttpMethod::Delete => "delete",
+        HttpMethod::Options => "options",
+        HttpMethod::Head => "head",
+        HttpMethod::Patch => "patch",
+        HttpMethod::Trace => "trace",
     }
 }
 
@@ -139,7 +141,7 @@ pub(super) fn document(routes: &[Route]) -> OpenApi {
             .summary(Some(route.summary))
             .operation_id(Some(format!(
                 "{} {}",
-                route.method.as_str().to_lowercase(),
+                method_name(&route.method),
                 route.path
             )));
         for name in path_parameters(route.path) {
@@ -177,7 +179,7 @@ pub(super) fn document(routes: &[Route]) -> OpenApi {
         for (media, content) in content(&route.response, &mut schemas) {
             ok = ok.content(media, content);
         }
-        operation = operation.response("200", ok.build());
+        operation = operation.response(route.status.to_string(), ok.build());
         for (status, codes) in route.errors {
             operation = operation.response(
                 status.to_string(),
@@ -190,14 +192,23 @@ pub(super) fn document(routes: &[Route]) -> OpenApi {
                     .build(),
             );
         }
-        paths.add_path_operation(
-            route.path,
-            vec![http_method(&route.method)],
-            operation.build(),
-        );
+        paths.add_path_operation(route.path, vec![route.method.clone()], operation.build());
     }
     schemas.sort_by(|a, b| a.0.cmp(&b.0));
-    schemas.dedup_by(|a, b| a.0 == b.0);
+    // A name registered twice must be one schema: two types of one name would
+    // otherwise lose one silently.
+    schemas.dedup_by(|a, b| {
+        let same = a.0 == b.0;
+        if same {
+            assert_eq!(
+                serde_json::to_value(&a.1).ok(),
+                serde_json::to_value(&b.1).ok(),
+                "two schemas are named {}",
+                a.0
+            );
+        }
+        same
+    });
     OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -243,8 +254,8 @@ mod tests {
             serde_json::from_str(&document(&routes).to_json().unwrap()).unwrap();
         let mut operations = 0;
         for route in &routes {
-            let method = route.method.as_str().to_lowercase();
-            let operation = &document["paths"][route.path][&method];
+            let method = method_name(&route.method);
+            let operation = &document["paths"][route.path][method];
             assert!(
                 operation.is_object(),
                 "{method} {} is undocumented",
@@ -266,7 +277,11 @@ mod tests {
                 "{}",
                 route.path
             );
-            assert!(operation["responses"]["200"].is_object(), "{}", route.path);
+            assert!(
+                operation["responses"][route.status.to_string()].is_object(),
+                "{}",
+                route.path
+            );
             operations += 1;
         }
         let documented: usize = document["paths"]
