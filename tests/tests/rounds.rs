@@ -1360,13 +1360,7 @@ async fn wait_versions(network: &Network, count: usize) -> Vec<ExpertVersionView
         let model = client.experts().await.unwrap();
         let mut versions = Vec::new();
         for expert in 0..model.experts {
-            versions.extend(
-                client
-                    .expert_versions(expert, 1, 1_000)
-                    .await
-                    .unwrap()
-                    .into_iter(),
-            );
+            versions.extend(client.expert_versions(expert, 1, 1_000).await.unwrap());
         }
         if versions.len() >= count {
             versions.sort_by_key(|version| version.round);
@@ -1655,8 +1649,7 @@ async fn honest_nodes_lower_the_held_out_loss_round_after_round() {
     for head in &model.versions {
         let newest = versions
             .iter()
-            .filter(|version| version.expert == head.expert)
-            .last()
+            .rfind(|version| version.expert == head.expert)
             .unwrap();
         assert_eq!(head, newest);
         let hash: Hash = hex::decode(&head.weights_hash).unwrap().try_into().unwrap();
