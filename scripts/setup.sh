@@ -5,6 +5,10 @@
 #   - the wasm32-unknown-unknown target: policy plugins are built for it.
 #   - promtool (Debian's prometheus package): the tests check the alert rules and
 #     the /metrics text with it.
+#   - PostgreSQL (Debian's postgresql package): the read model's tests start a
+#     throwaway server of their own.
+#   - Chromium (Debian's chromium package): the explorer page's test renders it
+#     headless.
 set -euo pipefail
 
 as_root() {
@@ -23,4 +27,14 @@ fi
 if ! command -v promtool >/dev/null; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+fi
+
+if ! command -v chromium >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi

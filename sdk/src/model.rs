@@ -573,6 +573,36 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event's type, as its JSON form's `type` field names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::GenesisCreated(_) => "genesis_created",
+            Event::NodeRegistered { .. } => "node_registered",
+            Event::HeartbeatRecorded { .. } => "heartbeat_recorded",
+            Event::BurnRecorded { .. } => "burn_recorded",
+            Event::CheckpointCreated(_) => "checkpoint_created",
+            Event::PluginProposed { .. } => "plugin_proposed",
+            Event::ParametersProposed { .. } => "parameters_proposed",
+            Event::ProposalApproved { .. } => "proposal_approved",
+            Event::PluginActivated { .. } => "plugin_activated",
+            Event::ParametersActivated { .. } => "parameters_activated",
+            Event::RoundOpened(_) => "round_opened",
+            Event::PluginFallback(_) => "plugin_fallback",
+            Event::PoolRegistered { .. } => "pool_registered",
+            Event::ValidatorProposed { .. } => "validator_proposed",
+            Event::ValidatorChanged { .. } => "validator_changed",
+            Event::AssignmentsMade { .. } => "assignments_made",
+            Event::DeltaCommitted { .. } => "delta_committed",
+            Event::DeltaRevealed { .. } => "delta_revealed",
+            Event::PhaseStarted { .. } => "phase_started",
+            Event::MeasurementsSubmitted { .. } => "measurements_submitted",
+            Event::ScoresRecorded { .. } => "scores_recorded",
+            Event::RoundFinalized(_) => "round_finalized",
+            Event::RoundAborted { .. } => "round_aborted",
+            Event::ExpertUpdated(_) => "expert_updated",
+        }
+    }
+
     /// The plugin modules this event stores. The log is where module bytes live: the
     /// state keeps only each module's hash and the seq of the event that stores it.
     pub fn modules(&self) -> &[PluginModule] {

@@ -10,6 +10,7 @@
 //! - [`listen`]: the accept loop and its connection limits.
 //! - [`policy`]: the plugin sandbox as the server uses it: conformance at proposal
 //!   time, and the fallback chain of a round's policy calls.
+//! - [`projector`]: `blyan-ledger project-postgres`, the PostgreSQL read model.
 //! - [`scheduler`]: submits the server inputs learning rounds are owed.
 //! - [`serve`]: wiring for `blyan-ledger serve`.
 
@@ -22,6 +23,7 @@ pub mod learning;
 pub mod listen;
 pub mod metrics;
 pub mod policy;
+pub mod projector;
 pub mod scheduler;
 pub mod serve;
 pub mod store;

@@ -10,6 +10,7 @@ use blyan_ledger::conformance::{ChildLimits, run_child};
 use blyan_ledger::demo::{self, DemoConfig};
 use blyan_ledger::engine::{EngineConfig, replay_store};
 use blyan_ledger::listen::ConnectionLimits;
+use blyan_ledger::projector::{self, ProjectorConfig};
 use blyan_ledger::serve::{ServeConfig, serve};
 use blyan_ledger::store::RocksStore;
 use blyan_sdk::model::PluginKind;
@@ -130,6 +131,23 @@ enum Command {
         /// removed at the end, when absent.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Follow a server's log into PostgreSQL tables (the read model of
+    /// `projector/migrations/`), exactly once, until stopped.
+    ProjectPostgres {
+        /// The ledger server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:7420")]
+        server: String,
+        /// A PostgreSQL connection string, e.g.
+        /// `postgresql://blyan@localhost/blyan` or `host=/run/postgresql dbname=blyan`.
+        #[arg(long, env = "BLYAN_DATABASE_URL")]
+        database_url: String,
+        /// Most events applied in one transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_events_max: u32,
+        /// Serve the projector's own `GET /metrics` (its lag) here.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Rebuild state from the log offline, checking the chain; prints the head.
     Replay {
@@ -264,6 +282,19 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
             }))
         }
+        Command::ProjectPostgres {
+            server,
+            database_url,
+            batch_events_max,
+            metrics_listen,
+        } => Ok(
+            tokio::runtime::Runtime::new()?.block_on(projector::run(ProjectorConfig {
+                server,
+                database_url,
+                batch_events_max,
+                metrics_listen,
+            }))?,
+        ),
         Command::Replay { data_dir, json } => replay(data_dir, json),
         Command::CheckPlugin {
             kind,

@@ -5,6 +5,10 @@
 //! The binaries are those cargo built next to the test executables
 //! (`target/<profile>/`); build them first with `cargo build --workspace --bins`.
 
+pub mod postgres;
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,4 +221,49 @@ pub async fn metric(url: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.parse().expect("a metric's value is a number"))
+}
+
+/// The repository's `deploy/` folder: the alert rules and the dashboard.
+pub fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Runs promtool (Debian's `prometheus` package) with `args` in `dir`, feeding it
+/// `stdin`: (success, its output).
+pub fn promtool(dir: &Path, args: &[&str], stdin: &[u8]) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: scripts/setup.sh installs Debian's prometheus package");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The `blyan_*` metric families `text` names, a histogram's series by its family.
+pub fn families_named(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("blyan_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        names.insert(family.to_string());
+    }
+    names
 }

@@ -194,6 +194,31 @@ pub struct Round {
     pub abort_reason: Option<String>,
 }
 
+/// The committee positions that measure delta `index` of a round whose committee is
+/// `committee`, whose seed is `seed` and that gives each delta `per_delta` measurers;
+/// `node` is the delta's node. See [`Round::delta_committee`].
+pub fn delta_committee(
+    committee: &[PublicKey],
+    seed: &Hash,
+    per_delta: u32,
+    index: usize,
+    node: &PublicKey,
+) -> Vec<u32> {
+    let n = committee.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let k = per_delta as usize;
+    let offset = u64::from_be_bytes(seed[..8].try_into().expect("8 bytes"));
+    let start = ((offset % n as u64) as usize + index * k) % n;
+    (0..n)
+        .map(|t| (start + t) % n)
+        .filter(|position| committee[*position] != *node)
+        .take(k)
+        .map(|position| position as u32)
+        .collect()
+}
+
 impl Round {
     pub fn parameters(&self) -> &Parameters {
         &self.pins.parameters
@@ -208,21 +233,13 @@ impl Round {
     /// the seed's first eight bytes, and skipping the delta's own node. Consecutive
     /// deltas take consecutive windows, so the load is balanced.
     pub fn delta_committee(&self, index: usize) -> Vec<u32> {
-        let committee = &self.plan.committee;
-        let n = committee.len();
-        if n == 0 {
-            return Vec::new();
-        }
-        let k = self.parameters().validators_per_delta as usize;
-        let offset = u64::from_be_bytes(self.plan.seed[..8].try_into().expect("8 bytes"));
-        let start = ((offset % n as u64) as usize + index * k) % n;
-        let node = &self.deltas[index];
-        (0..n)
-            .map(|t| (start + t) % n)
-            .filter(|position| committee[*position] != *node)
-            .take(k)
-            .map(|position| position as u32)
-            .collect()
+        delta_committee(
+            &self.plan.committee,
+            &self.plan.seed,
+            self.parameters().validators_per_delta,
+            index,
+            &self.deltas[index],
+        )
     }
 
     /// The deltas `validator` measures, ascending.
