@@ -412,6 +412,16 @@ fn routes() -> Vec<Route> {
             )
         },
         Route {
+            response: Body::Bytes("text/html; charset=utf-8"),
+            errors: &[TIMEOUT],
+            ..route(
+                HttpMethod::Get,
+                "/",
+                "The explorer: a page that follows the log live (embedded, no build step)",
+                get(explorer),
+            )
+        },
+        Route {
             response: Body::Bytes("text/plain; version=0.0.4"),
             errors: &[TIMEOUT],
             ..route(
@@ -450,7 +460,7 @@ fn routes() -> Vec<Route> {
             ..route(
                 HttpMethod::Get,
                 "/v1/events/ws",
-                "The log as a WebSocket stream of EventRecordPage messages (binary frames)",
+                "The log as a WebSocket stream: one binary message per EventRecord, the backlog from `from` and then live",
                 get(events_ws),
             )
         },
@@ -544,6 +554,17 @@ pub fn app(
             trees: Arc::default(),
             openapi,
         })
+}
+
+/// The explorer page: one file, its script and style inline, embedded in the binary.
+const EXPLORER: &str = include_str!("explorer/index.html");
+
+async fn explorer() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        EXPLORER,
+    )
+        .into_response()
 }
 
 async fn openapi_json(State(app): State<AppState>) -> Response {
