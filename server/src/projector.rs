@@ -45,6 +45,12 @@ const LOCK_KEY: i64 = 0x0062_6c79_616e;
 /// How often the metrics' view of the server's head is refreshed.
 const HEAD_POLL: Duration = Duration::from_secs(2);
 
+/// Failed requests in a row before the projector gives up (at up to 5 s each).
+const RETRIES_MAX: u32 = 720;
+
+/// How long the live stream may be quiet before the server's head is checked again.
+const QUIET_CHECK: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     /// The ledger server's base URL.
@@ -167,11 +173,12 @@ async fn project(
     }
     migrate(db).await?;
     let mut position = stored_position(db).await?;
-    // A daemon: the server may restart under it, so it waits for it rather than fail.
+    // A daemon: the server may restart under it, so it waits for it (about half an
+    // hour of failures in a row) rather than fail at once.
     let server = Client::with_retry(
         &config.server,
         RetryPolicy {
-            attempts_max: u32::MAX,
+            attempts_max: RETRIES_MAX,
             ..RetryPolicy::default()
         },
     );
@@ -202,7 +209,22 @@ async fn project(
     }
     let mut subscription = server.subscribe(position.seq_next);
     loop {
-        let mut records = vec![subscription.next().await?];
+        // A quiet stream may be a server that came back with a shorter log (restored
+        // from an older backup), which would never send the next seq.
+        let first = match tokio::time::timeout(QUIET_CHECK, subscription.next()).await {
+            Ok(record) => record?,
+            Err(_) => {
+                let served = server.head().await?.events;
+                if served < position.seq_next {
+                    return Err(ProjectorError::Truncated {
+                        applied: position.seq_next,
+                        served,
+                    });
+                }
+                continue;
+            }
+        };
+        let mut records = vec![first];
         // Whatever else has already arrived joins the same transaction.
         while records.len() < batch as usize {
             match tokio::time::timeout(Duration::ZERO, subscription.next()).await {
@@ -522,8 +544,7 @@ impl EventTx<'_, '_> {
                 time_ms,
             } => {
                 let time_ms = self.int(*time_ms)?;
-                let vram = i32::try_from(capabilities.vram_mib)
-                    .map_err(|_| self.inconsistent("vram_mib does not fit an integer".into()))?;
+                let vram = i64::from(capabilities.vram_mib);
                 self.execute(
                     "INSERT INTO nodes (pubkey, gpu_model, vram_mib, endpoint, registered_seq,
                          registered_ms, last_heartbeat_ms)
@@ -593,11 +614,11 @@ impl EventTx<'_, '_> {
                 module,
                 activation_round,
             } => {
-                let (id, round) = (self.int(*proposal_id)?, self.int(*activation_round)?);
+                let (id, round) = (self.int(*proposal_id)?, activation_round.to_string());
                 self.execute(
                     "INSERT INTO proposals (id, kind, proposer, proposed_seq, activation_round,
                          plugin_kind, plugin_hash)
-                     VALUES ($1, 'plugin', $2, $3, $4, $5, $6)",
+                     VALUES ($1, 'plugin', $2, $3, $4::text::numeric, $5, $6)",
                     &[
                         &id,
                         &&proposer.0[..],
@@ -616,11 +637,11 @@ impl EventTx<'_, '_> {
                 parameters,
                 activation_round,
             } => {
-                let (id, round) = (self.int(*proposal_id)?, self.int(*activation_round)?);
+                let (id, round) = (self.int(*proposal_id)?, activation_round.to_string());
                 self.execute(
                     "INSERT INTO proposals (id, kind, proposer, proposed_seq, activation_round,
                          parameters)
-                     VALUES ($1, 'parameters', $2, $3, $4, $5::text::jsonb)",
+                     VALUES ($1, 'parameters', $2, $3, $4::text::numeric, $5::text::jsonb)",
                     &[&id, &&proposer.0[..], &seq, &round, &json(parameters)],
                 )
                 .await
@@ -633,11 +654,11 @@ impl EventTx<'_, '_> {
                 admit,
                 activation_round,
             } => {
-                let (id, round) = (self.int(*proposal_id)?, self.int(*activation_round)?);
+                let (id, round) = (self.int(*proposal_id)?, activation_round.to_string());
                 self.execute(
                     "INSERT INTO proposals (id, kind, proposer, proposed_seq, activation_round,
                          validator, admit)
-                     VALUES ($1, 'validator', $2, $3, $4, $5, $6)",
+                     VALUES ($1, 'validator', $2, $3, $4::text::numeric, $5, $6)",
                     &[
                         &id,
                         &&proposer.0[..],
@@ -673,10 +694,10 @@ impl EventTx<'_, '_> {
                 hash,
                 activation_round,
             } => {
-                let (id, round) = (self.int(*proposal_id)?, self.int(*activation_round)?);
+                let (id, round) = (self.int(*proposal_id)?, activation_round.to_string());
                 self.execute(
                     "INSERT INTO plugin_activations (seq, kind, hash, activation_round, proposal_id)
-                     VALUES ($1, $2, $3, $4, $5)",
+                     VALUES ($1, $2, $3, $4::text::numeric, $5)",
                     &[&seq, &kind.name(), &&hash[..], &round, &id],
                 )
                 .await?;
@@ -687,11 +708,11 @@ impl EventTx<'_, '_> {
                 parameters,
                 activation_round,
             } => {
-                let (id, round) = (self.int(*proposal_id)?, self.int(*activation_round)?);
+                let (id, round) = (self.int(*proposal_id)?, activation_round.to_string());
                 self.execute(
                     "INSERT INTO parameter_activations (seq, activation_round, proposal_id,
                          parameters)
-                     VALUES ($1, $2, $3, $4::text::jsonb)",
+                     VALUES ($1, $2::text::numeric, $3, $4::text::jsonb)",
                     &[&seq, &round, &id, &json(parameters)],
                 )
                 .await?;
@@ -724,12 +745,14 @@ impl EventTx<'_, '_> {
                     )
                     .await?;
                 } else {
-                    // Removing a key that was never admitted changes nothing in the
-                    // core; here it leaves a row that says so.
+                    // A removed key keeps no reputation, as in the core. Removing a key
+                    // that was never admitted changes nothing there; here it leaves a
+                    // row that says so.
                     self.execute(
-                        "INSERT INTO validators (pubkey, admitted, changed_seq, admitted_seq)
-                         VALUES ($1, false, $2, $2)
-                         ON CONFLICT (pubkey) DO UPDATE SET admitted = false, changed_seq = $2",
+                        "INSERT INTO validators (pubkey, admitted, changed_seq)
+                         VALUES ($1, false, $2)
+                         ON CONFLICT (pubkey) DO UPDATE
+                         SET admitted = false, changed_seq = $2, reputation = NULL",
                         &[&key, &seq],
                     )
                     .await?;
@@ -755,7 +778,9 @@ impl EventTx<'_, '_> {
                         &fallback.kind.name(),
                         &&fallback.failed_hash[..],
                         &fallback.reason_code,
-                        &fallback.reason,
+                        // PostgreSQL's text holds no NUL, and a plugin's own names may
+                        // appear in the reason.
+                        &fallback.reason.replace('\0', "\u{fffd}"),
                         &&fallback.used_hash[..],
                     ],
                 )
@@ -776,14 +801,13 @@ impl EventTx<'_, '_> {
                 )
                 .await?;
                 for (index, item) in pool.items.iter().enumerate() {
-                    let bytes = self.int(item.bytes)?;
                     self.execute(
                         "INSERT INTO pool_items (pool_id, item, bytes, checksum, held_out)
-                         VALUES ($1, $2, $3, $4, $5)",
+                         VALUES ($1, $2, $3::text::numeric, $4, $5)",
                         &[
                             &id,
                             &(index as i32),
-                            &bytes,
+                            &item.bytes.to_string(),
                             &&item.checksum[..],
                             &item.held_out,
                         ],
@@ -798,7 +822,7 @@ impl EventTx<'_, '_> {
                 merkle_root,
                 deadline_ms,
             } => {
-                let (round, deadline) = (self.int(*round)?, self.int(*deadline_ms)?);
+                let round = self.int(*round)?;
                 for shard in shards {
                     let (start, count) = (self.int(shard.start)?, self.int(shard.count)?);
                     self.execute(
@@ -813,7 +837,7 @@ impl EventTx<'_, '_> {
                     &[&round, &&merkle_root[..]],
                 )
                 .await?;
-                self.phase(round, Phase::Commit, deadline, seq, time_ms)
+                self.phase(round, Phase::Commit, *deadline_ms, seq, time_ms)
                     .await
             }
             Event::DeltaCommitted {
@@ -852,7 +876,7 @@ impl EventTx<'_, '_> {
                 phase,
                 deadline_ms,
             } => {
-                let (round, deadline) = (self.int(*round)?, self.int(*deadline_ms)?);
+                let round = self.int(*round)?;
                 if *phase == Phase::Validate {
                     // Delta i is the i-th revealed node in key order (bytea order is
                     // byte order, as the core's key order is).
@@ -866,7 +890,7 @@ impl EventTx<'_, '_> {
                     )
                     .await?;
                 }
-                self.phase(round, *phase, deadline, seq, time_ms).await
+                self.phase(round, *phase, *deadline_ms, seq, time_ms).await
             }
             Event::MeasurementsSubmitted {
                 round,
@@ -880,10 +904,10 @@ impl EventTx<'_, '_> {
             } => {
                 let round = self.int(*round)?;
                 for (index, score) in scores.iter().enumerate() {
-                    let score = self.int(*score)?;
                     self.update_one(
-                        "UPDATE deltas SET score = $3 WHERE round = $1 AND delta_index = $2",
-                        &[&round, &(index as i32), &score],
+                        "UPDATE deltas SET score = $3::text::numeric
+                         WHERE round = $1 AND delta_index = $2",
+                        &[&round, &(index as i32), &score.to_string()],
                     )
                     .await?;
                 }
@@ -964,7 +988,8 @@ impl EventTx<'_, '_> {
                     "INSERT INTO expert_versions (expert, version, weights_hash, parent_hash,
                          round, seq, weights_bytes, merged, parent_held_out_loss,
                          held_out_loss)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::numeric,
+                         $10::text::numeric)",
                     &[
                         &(update.expert as i32),
                         &(update.version as i32),
@@ -1041,11 +1066,14 @@ impl EventTx<'_, '_> {
         seq: i64,
         time_ms: i64,
     ) -> Result<(), ProjectorError> {
+        let Some(plan) = &pins.plan else {
+            // A round logged before learning rounds existed pinned and trained
+            // nothing: the core keeps no round for it, nor do the tables.
+            return Ok(());
+        };
         let round = self.int(pins.round)?;
-        let plan = pins.plan.as_ref();
-        let versions: Option<Vec<i32>> =
-            plan.map(|plan| plan.model_versions.iter().map(|v| *v as i32).collect());
-        let pool_id = plan.map(|plan| self.int(plan.pool_id)).transpose()?;
+        let pool_id = self.int(plan.pool_id)?;
+        let versions: Vec<i32> = plan.model_versions.iter().map(|v| *v as i32).collect();
         self.execute(
             "INSERT INTO rounds (id, expert, pool_id, seed, burns, reward_pool, model_versions,
                  parameters, opened_seq, opened_ms, phase, deadline_ms)
@@ -1053,11 +1081,11 @@ impl EventTx<'_, '_> {
                  $8::text::jsonb, $9, $10, 'assigning', 0)",
             &[
                 &round,
-                &plan.map(|plan| plan.expert as i32),
+                &(plan.expert as i32),
                 &pool_id,
-                &plan.map(|plan| &plan.seed[..]),
-                &plan.map(|plan| plan.burns.to_string()),
-                &plan.map(|plan| plan.reward_pool.to_string()),
+                &&plan.seed[..],
+                &plan.burns.to_string(),
+                &plan.reward_pool.to_string(),
                 &versions,
                 &json(&pins.parameters),
                 &seq,
@@ -1078,9 +1106,6 @@ impl EventTx<'_, '_> {
             &[&round, &seq, &time_ms],
         )
         .await?;
-        let Some(plan) = plan else {
-            return Ok(());
-        };
         for node in &plan.nodes {
             self.execute(
                 "INSERT INTO round_nodes (round, node) VALUES ($1, $2)",
@@ -1103,18 +1128,19 @@ impl EventTx<'_, '_> {
         &mut self,
         round: i64,
         phase: Phase,
-        deadline: i64,
+        deadline_ms: u64,
         seq: i64,
         time_ms: i64,
     ) -> Result<(), ProjectorError> {
+        let deadline = deadline_ms.to_string();
         self.update_one(
-            "UPDATE rounds SET phase = $2, deadline_ms = $3 WHERE id = $1",
+            "UPDATE rounds SET phase = $2, deadline_ms = $3::text::numeric WHERE id = $1",
             &[&round, &phase.name(), &deadline],
         )
         .await?;
         self.execute(
             "INSERT INTO round_phases (round, phase, seq, started_ms, deadline_ms)
-             VALUES ($1, $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5::text::numeric)",
             &[&round, &phase.name(), &seq, &time_ms, &deadline],
         )
         .await
@@ -1211,6 +1237,6 @@ impl EventTx<'_, '_> {
 }
 
 /// A held-out loss in billionths; `u64::MAX` (unmeasurable) is stored as null.
-fn loss(value: u64) -> Option<i64> {
-    i64::try_from(value).ok()
+fn loss(value: u64) -> Option<String> {
+    (value != u64::MAX).then(|| value.to_string())
 }

@@ -207,8 +207,35 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
     let backlog = events(&server).await;
     wait_applied(&db, backlog).await;
 
-    // Live: what the server logs from now on arrives over the WebSocket.
+    // Live: what the server logs from now on arrives over the WebSocket. Among it,
+    // values a command may set to the top of their range, which no column overflows.
     grow(&server, &network_id, "live", 12).await;
+    let keys = DevKeys::derive();
+    submit(
+        &server.client(),
+        &network_id,
+        &Keypair::generate(),
+        "live-big-node",
+        Action::RegisterNode(Capabilities {
+            gpu_model: "B200".into(),
+            vram_mib: u32::MAX,
+            experts: vec![0],
+            endpoint: "https://big.example".into(),
+        }),
+    )
+    .await;
+    submit(
+        &server.client(),
+        &network_id,
+        &keys.governance[0],
+        "live-far-proposal",
+        Action::ProposeValidator {
+            validator: Keypair::generate().public(),
+            admit: true,
+            activation_round: u64::MAX,
+        },
+    )
+    .await;
     let head = events(&server).await;
     assert!(head > backlog);
     wait_applied(&db, head).await;
@@ -284,7 +311,7 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
         let view = client.round(summary.round).await.unwrap();
         let row = db
             .query_one(
-                "SELECT expert, pool_id, phase, deadline_ms, reward_pool::text, seed,
+                "SELECT expert, pool_id, phase, deadline_ms::text, reward_pool::text, seed,
                      assignments_root, scores_root, rewards_root, carried::text,
                      (SELECT count(*) FROM deltas d WHERE d.round = r.id) AS commits,
                      (SELECT count(*) FROM deltas d WHERE d.round = r.id
@@ -301,7 +328,10 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
         assert_eq!(row.get::<_, i32>("expert") as u32, summary.expert);
         assert_eq!(row.get::<_, i64>("pool_id") as u64, summary.pool_id);
         assert_eq!(row.get::<_, String>("phase"), summary.phase.name());
-        assert_eq!(row.get::<_, i64>("deadline_ms") as u64, summary.deadline_ms);
+        assert_eq!(
+            row.get::<_, String>("deadline_ms"),
+            summary.deadline_ms.to_string()
+        );
         assert_eq!(
             row.get::<_, String>("reward_pool"),
             summary.reward_pool.to_string()
@@ -344,7 +374,7 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
         // Delta submissions, with their scores.
         let deltas = db
             .query(
-                "SELECT node, delta_hash, delta_bytes, score FROM deltas
+                "SELECT node, delta_hash, delta_bytes, score::text FROM deltas
                  WHERE round = $1 AND delta_hash IS NOT NULL ORDER BY delta_index",
                 &[&(summary.round as i64)],
             )
@@ -356,8 +386,8 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
             assert_eq!(hex_of(row, "delta_hash"), delta.delta_hash);
             assert_eq!(row.get::<_, i64>("delta_bytes") as u64, delta.delta_bytes);
             assert_eq!(
-                row.get::<_, Option<i64>>("score").map(|score| score as u64),
-                delta.score
+                row.get::<_, Option<String>>("score"),
+                delta.score.map(|score| score.to_string())
             );
         }
 
@@ -477,7 +507,10 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
         let view = client.node(&key_of(row, "pubkey")).await.unwrap();
         let capabilities = &view.node.capabilities;
         assert_eq!(row.get::<_, String>("gpu_model"), capabilities.gpu_model);
-        assert_eq!(row.get::<_, i32>("vram_mib") as u32, capabilities.vram_mib);
+        assert_eq!(
+            row.get::<_, i64>("vram_mib"),
+            i64::from(capabilities.vram_mib)
+        );
         assert_eq!(row.get::<_, String>("endpoint"), capabilities.endpoint);
         let experts: Vec<i32> = row.get("experts");
         assert_eq!(
@@ -515,7 +548,7 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
         let versions = client.expert_versions(newest.expert, 0, 100).await.unwrap();
         let rows = db
             .query(
-                "SELECT version, weights_hash, round, held_out_loss FROM expert_versions
+                "SELECT version, weights_hash, round, held_out_loss::text FROM expert_versions
                  WHERE expert = $1 ORDER BY version",
                 &[&(newest.expert as i32)],
             )
@@ -530,8 +563,8 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
                 version.round
             );
             assert_eq!(
-                row.get::<_, Option<i64>>(3).map(|loss| loss as u64),
-                version.held_out_loss
+                row.get::<_, Option<String>>(3),
+                version.held_out_loss.map(|loss| loss.to_string())
             );
         }
         let current: i32 = db
@@ -559,7 +592,8 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
     for proposal in &governance.proposals {
         let row = db
             .query_one(
-                "SELECT approvals, activated_seq, proposed_seq FROM proposals WHERE id = $1",
+                "SELECT approvals, activated_seq, proposed_seq, activation_round::text
+                 FROM proposals WHERE id = $1",
                 &[&(proposal.id as i64)],
             )
             .await
@@ -570,6 +604,10 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
             proposal.activated_seq
         );
         assert_eq!(row.get::<_, i64>(2) as u64, proposal.proposed_seq);
+        assert_eq!(
+            row.get::<_, String>(3),
+            proposal.activation_round.to_string()
+        );
     }
     let stored: i64 = db
         .query_one("SELECT count(*) FROM proposals", &[])

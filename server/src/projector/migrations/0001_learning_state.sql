@@ -3,6 +3,9 @@
 -- projected again from the log. Keys are raw bytes (bytea): public keys and hashes
 -- are 32 bytes, signatures 64. Amounts are base units, numeric(39,0) (u128). Times
 -- named *_ms are the log's milliseconds since the Unix epoch; seqs name events.
+-- Numbers a command or a governance parameter may set to any u64 (activation rounds,
+-- deadlines, item sizes, scores) are numeric(20,0), so that no legitimate log can
+-- overflow a column.
 
 -- Where the projection stands: `seq_next` events are applied, the last with hash
 -- `head_hash`. Advanced in the same transaction as the events it counts.
@@ -40,7 +43,7 @@ CREATE INDEX burns_time ON burns (time_ms);
 CREATE TABLE nodes (
     pubkey bytea PRIMARY KEY,
     gpu_model text NOT NULL,
-    vram_mib integer NOT NULL,
+    vram_mib bigint NOT NULL,
     endpoint text NOT NULL,
     registered_seq bigint NOT NULL REFERENCES events (seq),
     registered_ms bigint NOT NULL,
@@ -60,7 +63,7 @@ CREATE TABLE proposals (
     kind text NOT NULL CHECK (kind IN ('plugin', 'parameters', 'validator')),
     proposer bytea NOT NULL,
     proposed_seq bigint NOT NULL REFERENCES events (seq),
-    activation_round bigint NOT NULL,
+    activation_round numeric(20, 0) NOT NULL,
     -- The plugin's kind and module hash, the parameters, or the validator key.
     plugin_kind text,
     plugin_hash bytea,
@@ -81,24 +84,27 @@ CREATE TABLE plugin_activations (
     seq bigint NOT NULL REFERENCES events (seq),
     kind text NOT NULL,
     hash bytea NOT NULL,
-    activation_round bigint NOT NULL,
+    activation_round numeric(20, 0) NOT NULL,
     proposal_id bigint REFERENCES proposals (id),
     PRIMARY KEY (seq, kind)
 );
 CREATE TABLE parameter_activations (
     seq bigint PRIMARY KEY REFERENCES events (seq),
-    activation_round bigint NOT NULL,
+    activation_round numeric(20, 0) NOT NULL,
     proposal_id bigint REFERENCES proposals (id),
     parameters jsonb NOT NULL
 );
 
--- Validators: every key ever admitted, with its reputation after its last round.
+-- Validators: every key governance admitted or removed. An admitted key has its
+-- reputation after its last round; a removed one has none (null), as in the core,
+-- and starts over if admitted again.
 CREATE TABLE validators (
     pubkey bytea PRIMARY KEY,
     admitted boolean NOT NULL,
     changed_seq bigint NOT NULL REFERENCES events (seq),
-    admitted_seq bigint NOT NULL REFERENCES events (seq),
-    reputation bigint NOT NULL DEFAULT 0
+    -- Null for a key removed without ever being admitted.
+    admitted_seq bigint REFERENCES events (seq),
+    reputation bigint
 );
 CREATE TABLE validator_changes (
     seq bigint PRIMARY KEY REFERENCES events (seq),
@@ -118,28 +124,29 @@ CREATE TABLE pools (
 CREATE TABLE pool_items (
     pool_id bigint NOT NULL REFERENCES pools (id),
     item integer NOT NULL,
-    bytes bigint NOT NULL,
+    bytes numeric(20, 0) NOT NULL,
     checksum bytea NOT NULL,
     held_out boolean NOT NULL,
     PRIMARY KEY (pool_id, item)
 );
 
--- Learning rounds, with their phase history.
+-- Learning rounds, with their phase history. (A round logged before learning rounds
+-- existed pinned plugins and parameters and trained nothing: as in the ledger's
+-- views, it has no row.)
 CREATE TABLE rounds (
     id bigint PRIMARY KEY,
-    -- Null for a round logged before learning rounds existed, which trained nothing.
-    expert integer,
-    pool_id bigint REFERENCES pools (id),
-    seed bytea,
-    burns numeric(39, 0),
-    reward_pool numeric(39, 0),
-    model_versions integer[],
+    expert integer NOT NULL,
+    pool_id bigint NOT NULL REFERENCES pools (id),
+    seed bytea NOT NULL,
+    burns numeric(39, 0) NOT NULL,
+    reward_pool numeric(39, 0) NOT NULL,
+    model_versions integer[] NOT NULL,
     parameters jsonb NOT NULL,
     opened_seq bigint NOT NULL REFERENCES events (seq),
     opened_ms bigint NOT NULL,
     phase text NOT NULL,
     -- When the phase closes; 0 while a policy call is awaited or once over.
-    deadline_ms bigint NOT NULL,
+    deadline_ms numeric(20, 0) NOT NULL,
     assignments_root bytea,
     scores_root bytea,
     rewards_root bytea,
@@ -155,7 +162,7 @@ CREATE TABLE round_phases (
     phase text NOT NULL,
     seq bigint NOT NULL REFERENCES events (seq),
     started_ms bigint NOT NULL,
-    deadline_ms bigint NOT NULL,
+    deadline_ms numeric(20, 0) NOT NULL,
     PRIMARY KEY (round, phase)
 );
 CREATE TABLE round_plugins (
@@ -191,16 +198,16 @@ CREATE TABLE plugin_fallbacks (
 );
 
 -- Data assignments: items [start_item, start_item + items) of the pool's training
--- items go to the node.
+-- items go to the node (a sharding plugin may give one node several ranges).
 CREATE TABLE assignments (
     round bigint NOT NULL REFERENCES rounds (id),
-    node bytea NOT NULL REFERENCES nodes (pubkey),
     start_item bigint NOT NULL,
     items bigint NOT NULL,
+    node bytea NOT NULL REFERENCES nodes (pubkey),
     seq bigint NOT NULL REFERENCES events (seq),
-    PRIMARY KEY (round, node)
+    PRIMARY KEY (round, start_item)
 );
-CREATE INDEX assignments_node ON assignments (node);
+CREATE INDEX assignments_node ON assignments (node, round);
 
 -- Delta submissions: the commitment, then the reveal, then the score.
 CREATE TABLE deltas (
@@ -215,7 +222,7 @@ CREATE TABLE deltas (
     -- The position among the round's revealed deltas (node key order), fixed when
     -- validation starts.
     delta_index integer,
-    score bigint,
+    score numeric(20, 0),
     PRIMARY KEY (round, node)
 );
 CREATE INDEX deltas_node ON deltas (node);
@@ -271,8 +278,9 @@ CREATE TABLE expert_versions (
     seq bigint NOT NULL REFERENCES events (seq),
     weights_bytes bigint,
     merged integer NOT NULL,
-    parent_held_out_loss bigint,
-    held_out_loss bigint,
+    -- Mean squared error in billionths; null when unmeasurable.
+    parent_held_out_loss numeric(20, 0),
+    held_out_loss numeric(20, 0),
     PRIMARY KEY (expert, version)
 );
 CREATE INDEX expert_versions_round ON expert_versions (round);
