@@ -267,3 +267,34 @@ pub fn families_named(text: &str) -> BTreeSet<String> {
     }
     names
 }
+
+/// A log of `rounds` real learning rounds (4 nodes, 3 validators): `blyan-ledger demo`
+/// trains and measures them and keeps the log in `dir`, which a server then serves.
+pub async fn demo_server(dir: &Path, rounds: usize) -> Server {
+    let demo = dir.join("demo");
+    let (ok, stdout, stderr) = run_binary(
+        "blyan-ledger",
+        &[
+            "demo",
+            "--nodes",
+            "4",
+            "--validators",
+            "3",
+            "--rounds",
+            &rounds.to_string(),
+            "--data-dir",
+            demo.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    Server::start(
+        &demo.join("data"),
+        &[
+            "--genesis",
+            demo.join("genesis.json").to_str().unwrap(),
+            "--operator-key",
+            demo.join("operator.json").to_str().unwrap(),
+        ],
+    )
+    .await
+}

@@ -4,48 +4,16 @@
 //! disagrees with it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blyan_e2e::postgres::Postgres;
-use blyan_e2e::{Server, binary, deploy, families_named, metric, promtool, run_binary};
+use blyan_e2e::{Server, binary, demo_server, deploy, families_named, metric, promtool};
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::genesis::DevKeys;
 use blyan_sdk::model::{Action, Burn, Capabilities, Command as LedgerCommand, Phase};
-
-/// A log of real learning rounds: `blyan-ledger demo` trains and measures them and
-/// keeps the log, which a server then serves.
-async fn demo_server(dir: &Path) -> Server {
-    let demo = dir.join("demo");
-    let (ok, stdout, stderr) = run_binary(
-        "blyan-ledger",
-        &[
-            "demo",
-            "--nodes",
-            "4",
-            "--validators",
-            "3",
-            "--rounds",
-            "3",
-            "--data-dir",
-            demo.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{stdout}\n{stderr}");
-    Server::start(
-        &demo.join("data"),
-        &[
-            "--genesis",
-            demo.join("genesis.json").to_str().unwrap(),
-            "--operator-key",
-            demo.join("operator.json").to_str().unwrap(),
-        ],
-    )
-    .await
-}
 
 fn projector(server: &Server, database_url: &str, extra: &[&str]) -> Child {
     Command::new(binary("blyan-ledger"))
@@ -188,7 +156,7 @@ async fn dump(db: &tokio_postgres::Client) -> BTreeMap<String, Vec<String>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it_live() {
     let dir = tempfile::tempdir().unwrap();
-    let server = demo_server(dir.path()).await;
+    let server = demo_server(dir.path(), 3).await;
     let network_id = server.network_id().await;
     let postgres = Postgres::start();
     postgres.create_database("ledger").await;
@@ -664,7 +632,7 @@ async fn wait_exit(child: &mut Child) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_leaves_the_tables_equal_to_a_fresh_projection() {
     let dir = tempfile::tempdir().unwrap();
-    let server = demo_server(dir.path()).await;
+    let server = demo_server(dir.path(), 3).await;
     let network_id = server.network_id().await;
     // A backlog long enough that kills land in the middle of it.
     grow(&server, &network_id, "backlog", 800).await;
