@@ -9,6 +9,8 @@
 #     throwaway server of their own.
 #   - Chromium (Debian's chromium package): the explorer page's test renders it
 #     headless.
+#   - Python's venv (python3-venv where the interpreter lacks it): the Python SDK's
+#     tests run in target/python, with the SDK's dependencies from PyPI.
 set -euo pipefail
 
 as_root() {
@@ -37,4 +39,17 @@ fi
 if ! command -v chromium >/dev/null; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+
+# Python (the Python node's SDK and its tests): a virtual environment in
+# target/python with the SDK installed editable, its dependencies and its dev extra.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+python="$root/target/python/bin/python"
+if ! "$python" -c "import blyan, nacl, google.protobuf, blake3, numpy, safetensors, websockets, grpc_tools" 2>/dev/null; then
+    if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    python3 -m venv "$root/target/python"
+    "$python" -m pip install --quiet --disable-pip-version-check -e "$root/sdk/python[dev]"
 fi

@@ -8,6 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -30,6 +31,18 @@ pub struct DemoConfig {
     pub rounds: usize,
     /// Kept after the demo when given; a temporary folder, removed, otherwise.
     pub data_dir: Option<PathBuf>,
+    /// The server's address; a free loopback port when absent.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Nodes of another process that the rounds wait for; the server keeps serving
+    /// after the last round, until interrupted, when there are any.
+    pub external_nodes: usize,
+}
+
+impl DemoConfig {
+    /// Every node of a round: the demo's own and the external ones.
+    fn nodes_all(&self) -> usize {
+        self.nodes + self.external_nodes
+    }
 }
 
 /// The demo genesis's network.
@@ -46,7 +59,7 @@ fn parameters(config: &DemoConfig) -> Parameters {
     let per_delta = config.validators.min(3) as u32;
     Parameters {
         round_burn_threshold: THRESHOLD,
-        nodes_per_round_min: config.nodes.min(3) as u32,
+        nodes_per_round_min: config.nodes_all().min(3) as u32,
         validators_per_round: config.validators as u32,
         validators_per_delta: per_delta,
         validator_quorum: per_delta / 2 + 1,
@@ -86,7 +99,10 @@ fn start_server(dir: &Path, config: &DemoConfig) -> anyhow::Result<(Child, Strin
     if !operator_path.exists() {
         keys.operator.write_file(&operator_path)?;
     }
-    let address = free_address()?;
+    let address = match config.listen {
+        Some(address) => address,
+        None => free_address()?,
+    };
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = std::process::Command::new(std::env::current_exe()?)
         .arg("serve")
@@ -310,10 +326,16 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Ctrl-C drops the network (the server is killed with it) and keeps the folder.
+    // Ctrl-C drops the network (the server is killed with it) and keeps the folder;
+    // once the rounds are done (a demo with external nodes serves on), it is the end.
+    let done = AtomicBool::new(false);
     let result = tokio::select! {
-        result = run_in(&config, &dir, started) => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        result = run_in(&config, &dir, started, &done) => result,
+        _ = tokio::signal::ctrl_c() => if done.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("interrupted"))
+        },
     };
     // A failed demo keeps its folder: the server log says why.
     if temporary && result.is_ok() {
@@ -327,7 +349,12 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Result<()> {
+async fn run_in(
+    config: &DemoConfig,
+    dir: &Path,
+    started: Instant,
+    done: &AtomicBool,
+) -> anyhow::Result<()> {
     let (mut child, url) = start_server(dir, config)?;
     let client = Client::new(&url);
     wait_healthy(&client, &mut child, dir).await?;
@@ -348,7 +375,7 @@ async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Re
         operator.admit(index, validator).await?;
     }
     operator
-        .register_pool(ITEMS_PER_NODE * config.nodes as u32, HELD_OUT)
+        .register_pool(ITEMS_PER_NODE * config.nodes_all() as u32, HELD_OUT)
         .await?;
     let model = client.experts().await?;
     let capabilities = Capabilities {
@@ -387,10 +414,13 @@ async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Re
     eprintln!(
         "{} validators admitted, a pool of {} training and {HELD_OUT} held-out items, {} nodes registered ({:.1} s)",
         config.validators,
-        ITEMS_PER_NODE * config.nodes as u32,
+        ITEMS_PER_NODE * config.nodes_all() as u32,
         config.nodes,
         started.elapsed().as_secs_f64()
     );
+    if config.external_nodes > 0 {
+        wait_external(&client, config, &mut tasks, &mut child).await?;
+    }
     println!(
         "{:>5}  {:>6}  {:<36}  {:>5}  {:>6}  {:>7}  {:<26}  ending",
         "round",
@@ -438,7 +468,55 @@ async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Re
             started.elapsed().as_secs_f64()
         );
     }
+    done.store(true, Ordering::SeqCst);
+    if config.external_nodes > 0 {
+        eprintln!("the rounds are done; serving {url} until interrupted (Ctrl-C)");
+        return std::future::pending().await;
+    }
     Ok(())
+}
+
+/// Waits until the external nodes registered, as many nodes in all as the demo's and
+/// theirs; fails if a participant stopped.
+async fn wait_external(
+    client: &Client,
+    config: &DemoConfig,
+    tasks: &mut Participants,
+    server: &mut Child,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "waiting for {} external node(s) to register at {} (for example: python -m blyan --server {} node --key node.json)",
+        config.external_nodes,
+        client.base_url(),
+        client.base_url()
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        check_running(tasks, server)?;
+        if client.state().await?.nodes >= config.nodes_all() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the external nodes did not register within 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The demo's own nodes and validators.
+type Participants = tokio::task::JoinSet<Result<(), protocol::ProtocolError>>;
+
+/// Fails if the server or a participant stopped.
+fn check_running(tasks: &mut Participants, server: &mut Child) -> anyhow::Result<()> {
+    if let Some(status) = server.0.try_wait()? {
+        bail!("the server exited ({status}); see its server.log");
+    }
+    match tasks.try_join_next() {
+        None => Ok(()),
+        Some(Ok(Ok(()))) => bail!("a participant stopped"),
+        Some(Ok(Err(error))) => bail!("a participant failed: {error}"),
+        Some(Err(error)) => bail!("a participant panicked: {error}"),
+    }
 }
 
 /// Waits until `round` ended, printing each phase it reaches; fails if a participant
@@ -446,22 +524,13 @@ async fn run_in(config: &DemoConfig, dir: &Path, started: Instant) -> anyhow::Re
 async fn follow_round(
     client: &Client,
     round: u64,
-    tasks: &mut tokio::task::JoinSet<Result<(), protocol::ProtocolError>>,
+    tasks: &mut Participants,
     server: &mut Child,
 ) -> anyhow::Result<blyan_sdk::api::RoundView> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut phase = None;
     loop {
-        if let Some(status) = server.0.try_wait()? {
-            bail!("the server exited ({status}); see its server.log");
-        }
-        if let Some(stopped) = tasks.try_join_next() {
-            match stopped {
-                Ok(Ok(())) => bail!("a participant stopped"),
-                Ok(Err(error)) => bail!("a participant failed: {error}"),
-                Err(error) => bail!("a participant panicked: {error}"),
-            }
-        }
+        check_running(tasks, server)?;
         if let Ok(view) = client.round(round).await {
             if phase != Some(view.summary.phase) {
                 phase = Some(view.summary.phase);

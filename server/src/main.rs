@@ -131,6 +131,15 @@ enum Command {
         /// removed at the end, when absent.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The server's address; a free loopback port when absent.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Nodes of your own (another process, e.g. `python -m blyan node`) that the
+        /// rounds wait for: the first burn comes once they registered, and the server
+        /// keeps serving after the last round until interrupted, so that they can
+        /// fetch their receipts.
+        #[arg(long, default_value_t = 0)]
+        external_nodes: usize,
     },
     /// Follow a server's log into PostgreSQL tables (the read model of
     /// `projector/migrations/`), exactly once, until stopped.
@@ -272,6 +281,8 @@ fn main() -> anyhow::Result<()> {
             validators,
             rounds,
             data_dir,
+            listen,
+            external_nodes,
         } => {
             // One candle thread per task, the fastest at the default size.
             blyan_ml::pin_threads(None)?;
@@ -280,6 +291,8 @@ fn main() -> anyhow::Result<()> {
                 validators,
                 rounds,
                 data_dir,
+                listen,
+                external_nodes,
             }))
         }
         Command::ProjectPostgres {
