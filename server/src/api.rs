@@ -422,6 +422,16 @@ fn routes() -> Vec<Route> {
             )
         },
         Route {
+            response: Body::Bytes("application/wasm"),
+            errors: &[TIMEOUT],
+            ..route(
+                HttpMethod::Get,
+                "/explorer/audit.wasm",
+                "The explorer's audit module: the sdk's audit replay, which checks every record the page reads and recomputes the state root",
+                get(explorer_audit),
+            )
+        },
+        Route {
             response: Body::Bytes("text/plain; version=0.0.4"),
             errors: &[TIMEOUT],
             ..route(
@@ -563,6 +573,20 @@ async fn explorer() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         EXPLORER,
+    )
+        .into_response()
+}
+
+/// The sdk's audit replay for the explorer page, built for wasm32 by `build.rs`.
+const EXPLORER_AUDIT: &[u8] = include_bytes!(env!("BLYAN_AUDIT_WASM"));
+
+async fn explorer_audit() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/wasm"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        EXPLORER_AUDIT,
     )
         .into_response()
 }

@@ -189,6 +189,18 @@ async fn the_explorer_shows_the_rounds_rewards_and_a_verified_chain_in_a_real_br
     let status = text_after(&dom, "id=\"chain-status\"");
     assert!(status.starts_with("verified"), "chain status: {status}");
     assert_eq!(status, format!("verified: {verified} events"));
+    // The page replayed the log with the sdk's audit (its WebAssembly module) and got
+    // the state root the server publishes.
+    let head = client.head().await.unwrap();
+    assert_eq!(attribute(body, "data-root"), Some("match"), "{body}");
+    assert_eq!(
+        text_after(&dom, "id=\"root-status\""),
+        format!("matches the replay here ({} events)", head.events)
+    );
+    assert!(
+        dom.contains(&head.state_root[..16]),
+        "the state root is shown"
+    );
     assert_eq!(
         text_after(&dom, "id=\"round-count\""),
         rounds.len().to_string(),
