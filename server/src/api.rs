@@ -127,6 +127,9 @@ fn routes() -> Vec<Route> {
         status: 200,
         timed: true,
         query: &[],
+        headers: &[],
+        also: &[],
+        head: false,
         request: Body::None,
         response: Body::None,
         errors: &[],
@@ -476,6 +479,22 @@ fn routes() -> Vec<Route> {
         },
         Route {
             timed: false,
+            headers: &[
+                (
+                    "Range",
+                    "one byte range, `bytes=START-END`: answered 206 with those bytes",
+                ),
+                (
+                    "If-Modified-Since",
+                    "answered 304 when the blob is not newer than this (its `Last-Modified`)",
+                ),
+                ("If-Unmodified-Since", "answered 412 when the blob is newer"),
+            ],
+            also: &[
+                (206, "Partial content: the bytes of the `Range` asked for"),
+                (304, "Not modified: the blob is the one the condition names"),
+            ],
+            head: true,
             response: Body::Bytes("application/octet-stream"),
             errors: &[
                 BAD_PATH,

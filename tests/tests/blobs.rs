@@ -82,6 +82,49 @@ async fn a_blob_is_stored_once_checked_and_served_whole_or_in_ranges() {
     assert_eq!(status, 206);
     assert_eq!(part, bytes[1000..2000]);
 
+    // HEAD gives the size without the bytes; a copy no older than the blob is not
+    // sent again (304); each is in the OpenAPI document, as the 206 is.
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/blobs/{hash}", server.url);
+    let head = http.head(&url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers()[reqwest::header::CONTENT_LENGTH],
+        bytes.len().to_string().as_str()
+    );
+    let modified = head.headers()[reqwest::header::LAST_MODIFIED].clone();
+    assert!(head.bytes().await.unwrap().is_empty());
+    let again = http
+        .get(&url)
+        .header(reqwest::header::IF_MODIFIED_SINCE, modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let document: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let item = &document["paths"]["/v1/blobs/{hash}"];
+    for status in ["200", "206", "304", "416"] {
+        assert!(item["get"]["responses"][status].is_object(), "GET {status}");
+    }
+    assert!(item["head"]["responses"]["200"].is_object());
+    let headers: Vec<&str> = item["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|parameter| parameter["in"] == "header")
+        .map(|parameter| parameter["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        headers,
+        ["Range", "If-Modified-Since", "If-Unmodified-Since"]
+    );
+
     // A range past the end is refused with the JSON error body.
     let response = reqwest::Client::new()
         .get(format!("{}/v1/blobs/{hash}", server.url))

@@ -55,6 +55,14 @@ pub(super) struct Route {
     /// Answered within the request timeout (everything but blobs and the WebSocket).
     pub timed: bool,
     pub query: &'static [(&'static str, &'static str)],
+    /// Request headers the route reads: name and meaning.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// Other answers that are not errors: status, and when it comes. A 2xx carries the
+    /// response's content; any other (a 304), none.
+    pub also: &'static [(u16, &'static str)],
+    /// Also answered for HEAD (axum does for every GET): documented where a client
+    /// uses it, as for a blob's size before fetching it.
+    pub head: bool,
     pub request: Body,
     pub response: Body,
     /// The error answers: status, and the codes it carries.
@@ -137,63 +145,20 @@ pub(super) fn document(routes: &[Route]) -> OpenApi {
     let error = json::<ApiErrorBody>(&mut schemas);
     let mut paths = Paths::new();
     for route in routes {
-        let mut operation = OperationBuilder::new()
-            .summary(Some(route.summary))
-            .operation_id(Some(format!(
-                "{} {}",
-                method_name(&route.method),
-                route.path
-            )));
-        for name in path_parameters(route.path) {
-            operation = operation.parameter(
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Path)
-                    .required(Required::True)
-                    .schema(Some(RefOr::T(Schema::Object(
-                        ObjectBuilder::new().schema_type(Type::String).build(),
-                    )))),
+        paths.add_path_operation(
+            route.path,
+            vec![route.method.clone()],
+            operation(route, &route.method, &error, &mut schemas),
+        );
+        if route.head {
+            paths.add_path_operation(
+                route.path,
+                vec![HttpMethod::Head],
+                operation(route, &HttpMethod::Head, &error, &mut schemas),
             );
         }
-        for (name, description) in route.query {
-            operation = operation.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .description(Some(*description))
-                    .schema(Some(RefOr::T(Schema::Object(
-                        ObjectBuilder::new().schema_type(Type::String).build(),
-                    )))),
-            );
-        }
-        let request = content(&route.request, &mut schemas);
-        if !request.is_empty() {
-            let mut body = RequestBodyBuilder::new().required(Some(Required::True));
-            for (media, content) in request {
-                body = body.content(media, content);
-            }
-            operation = operation.request_body(Some(body.build()));
-        }
-        let mut ok = ResponseBuilder::new().description("Success");
-        for (media, content) in content(&route.response, &mut schemas) {
-            ok = ok.content(media, content);
-        }
-        operation = operation.response(route.status.to_string(), ok.build());
-        for (status, codes) in route.errors {
-            operation = operation.response(
-                status.to_string(),
-                ResponseBuilder::new()
-                    .description(format!("Error codes: {codes}"))
-                    .content(
-                        "application/json",
-                        ContentBuilder::new().schema(Some(error.clone())).build(),
-                    )
-                    .build(),
-            );
-        }
-        paths.add_path_operation(route.path, vec![route.method.clone()], operation.build());
     }
+
     schemas.sort_by(|a, b| a.0.cmp(&b.0));
     // A name registered twice must be one schema: two types of one name would
     // otherwise lose one silently.
@@ -226,6 +191,92 @@ pub(super) fn document(routes: &[Route]) -> OpenApi {
             ComponentsBuilder::new().schemas_from_iter(schemas).build(),
         ))
         .build()
+}
+
+/// The document of `route` as answered for `method`.
+fn operation(
+    route: &Route,
+    method: &HttpMethod,
+    error: &RefOr<Schema>,
+    schemas: &mut Schemas,
+) -> utoipa::openapi::path::Operation {
+    let mut operation = OperationBuilder::new()
+        .summary(Some(route.summary))
+        .operation_id(Some(format!("{} {}", method_name(method), route.path)));
+    for name in path_parameters(route.path) {
+        operation = operation.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new().schema_type(Type::String).build(),
+                )))),
+        );
+    }
+    for (name, description) in route.headers {
+        operation = operation.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(*description))
+                .schema(Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new().schema_type(Type::String).build(),
+                )))),
+        );
+    }
+    for (name, description) in route.query {
+        operation = operation.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(*description))
+                .schema(Some(RefOr::T(Schema::Object(
+                    ObjectBuilder::new().schema_type(Type::String).build(),
+                )))),
+        );
+    }
+    let request = content(&route.request, schemas);
+    if !request.is_empty() {
+        let mut body = RequestBodyBuilder::new().required(Some(Required::True));
+        for (media, content) in request {
+            body = body.content(media, content);
+        }
+        operation = operation.request_body(Some(body.build()));
+    }
+    // A HEAD answer is a GET's without its body.
+    let with_body = !matches!(method, HttpMethod::Head);
+    let success = |description: &str, schemas: &mut Schemas| {
+        let mut answer = ResponseBuilder::new().description(description);
+        if with_body {
+            for (media, content) in content(&route.response, schemas) {
+                answer = answer.content(media, content);
+            }
+        }
+        answer.build()
+    };
+    operation = operation.response(route.status.to_string(), success("Success", &mut *schemas));
+    for (status, when) in route.also {
+        let answer = if (200..300).contains(status) {
+            success(when, &mut *schemas)
+        } else {
+            ResponseBuilder::new().description(*when).build()
+        };
+        operation = operation.response(status.to_string(), answer);
+    }
+    for (status, codes) in route.errors {
+        let mut answer = ResponseBuilder::new().description(format!("Error codes: {codes}"));
+        if with_body {
+            answer = answer.content(
+                "application/json",
+                ContentBuilder::new().schema(Some(error.clone())).build(),
+            );
+        }
+        operation = operation.response(status.to_string(), answer.build());
+    }
+    operation.build()
 }
 
 #[cfg(test)]
@@ -283,6 +334,22 @@ mod tests {
                 route.path
             );
             operations += 1;
+            if route.head {
+                let head = &document["paths"][route.path]["head"];
+                assert!(head["responses"][route.status.to_string()].is_object());
+                assert!(
+                    head["responses"][route.status.to_string()]["content"].is_null(),
+                    "a HEAD answer has no body"
+                );
+                operations += 1;
+            }
+            for (status, _) in route.also {
+                assert!(
+                    operation["responses"][status.to_string()].is_object(),
+                    "{} {status}",
+                    route.path
+                );
+            }
         }
         let documented: usize = document["paths"]
             .as_object()
