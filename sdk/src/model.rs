@@ -798,8 +798,10 @@ pub struct PluginFallback {
     pub used_module: Option<PluginModule>,
 }
 
-/// A signed commitment to the first `tree_size` event hashes.
+/// A signed commitment to the first `tree_size` event hashes. Read with no unknown
+/// field, as the receipts and proofs that carry it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkpoint {
     pub tree_size: u64,

@@ -100,7 +100,11 @@ fn start_server(dir: &Path, config: &DemoConfig) -> anyhow::Result<(Child, Strin
         keys.operator.write_file(&operator_path)?;
     }
     let address = match config.listen {
-        Some(address) => address,
+        // Another server there would answer in this one's place.
+        Some(address) => {
+            std::net::TcpListener::bind(address).with_context(|| format!("{address} is taken"))?;
+            address
+        }
         None => free_address()?,
     };
     let log = std::fs::File::create(dir.join("server.log"))?;
@@ -471,7 +475,12 @@ async fn run_in(
     done.store(true, Ordering::SeqCst);
     if config.external_nodes > 0 {
         eprintln!("the rounds are done; serving {url} until interrupted (Ctrl-C)");
-        return std::future::pending().await;
+        loop {
+            if let Some(status) = child.0.try_wait()? {
+                bail!("the server exited ({status}); see its server.log");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     Ok(())
 }

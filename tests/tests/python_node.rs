@@ -39,25 +39,26 @@ fn python() -> Command {
 
 #[test]
 fn the_python_sdks_unit_tests_pass() {
-    let output = python()
-        .args(["-m", "unittest", "discover", "-v", "-s", "sdk/python/tests"])
-        .output()
-        .unwrap();
+    let mut tests = python();
+    tests.args(["-m", "unittest", "discover", "-v", "-s", "sdk/python/tests"]);
+    let output = output_within(tests, Duration::from_secs(120));
     let report = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{report}");
     let ran: usize = report
         .lines()
         .find_map(|line| line.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no test count in {report}"));
-    assert!(ran >= 8, "{report}");
+    assert!(ran >= 11, "{report}");
 }
 
-/// `blyan-ledger demo` waiting for external nodes, interrupted (SIGINT, its clean
-/// end once its rounds are done) when dropped.
+/// `blyan-ledger demo` waiting for external nodes; interrupted (SIGINT, its clean end
+/// once its rounds are done) when dropped, and killed if it does not end.
 struct Demo {
     child: Child,
     url: String,
     dir: PathBuf,
+    /// What it printed on stderr, line by line, as it comes.
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Demo {
@@ -68,7 +69,7 @@ impl Demo {
             .unwrap()
             .port();
         let dir = dir.join("demo");
-        let child = Command::new(binary("blyan-ledger"))
+        let mut child = Command::new(binary("blyan-ledger"))
             .args([
                 "demo",
                 "--nodes",
@@ -83,27 +84,56 @@ impl Demo {
             .arg("--data-dir")
             .arg(&dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let (lines, stderr) = std::sync::mpsc::channel();
+        let from = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(from).map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
         Demo {
             child,
             url: format!("http://127.0.0.1:{port}"),
             dir,
+            stderr,
         }
     }
 
-    fn interrupt(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+    /// Waits for the line that says the demo's rounds are done (their merges on the
+    /// chain, their rows printed): from then on SIGINT is its clean end.
+    fn wait_done(&self) -> String {
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.starts_with("the rounds are done") {
+                    return seen;
+                }
             }
-            assert!(Instant::now() < deadline, "the demo ignored SIGINT");
+        }
+        panic!("the demo's rounds never ended:\n{seen}");
+    }
+
+    fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // It ignored SIGINT: kill it (its server child then dies with its stdin
+        // closed, or lingers until the machine's next clean-up).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
     }
 }
 
@@ -115,14 +145,54 @@ impl Drop for Demo {
     }
 }
 
+/// Runs `command` to its end, within `limit`; its output.
+fn output_within(mut command: Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+    let stderr = read(child.stderr.take().map(|pipe| Box::new(pipe) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} did not end within {limit:?}: {}",
+                String::from_utf8_lossy(&stderr.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
 /// The Python CLI's offline check of `file`: its claims, or `None` if it refused.
 fn python_verify(file: &Path, operator: &PublicKey) -> Option<serde_json::Value> {
-    let output = python()
+    let mut verify = python();
+    verify
         .args(["-m", "blyan", "verify-receipt"])
         .arg(file)
-        .args(["--checkpoint-key", &operator.to_hex()])
-        .output()
-        .unwrap();
+        .args(["--checkpoint-key", &operator.to_hex()]);
+    let output = output_within(verify, Duration::from_secs(60));
     output
         .status
         .success()
@@ -148,14 +218,13 @@ async fn a_python_node_beside_rust_nodes_is_measured_paid_and_verifies_its_recei
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let node = python()
-        .args(["-m", "blyan", "--server", &demo.url, "node", "--key"])
+    let mut node = python();
+    node.args(["-m", "blyan", "--server", &demo.url, "node", "--key"])
         .arg(&key_file)
         .args(["--trainer", "light", "--rounds", &ROUNDS.to_string()])
         .arg("--receipts")
-        .arg(&receipts)
-        .output()
-        .unwrap();
+        .arg(&receipts);
+    let node = output_within(node, Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&node.stdout).into_owned();
     assert!(
         node.status.success(),
@@ -254,9 +323,11 @@ async fn a_python_node_beside_rust_nodes_is_measured_paid_and_verifies_its_recei
             );
         }
     }
-    // The demo printed a row per round, each with every delta scored.
-    let status = demo.interrupt();
-    assert!(status.success(), "{status}");
+    // The demo printed a row per round, each with every delta scored, and ends
+    // cleanly on SIGINT once its rounds are done.
+    let log = demo.wait_done();
+    let status = demo.interrupt().expect("the demo ends on SIGINT");
+    assert!(status.success(), "{status}\n{log}");
     let mut table = String::new();
     std::io::Read::read_to_string(demo.child.stdout.as_mut().unwrap(), &mut table).unwrap();
     let rows: Vec<&str> = table

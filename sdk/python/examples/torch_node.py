@@ -12,6 +12,8 @@ It runs on the first CUDA device when there is one, else on the CPU.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -32,6 +34,8 @@ def forward(weights: dict[str, torch.Tensor], experts: int, x: torch.Tensor) -> 
 
 
 def train(work: Work) -> dict[str, np.ndarray]:
+    if work.base is None:
+        raise ValueError("the ledger names no model to train")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weights = {
         name: torch.from_numpy(value.copy()).to(device) for name, value in work.base.weights().items()
@@ -51,5 +55,9 @@ def train(work: Work) -> dict[str, np.ndarray]:
         optimizer.step()
     with torch.no_grad():
         last = torch.mean((forward(weights, work.base.experts, x) - y) ** 2).item()
-        print(f"round {work.round}, expert {work.expert}: training loss {first:.6f} -> {last:.6f} on {device}")
+        # On stderr: stdout is the node's one JSON line per round.
+        print(
+            f"round {work.round}, expert {work.expert}: training loss {first:.6f} -> {last:.6f} on {device}",
+            file=sys.stderr,
+        )
         return {name: (weights[name] - base[name]).cpu().numpy() for name in trained}

@@ -203,3 +203,172 @@ class Commitment(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Receipts(unittest.TestCase):
+    """Receipts made here, for a round of two nodes with a checkpoint signed by a key of
+    this test: every malformation is signed into the checkpoint, so only the decoding
+    rules can refuse it."""
+
+    NETWORK = "receipt-test"
+
+    def build(self, mutate=lambda events: None) -> tuple[dict, bytes, dict]:
+        from blyan.v1 import envelope_pb2, event_pb2, types_pb2
+
+        operator, key, other = Keypair.generate(), Keypair.generate().public, Keypair.generate().public
+        round_id, delta_hash, score, amount = 3, blake3(b"delta").digest(), 777, 123
+        shards = [(key, 0, 4), (other, 4, 4)]
+        shard_leaves = [
+            crypto.derive_key(crypto.SHARD_LEAF_CONTEXT, crypto.u64(round_id), node, crypto.u64(start), crypto.u64(count))
+            for node, start, count in shards
+        ]
+        scores = [score, 5]
+        score_leaves = [
+            crypto.derive_key(crypto.SCORE_LEAF_CONTEXT, crypto.u64(round_id), key, delta_hash, crypto.u64(score)),
+            crypto.derive_key(crypto.SCORE_LEAF_CONTEXT, crypto.u64(round_id), other, bytes(32), crypto.u64(5)),
+        ]
+        payout_leaves = [
+            crypto.derive_key(crypto.PAYOUT_LEAF_CONTEXT, crypto.u64(round_id), b"\x00", key, crypto.u128(amount)),
+            crypto.derive_key(crypto.PAYOUT_LEAF_CONTEXT, crypto.u64(round_id), b"\x00", other, crypto.u128(1)),
+        ]
+
+        def policy(kind: int) -> event_pb2.ServerInput:
+            return event_pb2.ServerInput(
+                policy_result=event_pb2.PolicyResultInput(round=round_id, kind=kind, module_hash=bytes(32))
+            )
+
+        def u128(value: int) -> types_pb2.U128:
+            return types_pb2.U128(hi=value >> 64, lo=value & (2**64 - 1))
+
+        events = [
+            event_pb2.Event(
+                server_input=policy(1),
+                assignments_made=event_pb2.AssignmentsMadeV1(
+                    round=round_id, nodes=key + other, starts=[0, 4], counts=[4, 4], merkle_root=tree(shard_leaves)
+                ),
+            ),
+            event_pb2.Event(
+                cause=envelope_pb2.SignedCommand(body=b"c", signer=key, signature=bytes(64)),
+                delta_revealed=event_pb2.DeltaRevealedV1(
+                    round=round_id, node=key, delta_hash=delta_hash, salt=bytes(32), delta_bytes=9
+                ),
+            ),
+            event_pb2.Event(
+                server_input=policy(2),
+                scores_recorded=event_pb2.ScoresRecordedV1(round=round_id, scores=scores, merkle_root=tree(score_leaves)),
+            ),
+            event_pb2.Event(
+                server_input=policy(3),
+                round_finalized=event_pb2.RoundFinalizedV1(
+                    round=round_id,
+                    nodes=[event_pb2.Payout(key=key, amount=u128(amount)), event_pb2.Payout(key=other, amount=u128(1))],
+                    rewards_root=tree(payout_leaves),
+                    accepted=delta_hash,
+                    carried=u128(0),
+                ),
+            ),
+        ]
+        mutate(events)
+        records, prev, hashes = [], bytes(32), []
+        for seq, event in enumerate(events):
+            body = event.SerializeToString()
+            hashed = crypto.record_hash(prev, seq, 1_000 + seq, body)
+            records.append({"seq": seq, "prev_hash": prev.hex(), "time_ms": 1_000 + seq, "body": body.hex()})
+            hashes.append(hashed)
+            prev = hashed
+        for record in records:
+            record["proof"] = [h.hex() for h in path(hashes, record["seq"])]
+        root = tree(hashes)
+        signature = operator.sign(crypto.CHECKPOINT_DOMAIN, self.NETWORK, crypto.u64(len(hashes)) + root)
+
+        def leaf(leaves, index):
+            return {"index": index, "count": len(leaves), "hashes": [h.hex() for h in path(leaves, index)]}
+
+        answer = {
+            "network_id": self.NETWORK,
+            "round": round_id,
+            "key": key.hex(),
+            "checkpoint": {"tree_size": len(hashes), "merkle_root": root.hex(), "signature": signature.hex()},
+            "records": records,
+            "assignment": leaf(shard_leaves, 0),
+            "score": leaf(score_leaves, 0),
+            "payouts": [leaf(payout_leaves, 0)],
+        }
+        expected = {
+            "round": round_id,
+            "key": key.hex(),
+            "tree_size": len(hashes),
+            "ending": "finalized",
+            "shard": {"node": key.hex(), "start": 0, "count": 4},
+            "delta_hash": delta_hash.hex(),
+            "score": score,
+            "accepted": True,
+            "node_reward": str(amount),
+            "validator_reward": None,
+        }
+        return answer, operator.public, expected
+
+    def refused(self, mutate) -> None:
+        from blyan import receipt
+
+        answer, operator, _ = self.build(mutate)
+        with self.assertRaisesRegex(receipt.ReceiptError, "cannot be decoded"):
+            receipt.verify(answer, operator)
+
+    def test_a_well_formed_receipt_proves_its_claims_and_another_key_proves_nothing(self):
+        from blyan import receipt
+
+        answer, operator, expected = self.build()
+        self.assertEqual(receipt.verify(answer, operator), expected)
+        with self.assertRaises(receipt.ReceiptError):
+            receipt.verify(answer, Keypair.generate().public)
+
+    def test_every_malformed_event_is_refused_though_signed(self):
+        def short_hash(events):
+            events[1].delta_revealed.delta_hash = bytes(31)
+
+        def two_causes(events):
+            events[1].server_input.CopyFrom(events[0].server_input)
+
+        def no_input_kind(events):
+            events[2].server_input.Clear()
+            events[2].server_input.SetInParent()
+
+        def genesis_input(events):
+            events[3].server_input.Clear()
+            events[3].server_input.genesis.SetInParent()
+
+        def no_amount(events):
+            events[3].round_finalized.nodes[1].ClearField("amount")
+
+        def no_carried(events):
+            events[3].round_finalized.ClearField("carried")
+
+        def long_accepted(events):
+            events[3].round_finalized.accepted += b"\x00"
+
+        def short_signer(events):
+            events[1].cause.signer = bytes(5)
+
+        def odd_nodes(events):
+            events[0].assignments_made.nodes += b"\x00"
+
+        for mutate in (short_hash, two_causes, no_input_kind, genesis_input, no_amount, no_carried,
+                       long_accepted, short_signer, odd_nodes):
+            with self.subTest(mutate.__name__):
+                self.refused(mutate)
+
+    def test_the_json_is_read_as_the_rust_sdk_reads_it(self):
+        from blyan import receipt
+
+        answer, operator, expected = self.build()
+        text = json.dumps(answer)
+        self.assertEqual(receipt.verify(receipt.loads(text), operator), expected)
+        with self.assertRaises(receipt.ReceiptError):
+            receipt.loads(text[:-1] + ', "round": 4}')
+        with self.assertRaises(receipt.ReceiptError):
+            receipt.verify(dict(answer, extra=1), operator)
+        with self.assertRaises(receipt.ReceiptError):
+            receipt.verify({k: v for k, v in answer.items() if k != "score"}, operator)
+        with self.assertRaises(receipt.ReceiptError):
+            receipt.verify({k: v for k, v in answer.items() if k != "payouts"}, operator)

@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--endpoint", default="http://127.0.0.1")
     node.add_argument("--receipts", help="a folder to keep each round's receipt in")
     node.add_argument("--heartbeat-every", type=float, default=5.0, help="seconds")
+    node.add_argument(
+        "--from",
+        dest="start",
+        type=int,
+        help="follow the log from this seq (a restarted node reveals what it committed); "
+        "the head when absent",
+    )
 
     verify = commands.add_parser("verify-receipt", help="check a receipt file offline")
     verify.add_argument("file")
@@ -70,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         print(key.public.hex())
         return 0
     if args.command == "verify-receipt":
-        with open(args.file, encoding="utf-8") as file:
-            answer = json.load(file)
         try:
+            with open(args.file, encoding="utf-8") as file:
+                answer = receipt.loads(file.read())
             proven = receipt.verify(answer, unhex(args.checkpoint_key, 32))
         except (receipt.ReceiptError, ValueError) as error:
             print(f"the receipt does not verify: {error}", file=sys.stderr)
@@ -87,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         experts = list(range(client.get_json("/v1/experts")["experts"]))
     else:
         experts = [int(e) for e in args.experts.split(",")]
-    start = client.head()["events"]
+    start = client.head()["events"] if args.start is None else args.start
     participant.register(experts, args.gpu_model, args.vram_mib, args.endpoint)
     print(f"node {participant.public.hex()} registered, following from seq {start}", file=sys.stderr)
     failed = ended = 0
+    if args.rounds == 0:
+        return 0
     for result in participant.follow(trainer, start, args.heartbeat_every):
         ended += 1
         if result.receipt is not None and args.receipts is not None:

@@ -11,6 +11,7 @@ import urllib.request
 from typing import Any
 
 from blake3 import blake3
+from google.protobuf.message import DecodeError
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
@@ -41,6 +42,8 @@ class Client:
     bytes, so a retry gets the original answer."""
 
     def __init__(self, base_url: str, attempts: int = 8, timeout: float = 30.0):
+        if attempts < 1:
+            raise ValueError("a client makes at least one attempt")
         self.base_url = base_url.rstrip("/")
         self.attempts = attempts
         self.timeout = timeout
@@ -109,9 +112,6 @@ class Client:
     def assignment(self, round_id: int, node: bytes) -> dict:
         return self.get_json(f"/v1/rounds/{round_id}/assignments/{node.hex()}")
 
-    def round(self, round_id: int) -> dict:
-        return self.get_json(f"/v1/rounds/{round_id}")
-
     def round_model(self, round_id: int) -> dict:
         return self.get_json(f"/v1/rounds/{round_id}/model")
 
@@ -125,12 +125,14 @@ class Client:
 class Subscription:
     """The log's records from ``start`` on, in seq order without gaps or repeats, across
     reconnects. Each record's hash is recomputed, and from the second record on, each
-    must name the one before as its ``prev_hash``: a server can't splice the stream."""
+    must name the one before as its ``prev_hash``, at a time no earlier: a server can't
+    splice the stream."""
 
     def __init__(self, client: Client, start: int, wait: float | None):
         self.client = client
         self.seq_next = start
         self.head: bytes | None = None
+        self.time_ms = 0
         self.wait = wait
         self._socket = None
 
@@ -138,35 +140,48 @@ class Subscription:
         return self.client.base_url.replace("http", "ws", 1) + f"/v1/events/ws?from={self.seq_next}"
 
     def next(self) -> envelope_pb2.EventRecord | None:
-        """The next record, or ``None`` when ``wait`` seconds pass without one."""
+        """The next record, or ``None`` when ``wait`` seconds pass without one. A broken
+        connection, a record that does not decode or a gap reconnects from the next
+        seq; ``attempts`` failures in a row raise the last one."""
         failures = 0
         while True:
             try:
                 if self._socket is None:
                     self._socket = connect(self._url(), max_size=None, open_timeout=30)
-                message = self._socket.recv(timeout=self.wait)
-            except TimeoutError:
-                return None
-            except (OSError, WebSocketException):
+                try:
+                    message = self._socket.recv(timeout=self.wait)
+                except TimeoutError:
+                    return None
+                if isinstance(message, str):
+                    continue
+                record = self._check(envelope_pb2.EventRecord.FromString(message))
+                if record is None:
+                    continue
+                return record
+            except (OSError, WebSocketException, DecodeError, ValueError):
                 self.close()
                 failures += 1
                 if failures >= self.client.attempts:
                     raise
                 time.sleep(random.uniform(0, min(5.0, 0.05 * 2**failures)))
-                continue
-            if isinstance(message, str):
-                continue
-            record = envelope_pb2.EventRecord.FromString(message)
-            if record.seq < self.seq_next:
-                continue
-            if record.seq > self.seq_next:
-                raise ValueError(f"expected seq {self.seq_next}, got {record.seq}")
-            hashed = crypto.record_hash(record.prev_hash, record.seq, record.time_ms, record.body)
-            if hashed != record.hash or (self.head is not None and record.prev_hash != self.head):
-                raise ValueError(f"record {record.seq} does not continue the chain")
-            self.head = hashed
-            self.seq_next += 1
-            return record
+
+    def _check(self, record: envelope_pb2.EventRecord) -> envelope_pb2.EventRecord | None:
+        """``record`` if it is the next one and continues the chain; ``None`` for one
+        already delivered (a reconnect's overlap)."""
+        if record.seq < self.seq_next:
+            return None
+        if record.seq > self.seq_next:
+            raise ValueError(f"expected seq {self.seq_next}, got {record.seq}")
+        hashed = crypto.record_hash(record.prev_hash, record.seq, record.time_ms, record.body)
+        if hashed != record.hash:
+            raise ValueError(f"record {record.seq}'s hash does not match its contents")
+        if self.head is not None and (record.prev_hash != self.head or record.time_ms < self.time_ms):
+            raise ValueError(f"record {record.seq} does not continue the chain")
+        if record.seq == 0 and record.prev_hash != bytes(32):
+            raise ValueError("record 0 names a previous record")
+        self.head, self.time_ms = hashed, record.time_ms
+        self.seq_next += 1
+        return record
 
     def close(self) -> None:
         if self._socket is not None:

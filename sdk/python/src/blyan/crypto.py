@@ -1,9 +1,10 @@
 """Keys, signatures and the derived hashes of the protocol (PROTOCOL.md).
 
 Every hash is BLAKE3; every signature is ed25519 over a domain, the length-prefixed
-network id and a payload. Verification is libsodium's (through PyNaCl), which, like
-the ledger's ``verify_strict``, refuses a non-canonical ``S`` and small-order ``R`` and
-key points.
+network id and a payload. Verification is libsodium's (through PyNaCl). Like the
+ledger's ``verify_strict`` it refuses a non-canonical ``S`` and small-order ``R`` and key
+points; it also refuses non-canonical encodings of a public key, which no honest key
+has and ``verify_strict`` accepts.
 """
 
 from __future__ import annotations

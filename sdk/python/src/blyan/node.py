@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -163,8 +164,8 @@ class Node:
         self.key = key
         self.public = key.public
         self.network_id = state["network_id"]
-        # Trusted on first use; pass the operator's key from a source you trust to
-        # ``verify_receipt`` to check receipts against it instead.
+        # Trusted on first use; set it from a source you trust to check receipts
+        # against that key instead.
         self.operator = unhex(state["genesis"]["operator_key"], 32)
 
     def submit(self, idempotency: bytes, command: command_pb2.Command) -> dict:
@@ -275,15 +276,16 @@ class Node:
     def receipt(self, round_id: int) -> tuple[dict, dict]:
         """The node's receipt of an ended round and what it proves, verified against the
         operator's key. A round's end makes a checkpoint due, so one follows at once."""
-        for attempt in range(50):
+        attempt = 0
+        while True:
             try:
                 answer = self.client.receipt(round_id, self.public)
                 return answer, receipt.verify(answer, self.operator)
             except ApiError as error:
-                if error.code != "not_checkpointed" or attempt == 49:
+                attempt += 1
+                if error.code != "not_checkpointed" or attempt == 50:
                     raise
                 time.sleep(0.1)
-        raise AssertionError("unreachable")
 
     def follow(
         self, trainer: Trainer, start: int, heartbeat_every: float = 5.0
@@ -296,16 +298,17 @@ class Node:
         subscription = self.client.subscribe(start, wait=heartbeat_every)
         pending: dict[int, Pending] = {}
         joined: dict[int, str | None] = {}
-        beat = 0.0
+        # A registration counts as the first heartbeat.
+        beat = time.monotonic()
         try:
             while True:
                 if time.monotonic() - beat >= heartbeat_every:
                     beat = time.monotonic()
                     try:
                         self.heartbeat()
-                    except ApiError as error:
-                        # Too soon, or lost: the next one counts; liveness needs one
-                        # per window, not every one.
+                    except Exception as error:
+                        # Too soon, lost or unreachable: the next one counts; liveness
+                        # needs one per window, not every one.
                         print(f"heartbeat: {error}", file=sys.stderr)
                 record = subscription.next()
                 if record is None:
@@ -325,13 +328,14 @@ class Node:
                                 made.round, encode_delta(work, trainer(work))
                             )
                         except Exception as error:  # a trainer may fail in any way
+                            traceback.print_exc()
                             joined[made.round] = f"{type(error).__name__}: {error}"
                 elif kind == "phase_started":
                     started = event.phase_started
                     if started.phase == types_pb2.PHASE_REVEAL and started.round in pending:
                         try:
                             self.reveal(pending.pop(started.round))
-                        except (ApiError, OSError) as error:
+                        except Exception as error:
                             joined[started.round] = joined[started.round] or str(error)
                 elif kind in ("round_finalized", "round_aborted"):
                     round_id = getattr(event, kind).round
@@ -342,8 +346,8 @@ class Node:
                         if failure is None:
                             try:
                                 result.receipt, result.proven = self.receipt(round_id)
-                            except (ApiError, OSError, receipt.ReceiptError) as error:
-                                result.error = str(error)
+                            except Exception as error:
+                                result.error = f"{type(error).__name__}: {error}"
                         yield result
         finally:
             subscription.close()

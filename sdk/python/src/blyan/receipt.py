@@ -9,7 +9,10 @@ operator's public key, taken from a source you trust.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from blake3 import blake3
 
 from . import crypto, merkle
 from .crypto import u64, u128, unhex
@@ -31,10 +34,23 @@ class ReceiptError(ValueError):
     """The receipt does not prove what it claims."""
 
 
-def _fields(value: Any, names: set[str], what: str) -> dict:
-    if not isinstance(value, dict) or set(value) != names:
+def _fields(value: Any, names: set[str], what: str, optional: frozenset = frozenset()) -> dict:
+    """Exactly ``names``, of which ``optional`` may be left out (then ``None``)."""
+    if not isinstance(value, dict) or not names - optional <= set(value) <= names:
         raise ReceiptError(f"{what} must have exactly the fields {sorted(names)}")
-    return value
+    return {name: value.get(name) for name in names}
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON as the Rust SDK reads a receipt: a repeated key is refused, not overwritten."""
+
+    def unique(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ReceiptError(f"a JSON object repeats a key: {sorted(keys)}")
+        return dict(pairs)
+
+    return json.loads(text, object_pairs_hook=unique)
 
 
 def _uint(value: Any, what: str) -> int:
@@ -61,6 +77,88 @@ def _keys(packed: bytes, what: str) -> list[bytes]:
     return [packed[i : i + 32] for i in range(0, len(packed), 32)]
 
 
+def _decode(seq: int, body: bytes) -> Any:
+    """The record's ``Event``, refused where the ledger's own decoder refuses it: one
+    cause at most, a server input of a kind that fits its event, and every key, hash,
+    root and amount of the receipt's kinds of event present at its length."""
+
+    def bad(reason: str) -> ReceiptError:
+        return ReceiptError(f"record {seq} cannot be decoded: {reason}")
+
+    def exact(value: bytes, size: int, name: str) -> None:
+        if len(value) != size:
+            raise bad(f"{name} is {len(value)} bytes, not {size}")
+
+    def packed(value: bytes, name: str) -> None:
+        if len(value) % 32:
+            raise bad(f"{name} is not a list of 32-byte values")
+
+    def present(message: Any, field: str) -> None:
+        if not message.HasField(field):
+            raise bad(f"no {field}")
+
+    try:
+        event = event_pb2.Event.FromString(body)
+    except Exception as error:  # protobuf raises its own DecodeError
+        raise bad(str(error)) from None
+    kind = event.WhichOneof("kind")
+    if kind is None:
+        raise bad("no event kind")
+    if event.HasField("cause"):
+        if event.HasField("server_input"):
+            raise bad("an event has one cause: a command or a server input, not both")
+        exact(event.cause.signer, 32, "signer")
+        exact(event.cause.signature, 64, "signature")
+    elif event.HasField("server_input"):
+        given = event.server_input
+        input_kind = given.WhichOneof("kind")
+        if input_kind is None:
+            raise bad("no server input kind")
+        if input_kind == "genesis" and kind != "genesis_created":
+            raise bad("a genesis input's event must be the genesis")
+        if input_kind == "expert_update" and kind != "expert_updated":
+            raise bad("an expert update input's event must be the update")
+        if input_kind == "checkpoint":
+            exact(given.checkpoint.merkle_root, 32, "merkle_root")
+            exact(given.checkpoint.signature, 64, "signature")
+        if input_kind == "policy_result":
+            result = given.policy_result
+            if result.kind not in (1, 2, 3):
+                raise bad(f"plugin kind must be sharding (1), scoring (2) or reward (3), got {result.kind}")
+            exact(result.module_hash, 32, "module_hash")
+            if result.unstored_wasm and blake3(result.unstored_wasm).digest() != result.module_hash:
+                raise bad("unstored_wasm does not hash to module_hash")
+            for failure in result.failures:
+                exact(failure.hash, 32, "failure hash")
+    if kind == "assignments_made":
+        made = event.assignments_made
+        packed(made.nodes, "nodes")
+        if not len(made.nodes) // 32 == len(made.starts) == len(made.counts):
+            raise bad("an assignment's nodes, starts and counts differ in length")
+        exact(made.merkle_root, 32, "merkle_root")
+    elif kind == "delta_revealed":
+        revealed = event.delta_revealed
+        exact(revealed.node, 32, "node")
+        exact(revealed.delta_hash, 32, "delta_hash")
+        exact(revealed.salt, 32, "salt")
+    elif kind == "scores_recorded":
+        exact(event.scores_recorded.merkle_root, 32, "merkle_root")
+    elif kind == "round_finalized":
+        finalized = event.round_finalized
+        for payout in finalized.nodes:
+            exact(payout.key, 32, "payout key")
+            present(payout, "amount")
+        for outcome in finalized.validators:
+            exact(outcome.validator, 32, "validator")
+            present(outcome, "reward")
+        exact(finalized.rewards_root, 32, "rewards_root")
+        packed(finalized.accepted, "accepted")
+        present(finalized, "carried")
+    elif kind == "round_aborted":
+        present(event.round_aborted, "carried")
+    return event
+
+
 class _Leaf:
     def __init__(self, value: Any, what: str):
         proof = _fields(value, {"index", "count", "hashes"}, what)
@@ -78,7 +176,8 @@ class _Leaf:
 
 def verify(receipt: dict, checkpoint_key: bytes) -> dict:
     """What ``receipt`` proves, or ``ReceiptError`` for any altered byte."""
-    _fields(receipt, _RECEIPT_FIELDS, "a receipt")
+    # The proofs that may not apply may be left out, as the Rust SDK reads them.
+    receipt = _fields(receipt, _RECEIPT_FIELDS, "a receipt", frozenset({"assignment", "score"}))
     network_id = receipt["network_id"]
     if not isinstance(network_id, str):
         raise ReceiptError("network_id is not text")
@@ -126,10 +225,7 @@ def verify(receipt: dict, checkpoint_key: bytes) -> dict:
         proof = [_hash(h, "proof") for h in record["proof"]]
         if seq >= tree_size or not merkle.verify(tree_root, seq, tree_size, content, proof):
             raise ReceiptError(f"record {seq} is not in the checkpoint's tree")
-        try:
-            event = event_pb2.Event.FromString(body)
-        except Exception as error:  # protobuf raises its own DecodeError
-            raise ReceiptError(f"record {seq} cannot be decoded: {error}") from None
+        event = _decode(seq, body)
         kind = event.WhichOneof("kind")
         if kind == "assignments_made" and event.assignments_made.round == round_id:
             keep("assignments", event.assignments_made)
