@@ -2,7 +2,8 @@
 //! moments. After every restart each acknowledged command's event is in the log with
 //! the hash it was acknowledged with, the chain is intact, and `blyan replay` agrees
 //! with the server's state root. A backup of a stopped server's data directory
-//! restores into a new one that serves the same log, blobs and root.
+//! restores into a new one that serves the same log, blobs and root. A log cut where a
+//! round awaited a plugin's answer or its merge is completed alike at start-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use blyan_sdk::api::Receipt;
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
-use blyan_sdk::model::{Action, Burn, Capabilities, Command, SignedCommand};
+use blyan_sdk::model::{Action, Burn, Capabilities, Command, Phase, SignedCommand};
 use blyan_sdk::replay::{ReplayChecks, Replayer};
 
 const KILLS: usize = 20;
@@ -253,4 +254,165 @@ async fn a_backup_restores_into_a_new_data_dir_that_serves_the_same_root() {
         .await
         .unwrap();
     assert_eq!(client.head().await.unwrap().events, before.events + 1);
+}
+
+/// Cuts the log of a stopped server's data directory back to its first `seq` records,
+/// as a crash right after record `seq - 1` was synced leaves it; the derived columns
+/// go, to be rebuilt at start-up.
+fn cut_log(data_dir: &std::path::Path, seq: u64) {
+    let mut db = rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        data_dir.join("log"),
+        ["events", "idempotency", "merkle"],
+    )
+    .unwrap();
+    let events = db.cf_handle("events").unwrap();
+    // Seqs are big-endian keys; none reaches u64::MAX.
+    db.delete_range_cf(&events, seq.to_be_bytes(), u64::MAX.to_be_bytes())
+        .unwrap();
+    db.flush_cf(&events).unwrap();
+    db.drop_cf("idempotency").unwrap();
+    db.drop_cf("merkle").unwrap();
+}
+
+/// A crash after a round's phase began and before its plugin's answer (or after its
+/// end and before its merge) was logged: at start-up the server asks the plugin again
+/// (or merges again) and logs the same answer, from the log alone. Each cut is where a
+/// cause's first record would have been; the server restarts on the prefix before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_answer_or_a_merge_lost_to_a_crash_is_made_again_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = blyan_e2e::demo_server(dir.path(), 1).await;
+    let client = server.client();
+    let page: serde_json::Value =
+        reqwest::get(format!("{}/v1/events?from=0&limit=1000", server.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let records = page["records"].as_array().unwrap().clone();
+    let original = client.round(1).await.unwrap();
+    let expert = original.summary.expert;
+    let version = client
+        .expert_versions(expert, 1, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    server.kill9();
+    drop(server);
+    let demo = dir.path().join("demo");
+
+    // The event whose cause is lost: the sharding, scoring and reward plugins'
+    // answers (the round left assigning, scoring and rewarding), and the merge.
+    for kind in [
+        "assignments_made",
+        "scores_recorded",
+        "round_finalized",
+        "expert_updated",
+    ] {
+        let cut = records
+            .iter()
+            .find(|record| record["event"]["type"] == kind && record["event"]["round"] == 1)
+            .unwrap_or_else(|| panic!("the demo's round logged {kind}"));
+        assert!(
+            cut["server_input"].is_object(),
+            "{kind} opens its cause: {cut}"
+        );
+        let seq = cut["seq"].as_u64().unwrap();
+        let data = dir.path().join(format!("cut-{kind}"));
+        copy_tree(&demo.join("data"), &data);
+        cut_log(&data, seq);
+        let server = Server::start(
+            &data,
+            &[
+                "--genesis",
+                demo.join("genesis.json").to_str().unwrap(),
+                "--operator-key",
+                demo.join("operator.json").to_str().unwrap(),
+            ],
+        )
+        .await;
+        let client = server.client();
+        // The record the cut removed is made again: the same answer, at the same seq.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let again = loop {
+            let page: serde_json::Value =
+                reqwest::get(format!("{}/v1/events?from={seq}&limit=1", server.url))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+            if let Some(record) = page["records"].get(0) {
+                break record.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind} was not made again"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(again["event"]["type"], kind);
+        // Equal but for log time, and the deadlines that count from it.
+        let without_time = |record: &serde_json::Value| {
+            let mut event = record["event"].clone();
+            let fields = event.as_object_mut().unwrap();
+            fields.remove("time_ms");
+            fields.remove("deadline_ms");
+            (event, record["server_input"].clone())
+        };
+        assert_eq!(without_time(&again), without_time(cut), "{kind}");
+        // The round moved on from where the crash left it, with the original's roots
+        // as far as it went (after the assignments, its nodes are gone: it waits).
+        let view = client.round(1).await.unwrap();
+        assert_eq!(view.assignments_root, original.assignments_root);
+        if kind != "assignments_made" {
+            let ended = wait_over(&client, 1).await;
+            assert_eq!(ended.summary.phase, Phase::Finalized);
+            assert_eq!(ended.scores_root, original.scores_root);
+            assert_eq!(ended.rewards_root, original.rewards_root);
+            assert_eq!(ended.node_rewards, original.node_rewards);
+            assert_eq!(ended.validator_rewards, original.validator_rewards);
+        }
+        if kind == "round_finalized" || kind == "expert_updated" {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let merged = loop {
+                if let Some(merged) = client
+                    .expert_versions(expert, 1, 1)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .next()
+                {
+                    break merged;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no merge after {kind}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(merged.weights_hash, version.weights_hash);
+            assert_eq!(merged.held_out_loss, version.held_out_loss);
+        }
+        let (ok, stdout, stderr) = run_binary("blyan", &["--server", &server.url, "replay"]);
+        assert!(ok, "{kind}: {stdout}{stderr}");
+    }
+}
+
+/// Waits until `round` ended; its view.
+async fn wait_over(client: &Client, round: u64) -> blyan_sdk::api::RoundView {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = client.round(round).await.unwrap();
+        if view.summary.phase.is_over() {
+            return view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round {round} did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
