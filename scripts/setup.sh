@@ -2,7 +2,8 @@
 # Installs what a fresh machine lacks to build Blyan Ledger. Idempotent: it does
 # nothing when everything is already there.
 #   - libclang-dev: RocksDB's Rust bindings are generated with bindgen.
-#   - the wasm32-unknown-unknown target: policy plugins are built for it.
+#   - the wasm32-unknown-unknown target: the policy plugins and the explorer's audit
+#     module are built for it.
 #   - promtool (Debian's prometheus package): the tests check the alert rules and
 #     the /metrics text with it.
 #   - PostgreSQL (Debian's postgresql package): the read model's tests start a

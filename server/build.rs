@@ -39,4 +39,8 @@ fn main() {
     .try_into()
     .expect("one module");
     println!("cargo:rustc-env=BLYAN_AUDIT_WASM={}", module.display());
+    // The binaries keep the workspace's line tables for backtraces, compressed in
+    // place (std's backtraces read compressed sections): the release server was 78 MB
+    // with them plain, 54 MB so (BENCHMARKS.md).
+    println!("cargo:rustc-link-arg-bins=-Wl,--compress-debug-sections=zlib");
 }

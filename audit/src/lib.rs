@@ -7,14 +7,16 @@
 //! the chain, every command signature, every checkpoint's Merkle root and signature,
 //! and every cause decided again by the sdk's own state machine. After each record the
 //! page reads the state root and compares it with the one `GET /v1/head` publishes, so
-//! the page proves what `blyan replay` proves, without trusting the server.
+//! the page checks what `blyan replay` checks, up to the last record it read, without
+//! trusting the server. (A cause whose follow-ups the server has not logged yet is
+//! checked once they come: the audit of the next record would refuse a missing one.)
 //!
-//! The interface is a few C functions over one buffer of the module's memory, so the
-//! page needs no generated glue: the caller asks for room ([`blyan_audit_input`]),
-//! writes a record there, and calls [`blyan_audit_push`]; [`blyan_audit_root`] and a
-//! failed push leave their answer in the output buffer ([`blyan_audit_output`],
-//! [`blyan_audit_output_len`]). The first failure is final: every later push fails
-//! with it.
+//! The interface is a few C functions over two buffers of the module's memory, an
+//! input and an output, so the page needs no generated glue: the caller asks for room
+//! ([`blyan_audit_input`]), writes a record there, and calls [`blyan_audit_push`];
+//! [`blyan_audit_root`] and a failed push leave their answer in the output buffer
+//! ([`blyan_audit_output`], [`blyan_audit_output_len`]). The first failure is final:
+//! every later push fails with it.
 
 use std::cell::RefCell;
 
@@ -84,13 +86,6 @@ pub extern "C" fn blyan_audit_push() -> u32 {
     })
 }
 
-/// The number of records applied.
-#[allow(unsafe_code)]
-#[unsafe(no_mangle)]
-pub extern "C" fn blyan_audit_events() -> u64 {
-    AUDIT.with_borrow(|audit| audit.replayer.len())
-}
-
 /// Puts the state root after the records applied (32 bytes) in the output buffer, and
 /// returns its address.
 #[allow(unsafe_code)]
@@ -136,7 +131,7 @@ mod tests {
         // A well-formed record after it fails alike: the audit stopped.
         let record = blyan_sdk::record::Record::seal(0, [0; 32], 1, Vec::new()).encode();
         assert_eq!(push(&record), Err(failure));
-        assert_eq!(blyan_audit_events(), 0);
+        assert_eq!(AUDIT.with_borrow(|audit| audit.replayer.len()), 0);
         assert_eq!(
             AUDIT.with_borrow(|audit| audit.replayer.state().root()),
             empty
@@ -147,7 +142,11 @@ mod tests {
     fn a_record_that_is_not_a_genesis_does_not_start_a_log() {
         let record = blyan_sdk::record::Record::seal(0, [0; 32], 1, Vec::new()).encode();
         let failure = push(&record).unwrap_err();
-        assert_eq!(blyan_audit_events(), 0, "{failure}");
+        assert_eq!(
+            AUDIT.with_borrow(|audit| audit.replayer.len()),
+            0,
+            "{failure}"
+        );
         assert_eq!(blyan_audit_push(), 0);
         let output = AUDIT.with_borrow(|audit| String::from_utf8(audit.output.clone()).unwrap());
         assert_eq!(output, failure);

@@ -426,6 +426,11 @@ fn routes() -> Vec<Route> {
         },
         Route {
             response: Body::Bytes("application/wasm"),
+            headers: &[(
+                "If-None-Match",
+                "answered 304 when it names the module's ETag (its blake3 hash)",
+            )],
+            also: &[(304, "Not modified: the module is the one the ETag names")],
             errors: &[TIMEOUT],
             ..route(
                 HttpMethod::Get,
@@ -599,15 +604,25 @@ async fn explorer() -> Response {
 /// The sdk's audit replay for the explorer page, built for wasm32 by `build.rs`.
 const EXPLORER_AUDIT: &[u8] = include_bytes!(env!("BLYAN_AUDIT_WASM"));
 
-async fn explorer_audit() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/wasm"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        EXPLORER_AUDIT,
-    )
-        .into_response()
+/// The module's ETag: its blake3 hash, so a browser revalidates it for nothing.
+static EXPLORER_AUDIT_ETAG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("\"{}\"", blake3::hash(EXPLORER_AUDIT).to_hex()));
+
+async fn explorer_audit(headers: HeaderMap) -> Response {
+    let etag = EXPLORER_AUDIT_ETAG.as_str();
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|tags| tags.as_bytes() == etag.as_bytes());
+    let headers = [
+        (header::CONTENT_TYPE, "application/wasm"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::ETAG, etag),
+    ];
+    if cached {
+        (StatusCode::NOT_MODIFIED, headers).into_response()
+    } else {
+        (headers, EXPLORER_AUDIT).into_response()
+    }
 }
 
 async fn openapi_json(State(app): State<AppState>) -> Response {

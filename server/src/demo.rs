@@ -100,9 +100,12 @@ fn start_server(dir: &Path, config: &DemoConfig) -> anyhow::Result<(Child, Strin
         keys.operator.write_file(&operator_path)?;
     }
     let address = match config.listen {
-        // Another server there would answer in this one's place.
+        // Another server there would answer in this one's place; port 0 would give
+        // the nodes no address to reach.
+        Some(address) if address.port() == 0 => bail!("--listen needs a port, not 0"),
         Some(address) => {
-            std::net::TcpListener::bind(address).with_context(|| format!("{address} is taken"))?;
+            std::net::TcpListener::bind(address)
+                .with_context(|| format!("the demo can't listen on {address}"))?;
             address
         }
         None => free_address()?,

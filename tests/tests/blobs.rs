@@ -93,7 +93,6 @@ async fn a_blob_is_stored_once_checked_and_served_whole_or_in_ranges() {
         bytes.len().to_string().as_str()
     );
     let modified = head.headers()[reqwest::header::LAST_MODIFIED].clone();
-    assert!(head.bytes().await.unwrap().is_empty());
     let again = http
         .get(&url)
         .header(reqwest::header::IF_MODIFIED_SINCE, modified)

@@ -1,9 +1,10 @@
 //! The explorer page at `/`, in a real browser: `blyan-ledger demo` runs two learning
 //! rounds with nodes that train and validators that measure for real, a server serves
 //! its log, then Debian's
-//! Chromium (headless) loads the page, which verifies the whole hash chain itself, and
-//! the DOM it renders is checked against the API: the round count, a node's reward in
-//! a round, the chain check and the plot of the merged versions. A screenshot is kept
+//! Chromium (headless) loads the page, which replays the whole log itself with the
+//! sdk's audit (its WebAssembly module) and checks the head's state root against it,
+//! and the DOM it renders is checked against the API: the round count, a node's reward
+//! in a round, the chain and state-root checks and the plot of the merged versions. A screenshot is kept
 //! as `target/test-artifacts/explorer.png`.
 //!
 //! Needs Debian's `chromium` package (`/usr/bin/chromium`).
@@ -165,6 +166,29 @@ async fn the_explorer_shows_the_rounds_rewards_and_a_verified_chain_in_a_real_br
         .unwrap()
         .to_string();
     assert!(content_type.starts_with("text/html"), "{content_type}");
+    // Its audit module, revalidated by its ETag for nothing.
+    let module = reqwest::get(format!("{}/explorer/audit.wasm", server.url))
+        .await
+        .unwrap();
+    assert_eq!(module.status(), 200);
+    assert_eq!(
+        module.headers()[reqwest::header::CONTENT_TYPE],
+        "application/wasm"
+    );
+    let etag = module.headers()[reqwest::header::ETAG].clone();
+    let bytes = module.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\0asm"), "a WebAssembly module");
+    assert_eq!(
+        etag.to_str().unwrap(),
+        format!("\"{}\"", blake3::hash(&bytes).to_hex())
+    );
+    let again = reqwest::Client::new()
+        .get(format!("{}/explorer/audit.wasm", server.url))
+        .header(reqwest::header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
 
     // Virtual time does not advance while a fetch is pending, so the budget is spent
     // only once the page's first full load (every fetch of it) is done.

@@ -38,14 +38,24 @@ fn nested_wasm_build(
     let mut flags = vec![format!("--remap-path-prefix={}=blyan", workspace.display())];
     flags.extend(rustflags.iter().map(|flag| flag.to_string()));
     if let Some(cargo_home) = cargo_home {
-        flags.push(format!("--remap-path-prefix={}=cargo", cargo_home.display()));
+        flags.push(format!(
+            "--remap-path-prefix={}=cargo",
+            cargo_home.display()
+        ));
     }
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--locked", "--target", WASM_TARGET, "--profile", profile])
+        .args([
+            "build",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            profile,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in packages {

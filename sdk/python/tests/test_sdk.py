@@ -201,9 +201,6 @@ class Commitment(unittest.TestCase):
         self.assertNotEqual(commitment, crypto.commitment(3, Keypair.generate().public, delta_hash, salt))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class Receipts(unittest.TestCase):
     """Receipts made here, for a round of two nodes with a checkpoint signed by a key of
@@ -372,3 +369,7 @@ class Receipts(unittest.TestCase):
             receipt.verify({k: v for k, v in answer.items() if k != "score"}, operator)
         with self.assertRaises(receipt.ReceiptError):
             receipt.verify({k: v for k, v in answer.items() if k != "payouts"}, operator)
+
+
+if __name__ == "__main__":
+    unittest.main()

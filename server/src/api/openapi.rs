@@ -335,21 +335,50 @@ mod tests {
             );
             operations += 1;
             if route.head {
+                // HEAD is a GET's answer without its body, errors included.
+                assert!(matches!(route.method, HttpMethod::Get), "{}", route.path);
                 let head = &document["paths"][route.path]["head"];
-                assert!(head["responses"][route.status.to_string()].is_object());
-                assert!(
-                    head["responses"][route.status.to_string()]["content"].is_null(),
-                    "a HEAD answer has no body"
-                );
+                let statuses = std::iter::once(route.status)
+                    .chain(route.also.iter().map(|(status, _)| *status))
+                    .chain(route.errors.iter().map(|(status, _)| *status));
+                for status in statuses {
+                    let answer = &head["responses"][status.to_string()];
+                    assert!(answer.is_object(), "HEAD {} {status}", route.path);
+                    assert!(answer["content"].is_null(), "HEAD {} {status}", route.path);
+                }
                 operations += 1;
             }
             for (status, _) in route.also {
-                assert!(
-                    operation["responses"][status.to_string()].is_object(),
+                // A 2xx carries the route's content; a 304 none.
+                let answer = &operation["responses"][status.to_string()];
+                assert!(answer.is_object(), "{} {status}", route.path);
+                assert_eq!(
+                    answer["content"].is_object(),
+                    (200..300).contains(status),
                     "{} {status}",
                     route.path
                 );
             }
+            let headers: Vec<&str> = operation["parameters"]
+                .as_array()
+                .map(|parameters| {
+                    parameters
+                        .iter()
+                        .filter(|parameter| parameter["in"] == "header")
+                        .map(|parameter| parameter["name"].as_str().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                headers,
+                route
+                    .headers
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>(),
+                "{}",
+                route.path
+            );
         }
         let documented: usize = document["paths"]
             .as_object()

@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         "--from",
         dest="start",
         type=int,
-        help="follow the log from this seq (a restarted node reveals what it committed); "
-        "the head when absent",
+        help="follow the log from this seq; the head when absent. A restarted node with a "
+        "deterministic trainer (light is) makes the same delta again, so its commit gets the "
+        "original answer and it can still reveal",
     )
 
     verify = commands.add_parser("verify-receipt", help="check a receipt file offline")

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
-from . import crypto
+from . import crypto, receipt
 from .v1 import envelope_pb2
 
 
@@ -116,7 +116,8 @@ class Client:
         return self.get_json(f"/v1/rounds/{round_id}/model")
 
     def receipt(self, round_id: int, key: bytes) -> dict:
-        return self.get_json(f"/v1/rounds/{round_id}/receipts/{key.hex()}")
+        """A round's receipt for ``key``, read as the Rust SDK reads it (no repeated key)."""
+        return receipt.loads(self._request("GET", f"/v1/rounds/{round_id}/receipts/{key.hex()}"))
 
     def subscribe(self, start: int, wait: float | None = None) -> Subscription:
         return Subscription(self, start, wait)
