@@ -203,40 +203,32 @@ fn operation(
     let mut operation = OperationBuilder::new()
         .summary(Some(route.summary))
         .operation_id(Some(format!("{} {}", method_name(method), route.path)));
+    // Every parameter is a string: path parameters required, the others optional.
+    let text = |name: &str, place: ParameterIn, required: Required| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(place)
+            .required(required)
+            .schema(Some(RefOr::T(Schema::Object(
+                ObjectBuilder::new().schema_type(Type::String).build(),
+            ))))
+    };
     for name in path_parameters(route.path) {
-        operation = operation.parameter(
-            ParameterBuilder::new()
-                .name(name)
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .schema(Some(RefOr::T(Schema::Object(
-                    ObjectBuilder::new().schema_type(Type::String).build(),
-                )))),
-        );
+        operation = operation.parameter(text(name, ParameterIn::Path, Required::True));
     }
-    for (name, description) in route.headers {
-        operation = operation.parameter(
-            ParameterBuilder::new()
-                .name(*name)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(*description))
-                .schema(Some(RefOr::T(Schema::Object(
-                    ObjectBuilder::new().schema_type(Type::String).build(),
-                )))),
+    let optional = route
+        .headers
+        .iter()
+        .map(|parameter| (parameter, ParameterIn::Header))
+        .chain(
+            route
+                .query
+                .iter()
+                .map(|parameter| (parameter, ParameterIn::Query)),
         );
-    }
-    for (name, description) in route.query {
-        operation = operation.parameter(
-            ParameterBuilder::new()
-                .name(*name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(*description))
-                .schema(Some(RefOr::T(Schema::Object(
-                    ObjectBuilder::new().schema_type(Type::String).build(),
-                )))),
-        );
+    for ((name, description), place) in optional {
+        operation =
+            operation.parameter(text(name, place, Required::False).description(Some(*description)));
     }
     let request = content(&route.request, schemas);
     if !request.is_empty() {
