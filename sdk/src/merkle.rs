@@ -91,6 +91,23 @@ impl Frontier {
         self.len += 1;
     }
 
+    /// The frontier of the first `len` leaves, from the roots of the perfect subtrees
+    /// that `subtree(level, index)` looks up: one per set bit of `len`, tallest first.
+    pub fn from_subtrees<E>(
+        len: u64,
+        subtree: &mut impl FnMut(u32, u64) -> Result<Hash, E>,
+    ) -> Result<Frontier, E> {
+        let mut peaks = Vec::with_capacity(len.count_ones() as usize);
+        let mut start = 0u64;
+        for height in (0..u64::BITS).rev() {
+            if len & (1 << height) != 0 {
+                peaks.push((height, subtree(height, start >> height)?));
+                start += 1 << height;
+            }
+        }
+        Ok(Frontier { peaks, len })
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -143,7 +143,7 @@ pub struct Reveal {
 pub use blyan_schemas::PluginKind;
 
 /// A plugin module, named by the blake3 hash of its bytes.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginModule {
     pub kind: PluginKind,
@@ -693,7 +693,7 @@ pub struct Shard {
 }
 
 /// How a round ended well: who was paid what, and what goes into the next version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundOutcome {
     pub round: u64,
     /// One per revealed delta, in delta order (node key order).
@@ -711,14 +711,14 @@ pub struct RoundOutcome {
     pub carried: u128,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payout {
     pub key: PublicKey,
     #[serde(with = "u128_string")]
     pub amount: u128,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidatorOutcome {
     pub validator: PublicKey,
     /// Measurements of scored deltas whose sign agreed with the final score.
@@ -782,7 +782,7 @@ pub struct PinnedPlugin {
 }
 
 /// A plugin of a round failed and the round used another one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginFallback {
     pub round: u64,
     pub kind: PluginKind,
@@ -794,7 +794,7 @@ pub struct PluginFallback {
     pub used_hash: Hash,
     /// The module that answered, when the log did not hold it yet (an embedded
     /// default newer than the genesis's), so that the log holds every module it ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_module: Option<PluginModule>,
 }
 

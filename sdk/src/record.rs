@@ -142,6 +142,16 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// The verifier of a log checked up to `last`, whose hash and time the next record
+    /// must follow.
+    pub fn after(last: &Record) -> ChainVerifier {
+        ChainVerifier {
+            seq_next: last.seq + 1,
+            head_hash: last.hash,
+            time_ms_last: last.time_ms,
+        }
+    }
+
     /// Checks that `record` is the next link, then advances.
     pub fn push(&mut self, record: &Record) -> Result<(), ChainError> {
         self.check_link(record)?;

@@ -123,6 +123,29 @@ impl Replayer {
         }
     }
 
+    /// Goes on from a state restored from a snapshot ([`State::restore`]) of the log up
+    /// to `last`, whose Merkle frontier is `frontier`, with the checks a server's
+    /// start-up makes ([`ReplayChecks::STORED`]). The state must be the fold of the log
+    /// up to `last`; the caller checks it (its root, and `last`'s hash).
+    pub fn resume(state: State, last: &Record, frontier: Frontier) -> Replayer {
+        assert_eq!(
+            state.events_applied(),
+            last.seq + 1,
+            "the state is of another seq"
+        );
+        assert_eq!(
+            frontier.len(),
+            last.seq + 1,
+            "the frontier is of another seq"
+        );
+        Replayer {
+            state,
+            chain: ChainVerifier::after(last),
+            frontier,
+            ..Replayer::new(ReplayChecks::STORED)
+        }
+    }
+
     /// Checks and applies one record. On error nothing was applied.
     pub fn push(&mut self, record: &Record) -> Result<(), ReplayError> {
         self.push_checked(&CheckedRecord::check(record.clone())?)

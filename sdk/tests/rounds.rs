@@ -672,4 +672,15 @@ fn rounds_keep_every_invariant_and_replay_to_the_same_root() {
         replayed.apply(event);
     }
     assert_eq!(replayed.root(), sim.state.root());
+    // A snapshot of the state reads back to the same state, with the genesis and any
+    // stored plugin module taken from the events.
+    let mut event_at = |seq: u64| {
+        sim.events
+            .get(seq as usize)
+            .cloned()
+            .ok_or_else(|| format!("no event {seq}"))
+    };
+    let restored = State::restore(&sim.state.snapshot(), &mut event_at).unwrap();
+    assert_eq!(restored.root(), sim.state.root());
+    assert_eq!(restored, sim.state);
 }

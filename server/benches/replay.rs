@@ -112,7 +112,7 @@ fn main() {
     let started = Instant::now();
     let mut auditor = Replayer::new(ReplayChecks::AUDIT);
     store
-        .scan(&mut |seq, value| {
+        .scan(0, &mut |seq, value| {
             let checked = CheckedRecord::decode(seq, value).map_err(Some)?;
             auditor.push_checked(&checked).map_err(Some)
         })

@@ -28,6 +28,7 @@ use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::{Metrics, Observed};
+use crate::snapshot;
 use crate::store::{
     AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError, idempotency_key,
 };
@@ -40,6 +41,9 @@ pub struct EngineConfig {
     pub queue_commands_max: usize,
     /// Commands and server inputs decided and committed in one write.
     pub batch_commands_max: usize,
+    /// Events between two state snapshots, each taken after a group commit that holds
+    /// a checkpoint ([`crate::snapshot`]); 0 takes none.
+    pub snapshot_interval_events: u64,
     /// The wall clock, in ms since the Unix epoch. Log time is this clock, but never
     /// earlier than the last record's time, across restarts too.
     pub clock_ms: fn() -> u64,
@@ -50,6 +54,7 @@ impl Default for EngineConfig {
         EngineConfig {
             queue_commands_max: 8_192,
             batch_commands_max: 1_024,
+            snapshot_interval_events: 100_000,
             clock_ms: now_ms,
         }
     }
@@ -129,6 +134,8 @@ struct Shared {
     writer_stopped: AtomicBool,
     /// The writer's clock, which log time follows.
     clock_ms: fn() -> u64,
+    /// The events of the state snapshot the start began from, if it began from one.
+    resumed_from: Option<u64>,
 }
 
 type Reply = oneshot::Sender<Result<Option<Receipt>, SubmitError>>;
@@ -175,12 +182,22 @@ pub fn replay_store(
     store: &dyn LogStorage,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayer, OpenError> {
-    let mut replayer = Replayer::new(ReplayChecks::STORED);
+    replay_after(store, Replayer::new(ReplayChecks::STORED), progress)
+}
+
+/// Folds every stored record after the ones `replayer` has into it, as
+/// [`replay_store`] does from the start.
+fn replay_after(
+    store: &dyn LogStorage,
+    mut replayer: Replayer,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayer, OpenError> {
+    let from = replayer.len();
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<CheckedRecord>>(8);
     let scanned = std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut chunk = Vec::with_capacity(REPLAY_CHUNK_RECORDS);
-            let scanned = store.scan(&mut |seq, value| {
+            let scanned = store.scan(from, &mut |seq, value| {
                 chunk.push(CheckedRecord::decode(seq, value).map_err(Some)?);
                 if chunk.len() == REPLAY_CHUNK_RECORDS {
                     // A closed receiver means the applying side failed; it reports why.
@@ -310,6 +327,12 @@ struct Writer {
     time_ms_last: u64,
     operator: Keypair,
     config: EngineConfig,
+    /// The batch being sealed holds a checkpoint.
+    checkpointed: bool,
+    /// The events of the last state snapshot taken (or started from).
+    snapshot_events_last: u64,
+    /// A state snapshot is being encoded.
+    snapshot_writing: Arc<AtomicBool>,
 }
 
 /// `genesis`, holding the plugins embedded in this binary if it holds none: every log
@@ -329,15 +352,21 @@ fn with_default_plugins(mut genesis: Genesis) -> Genesis {
 impl Engine {
     /// Opens the engine on `store`: replays the log (writing `genesis` first if the log
     /// is empty, with the plugins embedded in this binary when it names none) and starts
-    /// the writer task. The returned handle ends with the writer; it resolves to an
-    /// error after a storage failure.
+    /// the writer task. The replay starts from the newest usable state snapshot, if
+    /// any, and folds only the records after it. The returned handle ends with the
+    /// writer; it resolves to an error after a storage failure.
     pub fn start(
         store: Arc<dyn LogStorage>,
         genesis: Genesis,
         operator: Keypair,
         config: EngineConfig,
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
-        let replayer = replay_store(store.as_ref(), &mut |_| {})?;
+        let resumed = snapshot::resume(store.as_ref())?;
+        let resumed_from = resumed.as_ref().map(Replayer::len);
+        let replayer = match resumed {
+            Some(resumed) => replay_after(store.as_ref(), resumed, &mut |_| {})?,
+            None => replay_store(store.as_ref(), &mut |_| {})?,
+        };
         rebuild_index(store.as_ref(), replayer.len())?;
         rebuild_merkle(store.as_ref(), replayer.len())?;
         let time_ms_last = replayer.time_ms_last();
@@ -354,7 +383,12 @@ impl Engine {
             metrics: Metrics::default(),
             writer_stopped: AtomicBool::new(false),
             clock_ms: config.clock_ms,
+            resumed_from,
         });
+        let snapshot_events = resumed_from.unwrap_or(0);
+        shared
+            .metrics
+            .record_start(snapshot_events, events - snapshot_events);
         let mut writer = Writer {
             shared: shared.clone(),
             state,
@@ -364,6 +398,9 @@ impl Engine {
             operator,
             config,
             observed: Vec::new(),
+            checkpointed: false,
+            snapshot_events_last: resumed_from.unwrap_or(0),
+            snapshot_writing: Arc::new(AtomicBool::new(false)),
         };
         if events == 0 {
             // Nothing is written under a key that can't sign the log's checkpoints.
@@ -570,6 +607,12 @@ impl Engine {
         &self.shared.metrics
     }
 
+    /// The events of the state snapshot this start began from; `None` when it replayed
+    /// the whole log.
+    pub fn resumed_from(&self) -> Option<u64> {
+        self.shared.resumed_from
+    }
+
     pub fn writer_stopped(&self) -> bool {
         self.shared.writer_stopped.load(Ordering::SeqCst)
     }
@@ -771,6 +814,7 @@ impl Writer {
                 .metrics
                 .record_committed(self.observed.drain(..));
             self.publish(&append);
+            self.snapshot_if_due();
         }
         for ((input, reply), outcome) in batch.drain(..).zip(outcomes) {
             let answer = match outcome {
@@ -796,12 +840,35 @@ impl Writer {
         Ok(())
     }
 
+    /// After a synced batch that holds a checkpoint, once the interval has passed since
+    /// the last, hands a clone of the state (O(1)) to a thread that writes a snapshot.
+    fn snapshot_if_due(&mut self) {
+        let checkpointed = std::mem::take(&mut self.checkpointed);
+        let events = self.state.events_applied();
+        let interval = self.config.snapshot_interval_events;
+        if !checkpointed || interval == 0 || events - self.snapshot_events_last < interval {
+            return;
+        }
+        if self.snapshot_writing.load(Ordering::Acquire) {
+            // The one being written is late; the next checkpoint tries again.
+            return;
+        }
+        self.snapshot_events_last = events;
+        snapshot::spawn_write(
+            self.shared.store.clone(),
+            self.state.clone(),
+            self.head_hash,
+            self.snapshot_writing.clone(),
+        );
+    }
+
     /// A checkpoint is a server input the writer decides itself, right after the event
     /// that made it due.
     fn append_checkpoint_if_due(&mut self, append: &mut AppendBatch, time_ms: u64) {
         if !self.state.checkpoint_due() {
             return;
         }
+        self.checkpointed = true;
         let tree_size = self.state.events_applied();
         let merkle_root = self.frontier.root();
         let signature = merkle::sign_checkpoint(
@@ -912,8 +979,8 @@ mod tests {
         ) -> Result<Vec<Vec<u8>>, StoreError> {
             self.inner.read_encoded(from, end, limit, bytes_max)
         }
-        fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
-            self.inner.scan(visit)
+        fn scan(&self, from: u64, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
+            self.inner.scan(from, visit)
         }
         fn indexed_events(&self) -> Result<u64, StoreError> {
             self.inner.indexed_events()
@@ -933,6 +1000,18 @@ mod tests {
         }
         fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {
             self.inner.subtree(level, index)
+        }
+        fn snapshots(&self) -> Result<Vec<u64>, StoreError> {
+            self.inner.snapshots()
+        }
+        fn snapshot(&self, events: u64) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.snapshot(events)
+        }
+        fn write_snapshot(&self, events: u64, snapshot: &[u8]) -> Result<(), StoreError> {
+            self.inner.write_snapshot(events, snapshot)
+        }
+        fn delete_snapshot(&self, events: u64) -> Result<(), StoreError> {
+            self.inner.delete_snapshot(events)
         }
     }
 
@@ -1064,6 +1143,95 @@ mod tests {
         assert_eq!(engine.published().events(), 2);
     }
 
+    /// Waits, a bounded time, until the store holds a snapshot of `events` events.
+    async fn snapshot_stored(store: &dyn LogStorage, events: u64) {
+        for _ in 0..500 {
+            if store.snapshots().unwrap().contains(&events) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no snapshot of {events} events was written");
+    }
+
+    #[tokio::test]
+    async fn a_start_replays_only_after_the_newest_snapshot_and_a_bad_one_costs_only_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = DevKeys::derive();
+        let mut genesis = keys.genesis();
+        genesis.parameters.checkpoint_interval_events = 4;
+        let config = EngineConfig {
+            snapshot_interval_events: 5,
+            ..EngineConfig::default()
+        };
+        let start = |store: Arc<RocksStore>| {
+            Engine::start(store, genesis.clone(), keys.operator.clone(), config).unwrap()
+        };
+        let store = RocksStore::open(dir.path()).unwrap();
+        let (engine, writer) = start(store.clone());
+        assert_eq!(engine.resumed_from(), None);
+        // seq 0 genesis, then a checkpoint after every 4 events: 1..=3 burns, 4 ckpt,
+        // 5..=8, 9 ckpt, 10..=13, 14 ckpt. Each checkpoint's batch is 5 events past the
+        // last snapshot, so each takes one.
+        let mut burns = 0;
+        for events in [5, 10, 15] {
+            let count = if events == 5 { 3 } else { 4 };
+            for _ in 0..count {
+                engine
+                    .submit(burn(&keys, &format!("tx-{burns}")))
+                    .await
+                    .unwrap();
+                burns += 1;
+            }
+            snapshot_stored(store.as_ref(), events).await;
+        }
+        // Every older snapshot went when a newer one was written.
+        assert_eq!(store.snapshots().unwrap(), vec![15]);
+        let root = engine.published().state_root();
+        assert_eq!(engine.published().events(), 15);
+        drop(engine);
+        writer.await.unwrap().unwrap();
+
+        // The start folds only what follows the snapshot, and reaches the state the
+        // whole log gives; the writer goes on from there.
+        let full = replay_store(store.as_ref(), &mut |_| {}).unwrap();
+        assert_eq!(full.state().root(), root);
+        let (engine, writer) = start(store.clone());
+        assert_eq!(engine.resumed_from(), Some(15));
+        assert_eq!(engine.published().state_root(), root);
+        assert_eq!(engine.published().state, *full.state());
+        let receipt = engine.submit(burn(&keys, "tx-after")).await.unwrap();
+        assert_eq!(receipt.seq, 15);
+        let root = engine.published().state_root();
+        drop(engine);
+        writer.await.unwrap().unwrap();
+
+        // A snapshot whose written root is not its state's, one another build wrote,
+        // and one that is not a snapshot at all, are refused and deleted: the start replays the whole log
+        // and reaches the same state.
+        let bytes = store.snapshot(15).unwrap().unwrap();
+        let mut wrong_root = bytes.clone();
+        wrong_root[snapshot::ROOT_AT] ^= 1;
+        let mut other_build = bytes.clone();
+        other_build[snapshot::ROOT_AT - 1] ^= 1;
+        for stored in [wrong_root, other_build, b"not a snapshot".to_vec()] {
+            store.write_snapshot(15, &stored).unwrap();
+            let (engine, writer) = start(store.clone());
+            assert_eq!(engine.resumed_from(), None);
+            assert_eq!(engine.published().state_root(), root);
+            assert!(store.snapshots().unwrap().is_empty());
+            drop(engine);
+            writer.await.unwrap().unwrap();
+        }
+        // The snapshot as written is used again.
+        store.write_snapshot(15, &bytes).unwrap();
+        let (engine, writer) = start(store.clone());
+        assert_eq!(engine.resumed_from(), Some(15));
+        assert_eq!(engine.published().state_root(), root);
+        drop(engine);
+        writer.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn a_checkpoint_follows_every_interval_and_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -1105,7 +1273,7 @@ mod tests {
     fn stored(store: &dyn LogStorage) -> Vec<Record> {
         let mut records = Vec::new();
         store
-            .scan(&mut |seq, value| {
+            .scan(0, &mut |seq, value| {
                 records.push(CheckedRecord::decode(seq, value).unwrap().record);
                 Ok(())
             })

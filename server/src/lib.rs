@@ -26,4 +26,5 @@ pub mod policy;
 pub mod projector;
 pub mod scheduler;
 pub mod serve;
+pub mod snapshot;
 pub mod store;

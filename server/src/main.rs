@@ -73,6 +73,10 @@ enum Command {
         /// Commands committed in one synced write.
         #[arg(long, default_value_t = EngineConfig::default().batch_commands_max)]
         batch_commands_max: usize,
+        /// Events between two state snapshots, taken at checkpoints so that a start
+        /// replays only the log after the newest; 0 takes none.
+        #[arg(long, default_value_t = EngineConfig::default().snapshot_interval_events)]
+        snapshot_interval_events: u64,
         /// Largest blob one `PUT /v1/blobs/{hash}` stores, in bytes (apart from the
         /// command body limit).
         #[arg(long, default_value_t = 64 << 20)]
@@ -235,6 +239,7 @@ fn main() -> anyhow::Result<()> {
             subscribers_max,
             queue_commands_max,
             batch_commands_max,
+            snapshot_interval_events,
             blob_bytes_max,
             connections_max,
             header_read_timeout_ms,
@@ -260,6 +265,7 @@ fn main() -> anyhow::Result<()> {
                 engine: EngineConfig {
                     queue_commands_max,
                     batch_commands_max,
+                    snapshot_interval_events,
                     ..EngineConfig::default()
                 },
                 blob_bytes_max,

@@ -111,6 +111,10 @@ pub struct Metrics {
     rounds_aborted: AtomicU64,
     deadlines_passed: AtomicU64,
     fallbacks: [AtomicU64; PluginKind::ALL.len()],
+    /// The events of the state snapshot the start began from (0 without one), and
+    /// the events it replayed from the log.
+    start_snapshot_events: AtomicU64,
+    start_replayed_events: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -127,11 +131,22 @@ impl Default for Metrics {
             rounds_aborted: AtomicU64::new(0),
             deadlines_passed: AtomicU64::new(0),
             fallbacks: std::array::from_fn(|_| AtomicU64::new(0)),
+            start_snapshot_events: AtomicU64::new(0),
+            start_replayed_events: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
+    /// What the start replayed: from a snapshot of `snapshot_events` events (0 for
+    /// none), `replayed` events of the log.
+    pub fn record_start(&self, snapshot_events: u64, replayed: u64) {
+        self.start_snapshot_events
+            .store(snapshot_events, Ordering::Relaxed);
+        self.start_replayed_events
+            .store(replayed, Ordering::Relaxed);
+    }
+
     pub fn record_write(&self, records: usize, elapsed: Duration) {
         self.write_batches.fetch_add(1, Ordering::Relaxed);
         self.write_records
@@ -301,6 +316,12 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP blyan_log_events Events in the log.\n# TYPE blyan_log_events gauge\nblyan_log_events {events}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP blyan_start_snapshot_events Events of the state snapshot the server's start began from; 0 when it replayed the whole log.\n# TYPE blyan_start_snapshot_events gauge\nblyan_start_snapshot_events {}\n# HELP blyan_start_replayed_events Events the server's start replayed from the log.\n# TYPE blyan_start_replayed_events gauge\nblyan_start_replayed_events {}",
+            self.start_snapshot_events.load(Ordering::Relaxed),
+            self.start_replayed_events.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

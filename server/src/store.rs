@@ -2,7 +2,9 @@
 //! `idempotency` and `merkle` column families, written together in one synced
 //! `WriteBatch`. `merkle` holds the root of every perfect subtree of the log's Merkle
 //! tree, keyed by `u8 level ‖ u64_be index`, so an inclusion proof reads O(log² n)
-//! values.
+//! values. The derived `snapshots` column family holds state snapshots
+//! ([`crate::snapshot`]) under the `u64_be` count of events they cover, written on
+//! their own and without a sync: a lost one only makes a start replay more.
 //!
 //! The engine talks to storage through the narrow [`LogStorage`] trait, so tests can
 //! wrap it with a double that injects write failures.
@@ -23,6 +25,7 @@ use rocksdb::{
 const CF_EVENTS: &str = "events";
 const CF_IDEMPOTENCY: &str = "idempotency";
 const CF_MERKLE: &str = "merkle";
+const CF_SNAPSHOTS: &str = "snapshots";
 /// Key of the idempotency column's own marker: how many leading events it indexes.
 /// Entry keys are at least 33 bytes (signer and a non-empty key), so they never collide.
 /// The merkle column's marker, under the same key, counts the leaves it holds; its
@@ -114,8 +117,9 @@ pub trait LogStorage: Send + Sync + 'static {
         limit: usize,
         bytes_max: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Calls `visit` with every stored (seq key, encoded record) in order.
-    fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError>;
+    /// Calls `visit` with every stored (seq key, encoded record) from seq `from` on, in
+    /// order.
+    fn scan(&self, from: u64, visit: crate::store::Visit<'_>) -> Result<(), ScanError>;
     /// How many leading events the idempotency index covers; 0 for a new or deleted
     /// index.
     fn indexed_events(&self) -> Result<u64, StoreError>;
@@ -132,6 +136,14 @@ pub trait LogStorage: Send + Sync + 'static {
     fn write_subtrees(&self, subtrees: &[Subtree], leaves: u64) -> Result<(), StoreError>;
     /// The root of the perfect subtree `index` at `level`, if stored.
     fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError>;
+    /// The event counts of the stored snapshots, ascending.
+    fn snapshots(&self) -> Result<Vec<u64>, StoreError>;
+    /// The snapshot of the first `events` events, if stored.
+    fn snapshot(&self, events: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores the snapshot of the first `events` events and deletes every older one.
+    fn write_snapshot(&self, events: u64, snapshot: &[u8]) -> Result<(), StoreError>;
+    /// Deletes the snapshot of the first `events` events.
+    fn delete_snapshot(&self, events: u64) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,10 +173,14 @@ fn column_families() -> Vec<ColumnFamilyDescriptor> {
     table.set_bloom_filter(10.0, false);
     let mut idempotency = Options::default();
     idempotency.set_block_based_table_factory(&table);
+    // A snapshot is one large value: kept in a blob file, compactions don't rewrite it.
+    let mut snapshots = Options::default();
+    snapshots.set_enable_blob_files(true);
     vec![
         ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
         ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, idempotency),
         ColumnFamilyDescriptor::new(CF_MERKLE, Options::default()),
+        ColumnFamilyDescriptor::new(CF_SNAPSHOTS, snapshots),
     ]
 }
 
@@ -182,10 +198,14 @@ impl RocksStore {
         Ok(Arc::new(RocksStore { db }))
     }
 
-    /// Opens read-only, for replaying a log that a running server may hold open.
+    /// Opens read-only, for replaying a log that a running server may hold open. A
+    /// column family the log was written without (one newer than it) is left out.
     pub fn open_read_only(path: &Path) -> Result<Arc<RocksStore>, StoreError> {
-        let db =
-            Db::open_cf_descriptors_read_only(&Options::default(), path, column_families(), false)?;
+        let existing = Db::list_cf(&Options::default(), path)?;
+        let families = column_families()
+            .into_iter()
+            .filter(|family| existing.iter().any(|name| name == family.name()));
+        let db = Db::open_cf_descriptors_read_only(&Options::default(), path, families, false)?;
         Ok(Arc::new(RocksStore { db }))
     }
 
@@ -265,6 +285,44 @@ impl LogStorage for RocksStore {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         Ok(self.db.write_opt(write, &options)?)
+    }
+
+    fn snapshots(&self) -> Result<Vec<u64>, StoreError> {
+        let Some(snapshots) = self.db.cf_handle(CF_SNAPSHOTS) else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::new();
+        for item in self.db.iterator_cf(&snapshots, IteratorMode::Start) {
+            let (key, _) = item?;
+            let key: [u8; 8] = key.as_ref().try_into().map_err(|_| StoreError::Malformed {
+                key: hex::encode(&key),
+                reason: "snapshot key is not 8 bytes".into(),
+            })?;
+            events.push(u64::from_be_bytes(key));
+        }
+        Ok(events)
+    }
+
+    fn snapshot(&self, events: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(snapshots) = self.db.cf_handle(CF_SNAPSHOTS) else {
+            return Ok(None);
+        };
+        Ok(self.db.get_cf(&snapshots, events.to_be_bytes())?)
+    }
+
+    fn write_snapshot(&self, events: u64, snapshot: &[u8]) -> Result<(), StoreError> {
+        let snapshots = self.cf(CF_SNAPSHOTS);
+        let mut write = WriteBatch::default();
+        write.put_cf(&snapshots, events.to_be_bytes(), snapshot);
+        write.delete_range_cf(&snapshots, 0u64.to_be_bytes(), events.to_be_bytes());
+        self.db.write(write)?;
+        Ok(())
+    }
+
+    fn delete_snapshot(&self, events: u64) -> Result<(), StoreError> {
+        self.db
+            .delete_cf(&self.cf(CF_SNAPSHOTS), events.to_be_bytes())?;
+        Ok(())
     }
 
     fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {
@@ -347,12 +405,12 @@ impl LogStorage for RocksStore {
         Ok(out)
     }
 
-    fn scan(&self, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
+    fn scan(&self, from: u64, visit: crate::store::Visit<'_>) -> Result<(), ScanError> {
         let mut options = rocksdb::ReadOptions::default();
         options.set_readahead_size(4 << 20);
         options.fill_cache(false);
         let mut iterator = self.db.raw_iterator_cf_opt(&self.cf(CF_EVENTS), options);
-        iterator.seek_to_first();
+        iterator.seek(from.to_be_bytes());
         while iterator.valid() {
             let key = iterator.key().expect("valid iterator has a key");
             let seq: [u8; 8] = key.try_into().map_err(|_| StoreError::Malformed {

@@ -265,7 +265,12 @@ async fn a_corrupt_record_stops_start_up_and_names_its_seq() {
         let log = dir.path().join("log");
         let mut options = rocksdb::Options::default();
         options.create_if_missing(false);
-        let db = rocksdb::DB::open_cf(&options, &log, ["events", "idempotency", "merkle"]).unwrap();
+        let db = rocksdb::DB::open_cf(
+            &options,
+            &log,
+            ["events", "idempotency", "merkle", "snapshots"],
+        )
+        .unwrap();
         let events = db.cf_handle("events").unwrap();
         let mut value = db.get_cf(&events, 3u64.to_be_bytes()).unwrap().unwrap();
         let middle = value.len() / 2;
@@ -420,7 +425,7 @@ async fn the_idempotency_index_is_rebuilt_from_the_log_after_deletion() {
         let mut db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             dir.path().join("log"),
-            ["events", "idempotency", "merkle"],
+            ["events", "idempotency", "merkle", "snapshots"],
         )
         .unwrap();
         db.drop_cf("idempotency").unwrap();

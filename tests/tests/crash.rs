@@ -3,7 +3,8 @@
 //! the hash it was acknowledged with, the chain is intact, and `blyan replay` agrees
 //! with the server's state root. A backup of a stopped server's data directory
 //! restores into a new one that serves the same log, blobs and root. A log cut where a
-//! round awaited a plugin's answer or its merge is completed alike at start-up.
+//! round awaited a plugin's answer or its merge is completed alike at start-up. A
+//! start from a state snapshot reaches the root a full replay reaches.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use blyan_sdk::api::Receipt;
 use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
+use blyan_sdk::genesis::DevKeys;
 use blyan_sdk::model::{Action, Burn, Capabilities, Command, Phase, SignedCommand};
 use blyan_sdk::replay::{ReplayChecks, Replayer};
 
@@ -193,6 +195,73 @@ async fn acknowledged_commands_survive_kill_9() {
     );
 }
 
+/// With a state snapshot at every checkpoint, a server killed with `kill -9` starts
+/// from the newest snapshot, folds only the log after it, and serves the state root
+/// that a full replay of the log reaches; every acknowledged command is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_from_a_snapshot_after_kill_9_agrees_with_a_full_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = DevKeys::derive();
+    let mut genesis = keys.genesis();
+    genesis.parameters.checkpoint_interval_events = 16;
+    let genesis_path = dir.path().join("genesis.json");
+    std::fs::write(&genesis_path, serde_json::to_vec(&genesis).unwrap()).unwrap();
+    let operator_path = dir.path().join("operator.json");
+    keys.operator.write_file(&operator_path).unwrap();
+    let args = [
+        "--genesis",
+        genesis_path.to_str().unwrap(),
+        "--operator-key",
+        operator_path.to_str().unwrap(),
+        "--snapshot-interval-events",
+        "1",
+    ];
+    let mut server = Server::start(&dir.path().join("data"), &args).await;
+    assert_eq!(
+        blyan_e2e::metric(&server.url, "blyan_start_snapshot_events").await,
+        Some(0.0),
+        "a new log has no snapshot to start from"
+    );
+    let network = server.network_id().await;
+    let mut acked = Vec::new();
+    let mut counter = 0;
+    for kill in 0..3 {
+        let client = server.client();
+        // Enough for a few checkpoints, each taking a snapshot.
+        for _ in 0..40 {
+            counter += 1;
+            let signed = make_command(0, counter, &network, &keys.burn_oracle);
+            let receipt = client.submit_once(&signed).await.unwrap();
+            acked.push((signed, receipt));
+        }
+        let events = client.head().await.unwrap().events;
+        server.restart().await;
+        let started = |series| blyan_e2e::metric(&server.url, series);
+        let from = started("blyan_start_snapshot_events").await.unwrap();
+        let replayed = started("blyan_start_replayed_events").await.unwrap();
+        assert!(from > 0.0, "kill {kill}: the start began from a snapshot");
+        assert_eq!(from + replayed, events as f64, "kill {kill}");
+        assert!(
+            replayed < 40.0,
+            "kill {kill}: it replayed {replayed} events"
+        );
+        let client = server.client();
+        let (hashes, bodies) = audit(&client).await;
+        for (signed, receipt) in &acked {
+            let seq = receipt.seq as usize;
+            assert_eq!(hex::encode(hashes[seq]), receipt.event_hash, "kill {kill}");
+            let logged = codec::decode_logged_event(&bodies[seq]).unwrap();
+            assert_eq!(logged.cause.command(), Some(signed), "kill {kill}");
+        }
+        let (ok, stdout, stderr) =
+            run_binary("blyan", &["--server", &server.url, "--json", "replay"]);
+        assert!(ok, "kill {kill}: blyan replay failed: {stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["agrees"], true, "kill {kill}: {report}");
+        assert_eq!(report["events"].as_u64().unwrap(), events, "kill {kill}");
+    }
+}
+
 /// Copies a directory tree, as `cp -a` does for the files a backup holds.
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -263,7 +332,7 @@ fn cut_log(data_dir: &std::path::Path, seq: u64) {
     let mut db = rocksdb::DB::open_cf(
         &rocksdb::Options::default(),
         data_dir.join("log"),
-        ["events", "idempotency", "merkle"],
+        ["events", "idempotency", "merkle", "snapshots"],
     )
     .unwrap();
     let events = db.cf_handle("events").unwrap();

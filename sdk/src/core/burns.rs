@@ -1,13 +1,13 @@
 //! Burns: the burn oracle records BLY burns seen on the token chain, each once.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::hashed::{HashedMap, RootHash};
 use super::{Context, RejectionClass, RootHasher, check_text};
 use crate::crypto::PublicKey;
 use crate::model::{Burn, Event, Genesis, limits};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BurnEntry {
     pub burner: String,
     #[serde(with = "crate::model::u128_string")]
@@ -57,9 +57,10 @@ impl BurnRejection {
 }
 
 /// Every recorded burn, by chain tx id, and their total.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Burns {
     pub(super) entries: HashedMap<String, BurnEntry>,
+    #[serde(with = "crate::model::u128_string")]
     pub(super) total: u128,
 }
 

@@ -55,7 +55,7 @@ impl ExpertRejection {
 }
 
 /// One version of an expert past version 0, as its update recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExpertVersion {
     pub round: u64,
     #[serde(with = "crate::model::hex_array")]
@@ -70,7 +70,7 @@ pub struct ExpertVersion {
 }
 
 /// The parameter chain part of the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Experts {
     /// Every version past 0, by `(expert, version)`.
     pub(super) versions: HashedMap<(u64, u64), ExpertVersion>,

@@ -93,7 +93,7 @@ impl GovernanceRejection {
 /// A stored plugin module: its kind, its size and the event that holds its bytes. The
 /// bytes stay in the log ([`crate::model::Event::modules`]), read when a policy runs:
 /// a module may be 4 MiB, and the state is held in memory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredPlugin {
     pub kind: PluginKind,
     pub bytes: usize,
@@ -120,7 +120,7 @@ pub enum Subject {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub proposer: PublicKey,
     pub subject: Subject,
@@ -133,7 +133,7 @@ pub struct Proposal {
 
 /// An activated plugin or parameter set: what it is, from which round, and the seq
 /// that activated it (the genesis for the first ones).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activation<T> {
     pub activation_round: u64,
     pub seq: u64,
@@ -141,7 +141,7 @@ pub struct Activation<T> {
 }
 
 /// The governance part of the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Governance {
     /// The parameters in force: the genesis ones until a round pins others.
     pub(super) parameters: Parameters,

@@ -235,6 +235,30 @@ where
     }
 }
 
+/// A map is written as its entries in key order; its hash is not written but rebuilt
+/// from them on reading, so a stored map can't carry a hash its entries don't have.
+impl<K: Ord + serde::Serialize, V: serde::Serialize> serde::Serialize for HashedMap<K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.entries.iter().map(|(key, value)| (key, &**value)))
+    }
+}
+
+impl<'de, K, V> serde::Deserialize<'de> for HashedMap<K, V>
+where
+    K: Ord + Clone + RootHash + serde::Deserialize<'de>,
+    V: Clone + RootHash + serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = Vec::<(K, V)>::deserialize(deserializer)?;
+        if !entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Err(serde::de::Error::custom(
+                "map entries must be in strictly increasing key order",
+            ));
+        }
+        Ok(entries.into_iter().collect())
+    }
+}
+
 impl<K, V> FromIterator<(K, V)> for HashedMap<K, V>
 where
     K: Ord + Clone + RootHash,
@@ -296,6 +320,22 @@ mod tests {
                 let rebuilt: HashedMap<u64, u64> = entries.into_iter().collect();
                 prop_assert_eq!(snapshot.checksum(), rebuilt.checksum());
             }
+        }
+    }
+
+    #[test]
+    fn a_map_read_back_has_its_entries_and_their_hash_and_refuses_disorder() {
+        let map: HashedMap<u64, u64> = [(1, 10), (2, 20), (7, 70)].into_iter().collect();
+        let written = serde_json::to_string(&map).unwrap();
+        let read: HashedMap<u64, u64> = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, map);
+        assert_eq!(read.checksum(), map.checksum());
+        for disorder in ["[[2,20],[1,10]]", "[[1,10],[1,11]]"] {
+            let error = serde_json::from_str::<HashedMap<u64, u64>>(disorder).unwrap_err();
+            assert!(
+                error.to_string().contains("increasing key order"),
+                "{error}"
+            );
         }
     }
 

@@ -18,6 +18,7 @@ pub mod log;
 pub mod pools;
 pub mod registry;
 pub mod rounds;
+pub mod snapshot;
 pub mod validators;
 
 #[cfg(test)]
@@ -55,8 +56,10 @@ pub struct Authenticated {
 /// All state, rebuilt from the log alone. Its collections are [`hashed::HashedMap`]s:
 /// a clone shares them with the original, so a reader's snapshot costs O(1), and the
 /// state root costs what changed since the last one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
+    /// Left out of a snapshot: the log's first record holds it whole ([`snapshot`]).
+    #[serde(skip)]
     genesis: Option<std::sync::Arc<Genesis>>,
     registry: Registry,
     burns: Burns,

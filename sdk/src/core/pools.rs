@@ -44,13 +44,15 @@ impl PoolRejection {
 }
 
 /// A registered pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pool {
     pub curator: PublicKey,
     pub name: String,
+    #[serde(with = "super::snapshot::arc_slice")]
     pub items: Arc<[PoolItem]>,
     /// The ids of the training items, ascending: the sharding plugin's item `i` is
     /// item `training[i]` of the pool.
+    #[serde(with = "super::snapshot::arc_slice")]
     pub training: Arc<[u32]>,
     pub merkle_root: Hash,
     pub registered_seq: u64,
@@ -64,7 +66,7 @@ impl Pool {
 }
 
 /// Every pool, by id (dense from 1).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pools {
     pub(super) pools: HashedMap<u64, Pool>,
 }

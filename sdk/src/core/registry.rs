@@ -57,7 +57,7 @@ impl RegistryRejection {
 }
 
 /// Every registered node, by key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     pub(super) nodes: HashedMap<PublicKey, Node>,
 }

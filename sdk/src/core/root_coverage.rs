@@ -147,7 +147,7 @@ fn base() -> State {
                     reason_code: "plugin_trap".into(),
                     reason: "unreachable".into(),
                     used_hash: scoring.hash,
-                    used_module: None,
+                    used_module: Some(scoring.clone()),
                 },
             )]),
         },
@@ -906,7 +906,50 @@ fn every_field_is_counted() {
     assert_eq!(field_count(), FIELDS + 5 * PARAMETERS);
 }
 
+/// Reads a snapshot of `state` back, with the genesis and the stored fallback modules
+/// taken from `state` as a log would give them.
+fn restored(state: &State) -> State {
+    let genesis = state.genesis.clone().expect("a genesis");
+    let fallbacks = state.governance.fallbacks.clone();
+    State::restore(&state.snapshot(), &mut |seq| match seq {
+        0 => Ok(crate::model::Event::GenesisCreated(Box::new(
+            (*genesis).clone(),
+        ))),
+        seq => fallbacks
+            .get(&seq)
+            .map(|fallback| crate::model::Event::PluginFallback(fallback.clone()))
+            .ok_or_else(|| format!("no event {seq}")),
+    })
+    .expect("the snapshot reads back")
+}
+
+#[test]
+fn a_snapshot_leaves_the_module_bytes_to_the_log() {
+    let base = base();
+    let written = String::from_utf8(base.snapshot()).unwrap();
+    let fallback = base.governance.fallbacks.get(&8).unwrap();
+    let wasm = &fallback.used_module.as_ref().unwrap().wasm;
+    assert!(!wasm.is_empty());
+    // Neither the genesis nor the fallback's module bytes are written.
+    assert!(!written.contains("network_id"), "{written}");
+    assert!(!written.contains("\"wasm\""), "{written}");
+    let restored = restored(&base);
+    assert_eq!(restored, base);
+    let back = restored.governance.fallbacks.get(&8).unwrap();
+    assert_eq!(&back.used_module.as_ref().unwrap().wasm, wasm);
+}
+
 proptest! {
+    /// Every field survives a snapshot, however deep.
+    #[test]
+    fn a_snapshot_reads_back_to_the_state_with_any_one_field_changed(field in 0..(FIELDS + 5 * PARAMETERS), by in 1u64..1 << 40) {
+        let mut changed = base();
+        every_field(&mut changed, field, by).expect("a known field");
+        let restored = restored(&changed);
+        prop_assert_eq!(restored.root(), changed.root());
+        prop_assert_eq!(&restored, &changed, "field {} did not survive", field);
+    }
+
     #[test]
     fn changing_any_one_field_changes_the_root(field in 0..(FIELDS + 5 * PARAMETERS), by in 1u64..1 << 40) {
         let base = base();

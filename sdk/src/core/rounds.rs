@@ -165,9 +165,10 @@ impl RoundRejection {
 
 /// A learning round: its plan and where it stands. What grows with the nodes (commits,
 /// reveals, measurements) lives in maps of its own, keyed by round.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Round {
     pub pins: RoundPins,
+    #[serde(with = "super::snapshot::arc")]
     pub plan: Arc<RoundPlan>,
     pub phase: Phase,
     /// When the current phase closes; 0 while a policy call is awaited or once over.
@@ -178,18 +179,23 @@ pub struct Round {
     pub assignments_seq: u64,
     pub scores_seq: u64,
     pub ended_seq: u64,
+    #[serde(with = "super::snapshot::arc_slice")]
     pub shards: Arc<[Shard]>,
     pub assignments_root: Hash,
     /// The revealed nodes, in key order, fixed when validation starts: delta `i` is
     /// the delta of `deltas[i]`.
+    #[serde(with = "super::snapshot::arc_slice")]
     pub deltas: Arc<[PublicKey]>,
     /// The deltas each committee position measures, ascending, fixed with `deltas`.
     /// Derived from the deltas, the committee, the seed and `validators_per_delta`
     /// ([`Round::delta_committee`]), so the state root leaves it out.
+    #[serde(with = "super::snapshot::arc_slice")]
     pub tasks: Arc<[Vec<u32>]>,
     /// One per delta, once the scoring plugin answered.
+    #[serde(with = "super::snapshot::arc_slice")]
     pub scores: Arc<[u64]>,
     pub scores_root: Hash,
+    #[serde(with = "super::snapshot::arc_option")]
     pub outcome: Option<Arc<RoundOutcome>>,
     pub abort_reason: Option<String>,
 }
@@ -269,14 +275,14 @@ impl Round {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Commit {
     #[serde(with = "crate::model::hex_array")]
     pub commitment: Hash,
     pub seq: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Revealed {
     #[serde(with = "crate::model::hex_array")]
     pub delta_hash: Hash,
@@ -286,14 +292,14 @@ pub struct Revealed {
     pub seq: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Submission {
     pub values: Vec<i64>,
     pub seq: u64,
 }
 
 /// How many have acted in a round's phases.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub commits: u32,
     pub reveals: u32,
@@ -301,7 +307,7 @@ pub struct Progress {
 }
 
 /// The rounds part of the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rounds {
     pub(super) rounds: HashedMap<u64, Round>,
     pub(super) progress: HashedMap<u64, Progress>,
@@ -318,11 +324,15 @@ pub struct Rounds {
     pub(super) live: BTreeMap<u32, u64>,
     pub(super) expert_last: Option<u32>,
     /// Burns counted into rounds so far.
+    #[serde(with = "crate::model::u128_string")]
     pub(super) burns_consumed: u128,
     /// The reward share of every round's burns, summed.
+    #[serde(with = "crate::model::u128_string")]
     pub(super) accrued: u128,
+    #[serde(with = "crate::model::u128_string")]
     pub(super) paid: u128,
     /// Unpaid pools waiting for the next round.
+    #[serde(with = "crate::model::u128_string")]
     pub(super) carried: u128,
 }
 

@@ -21,7 +21,7 @@ pub const DISAGREEMENT_COST: u64 = 4;
 /// blake3 key-derivation context of the committee draw.
 pub const DRAW_CONTEXT: &str = "blyan-ledger 2026-12 committee-draw v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Validator {
     pub reputation: u64,
     /// Seq of the event that admitted it.
@@ -29,7 +29,7 @@ pub struct Validator {
 }
 
 /// Every admitted validator, by key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Validators {
     pub(super) admitted: HashedMap<PublicKey, Validator>,
 }

@@ -1,0 +1,211 @@
+//! Derived state snapshots, so that a start replays only the log's tail.
+//!
+//! The writer takes one after a group commit that holds a checkpoint, once
+//! `--snapshot-interval-events` events have passed since the last; a thread of its
+//! own writes it (the state's clone shares every map with the writer's, so taking it
+//! costs nothing). A stored snapshot is
+//!
+//! ```text
+//! "BLYSNAP1" ‖ u64_be events ‖ head_hash (32) ‖ build (32) ‖ state_root (32) ‖ state (JSON)
+//! ```
+//!
+//! `head_hash` is the hash of record `events - 1`, which chains every record before
+//! it: a snapshot is of exactly one log prefix. `build` is the blake3 hash of the
+//! executable that wrote it. The state is [`State::snapshot`]'s.
+//!
+//! At start the newest snapshot is tried first. It is used only if all of this
+//! holds: the running executable wrote it; the log still holds record `events - 1`
+//! with that hash; the state decodes and restores (the genesis and stored plugin
+//! modules from the log); its recomputed root, which covers every field, is the
+//! written root; it counts `events` events; and the merkle column covers those
+//! events, whose frontier it then gives. A snapshot that fails is deleted with a
+//! warning and the next older one is tried; without one, the whole log is replayed.
+//!
+//! A snapshot never decides anything the log does not: it is a fold of the log that
+//! this same build already made. Another build may fold the log otherwise (a fixed
+//! rule), so the first start of an upgrade replays the whole log, checking every
+//! record again, and takes its own snapshots from there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use blyan_sdk::core::State;
+use blyan_sdk::merkle::Frontier;
+use blyan_sdk::model::Hash;
+use blyan_sdk::replay::{CheckedRecord, Replayer};
+
+use crate::store::{LogStorage, StoreError};
+
+const MAGIC: &[u8; 8] = b"BLYSNAP1";
+const EVENTS_AT: usize = MAGIC.len();
+const HEAD_AT: usize = EVENTS_AT + 8;
+const BUILD_AT: usize = HEAD_AT + 32;
+/// Where a stored snapshot's state root starts.
+pub(crate) const ROOT_AT: usize = BUILD_AT + 32;
+const HEADER_BYTES: usize = ROOT_AT + 32;
+
+/// The blake3 hash of the running executable, read once; `None` when it can't be
+/// read, and then no snapshot is written or used.
+fn build() -> Option<Hash> {
+    static BUILD: std::sync::OnceLock<Option<Hash>> = std::sync::OnceLock::new();
+    *BUILD.get_or_init(|| {
+        let hashed = std::env::current_exe().and_then(|path| {
+            let mut hasher = blake3::Hasher::new();
+            std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+            Ok(*hasher.finalize().as_bytes())
+        });
+        hashed
+            .inspect_err(
+                |error| tracing::warn!(%error, "the executable can't be read: no state snapshots"),
+            )
+            .ok()
+    })
+}
+
+/// A stored snapshot's bytes, written by the build `build`.
+fn encode(state: &State, head_hash: &Hash, build: &Hash) -> Vec<u8> {
+    let body = state.snapshot();
+    let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&state.events_applied().to_be_bytes());
+    bytes.extend_from_slice(head_hash);
+    bytes.extend_from_slice(build);
+    bytes.extend_from_slice(&state.root());
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// Writes a snapshot of `state`, whose last record has `head_hash`, on a thread of its
+/// own, unless one is being encoded: `writing` says so. A failure is logged; it costs
+/// only a longer start.
+pub fn spawn_write(
+    store: Arc<dyn LogStorage>,
+    state: State,
+    head_hash: Hash,
+    writing: Arc<AtomicBool>,
+) {
+    let Some(build) = build() else {
+        return;
+    };
+    if writing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let encoding = writing.clone();
+    let spawned = std::thread::Builder::new()
+        .name("snapshot".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let events = state.events_applied();
+            let bytes = encode(&state, &head_hash, &build);
+            // Only the encoding is one at a time; two writes may overlap, each keeping
+            // its own and deleting only older ones.
+            encoding.store(false, Ordering::Release);
+            match store.write_snapshot(events, &bytes) {
+                Ok(()) => tracing::info!(
+                    events,
+                    bytes = bytes.len(),
+                    millis = started.elapsed().as_millis() as u64,
+                    "state snapshot written"
+                ),
+                Err(error) => tracing::warn!(events, %error, "state snapshot not written"),
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "state snapshot not started");
+        writing.store(false, Ordering::Release);
+    }
+}
+
+/// The replayer of the newest usable snapshot, ready for the log after it; `None`
+/// when no snapshot is usable. Each unusable one is deleted, with a warning.
+pub fn resume(store: &dyn LogStorage) -> Result<Option<Replayer>, StoreError> {
+    let Some(build) = build() else {
+        return Ok(None);
+    };
+    for events in store.snapshots()?.into_iter().rev() {
+        let Some(bytes) = store.snapshot(events)? else {
+            continue;
+        };
+        match restore(store, events, &bytes, &build)? {
+            Ok(replayer) => {
+                tracing::info!(events, "starting from the state snapshot");
+                return Ok(Some(replayer));
+            }
+            Err(reason) => {
+                tracing::warn!(events, reason, "state snapshot refused; deleting it");
+                store.delete_snapshot(events)?;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The replayer of one stored snapshot, or why it can't be used. Only the store's own
+/// failures are errors.
+fn restore(
+    store: &dyn LogStorage,
+    events: u64,
+    bytes: &[u8],
+    build: &Hash,
+) -> Result<Result<Replayer, String>, StoreError> {
+    let refused = |reason: String| Ok(Err(reason));
+    if bytes.len() < HEADER_BYTES || &bytes[..MAGIC.len()] != MAGIC {
+        return refused("not a snapshot of this format".into());
+    }
+    let (header, body) = bytes.split_at(HEADER_BYTES);
+    let field = |at: usize| -> Hash { header[at..at + 32].try_into().expect("32 bytes") };
+    let written_events =
+        u64::from_be_bytes(header[EVENTS_AT..HEAD_AT].try_into().expect("8 bytes"));
+    let (head_hash, root) = (field(HEAD_AT), field(ROOT_AT));
+    if field(BUILD_AT) != *build {
+        return refused("another build of the server wrote it".into());
+    }
+    if written_events != events || events == 0 {
+        return refused(format!("it says it covers {written_events} events"));
+    }
+    let Some(last) = record(store, events - 1)? else {
+        return refused("the log is shorter than the snapshot".into());
+    };
+    if last.record.hash != head_hash {
+        return refused(format!(
+            "the log's record {} is not the one the snapshot follows",
+            events - 1
+        ));
+    }
+    if store.merkle_leaves()? < events {
+        return refused("the merkle column does not cover the snapshot".into());
+    }
+    let mut event_at = |seq: u64| match record(store, seq) {
+        Ok(Some(checked)) => Ok(checked.logged.event),
+        Ok(None) => Err("the log does not hold it".into()),
+        Err(error) => Err(error.to_string()),
+    };
+    let state = match State::restore(body, &mut event_at) {
+        Ok(state) => state,
+        Err(error) => return refused(error.to_string()),
+    };
+    if state.events_applied() != events {
+        return refused(format!(
+            "its state counts {} events",
+            state.events_applied()
+        ));
+    }
+    if state.root() != root {
+        return refused("the restored state's root is not the root written".into());
+    }
+    let frontier = Frontier::from_subtrees(events, &mut |level, index| {
+        store.subtree(level, index)?.ok_or(StoreError::Malformed {
+            key: format!("merkle {level}/{index}"),
+            reason: "a subtree the marker covers is missing".into(),
+        })
+    })?;
+    Ok(Ok(Replayer::resume(state, &last.record, frontier)))
+}
+
+/// The stored record at `seq`, decoded and its hash checked.
+fn record(store: &dyn LogStorage, seq: u64) -> Result<Option<CheckedRecord>, StoreError> {
+    let page = store.read_encoded(seq, seq + 1, 1, usize::MAX)?;
+    page.first()
+        .map(|bytes| CheckedRecord::decode(seq, bytes).map_err(StoreError::from))
+        .transpose()
+}
