@@ -143,7 +143,7 @@ pub struct Reveal {
 pub use blyan_schemas::PluginKind;
 
 /// A plugin module, named by the blake3 hash of its bytes.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginModule {
     pub kind: PluginKind,
@@ -794,7 +794,11 @@ pub struct PluginFallback {
     pub used_hash: Hash,
     /// The module that answered, when the log did not hold it yet (an embedded
     /// default newer than the genesis's), so that the log holds every module it ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "module_without_bytes"
+    )]
     pub used_module: Option<PluginModule>,
 }
 
@@ -909,6 +913,25 @@ pub struct PolicyFailure {
 
 /// Reads past a field that a file may not set (the server fills it in), leaving its
 /// default. Unlike `skip_deserializing`, the field stays in the API's schema.
+/// Reads a module as its serde form writes it, by kind and hash, without its bytes:
+/// only a state snapshot reads one back, and `State::restore` takes the bytes from the
+/// log.
+fn module_without_bytes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PluginModule>, D::Error> {
+    #[derive(Deserialize)]
+    struct Named {
+        kind: PluginKind,
+        #[serde(with = "hex_array")]
+        hash: Hash,
+    }
+    Ok(Option::<Named>::deserialize(deserializer)?.map(|named| PluginModule {
+        kind: named.kind,
+        hash: named.hash,
+        wasm: Arc::from(Vec::new()),
+    }))
+}
+
 fn ignored<'de, D: serde::Deserializer<'de>, T: Default>(deserializer: D) -> Result<T, D::Error> {
     serde::de::IgnoredAny::deserialize(deserializer)?;
     Ok(T::default())

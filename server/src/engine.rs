@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::metrics::{Metrics, Observed};
 use crate::snapshot;
 use crate::store::{
-    AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError, idempotency_key,
+    AppendBatch, IdempotencyEntry, LogStorage, ScanError, StoreError, idempotency_key, read_record,
 };
 
 /// Bounds of the engine. Each is a named, documented limit.
@@ -134,8 +134,6 @@ struct Shared {
     writer_stopped: AtomicBool,
     /// The writer's clock, which log time follows.
     clock_ms: fn() -> u64,
-    /// The events of the state snapshot the start began from, if it began from one.
-    resumed_from: Option<u64>,
 }
 
 type Reply = oneshot::Sender<Result<Option<Receipt>, SubmitError>>;
@@ -362,7 +360,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<(Engine, tokio::task::JoinHandle<Result<(), StoreError>>), OpenError> {
         let resumed = snapshot::resume(store.as_ref())?;
-        let resumed_from = resumed.as_ref().map(Replayer::len);
+        let snapshot_events = resumed.as_ref().map_or(0, Replayer::len);
         let replayer = match resumed {
             Some(resumed) => replay_after(store.as_ref(), resumed, &mut |_| {})?,
             None => replay_store(store.as_ref(), &mut |_| {})?,
@@ -383,9 +381,7 @@ impl Engine {
             metrics: Metrics::default(),
             writer_stopped: AtomicBool::new(false),
             clock_ms: config.clock_ms,
-            resumed_from,
         });
-        let snapshot_events = resumed_from.unwrap_or(0);
         shared
             .metrics
             .record_start(snapshot_events, events - snapshot_events);
@@ -399,7 +395,7 @@ impl Engine {
             config,
             observed: Vec::new(),
             checkpointed: false,
-            snapshot_events_last: resumed_from.unwrap_or(0),
+            snapshot_events_last: snapshot_events,
             snapshot_writing: Arc::new(AtomicBool::new(false)),
         };
         if events == 0 {
@@ -605,12 +601,6 @@ impl Engine {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
-    }
-
-    /// The events of the state snapshot this start began from; `None` when it replayed
-    /// the whole log.
-    pub fn resumed_from(&self) -> Option<u64> {
-        self.shared.resumed_from
     }
 
     pub fn writer_stopped(&self) -> bool {
@@ -854,11 +844,13 @@ impl Writer {
             return;
         }
         self.snapshot_events_last = events;
+        let shared = self.shared.clone();
         snapshot::spawn_write(
             self.shared.store.clone(),
             self.state.clone(),
             self.head_hash,
             self.snapshot_writing.clone(),
+            move |events, stored| shared.metrics.record_snapshot(events, stored),
         );
     }
 
@@ -904,15 +896,11 @@ impl Writer {
                 event_hash: record.hash,
             });
         }
-        let encoded = self
-            .shared
-            .store
-            .read_encoded(seq, seq + 1, 1, usize::MAX)?;
         let missing = || StoreError::Malformed {
             key: seq.to_string(),
             reason: "an applied event is missing from the log".into(),
         };
-        let checked = CheckedRecord::decode(seq, encoded.first().ok_or_else(missing)?)?;
+        let checked = read_record(self.shared.store.as_ref(), seq)?.ok_or_else(missing)?;
         Ok(Receipt {
             seq,
             event_hash: checked.record.hash,
@@ -1143,10 +1131,11 @@ mod tests {
         assert_eq!(engine.published().events(), 2);
     }
 
-    /// Waits, a bounded time, until the store holds a snapshot of `events` events.
-    async fn snapshot_stored(store: &dyn LogStorage, events: u64) {
+    /// Waits, a bounded time, until the engine has written a snapshot of `events`
+    /// events and can take the next.
+    async fn snapshot_written(engine: &Engine, events: u64) {
         for _ in 0..500 {
-            if store.snapshots().unwrap().contains(&events) {
+            if engine.metrics().snapshot_written().1 == events {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -1169,7 +1158,7 @@ mod tests {
         };
         let store = RocksStore::open(dir.path()).unwrap();
         let (engine, writer) = start(store.clone());
-        assert_eq!(engine.resumed_from(), None);
+        assert_eq!(engine.metrics().start_replay().0, 0);
         // seq 0 genesis, then a checkpoint after every 4 events: 1..=3 burns, 4 ckpt,
         // 5..=8, 9 ckpt, 10..=13, 14 ckpt. Each checkpoint's batch is 5 events past the
         // last snapshot, so each takes one.
@@ -1183,10 +1172,11 @@ mod tests {
                     .unwrap();
                 burns += 1;
             }
-            snapshot_stored(store.as_ref(), events).await;
+            snapshot_written(&engine, events).await;
         }
         // Every older snapshot went when a newer one was written.
         assert_eq!(store.snapshots().unwrap(), vec![15]);
+        assert_eq!(engine.metrics().snapshot_written(), (3, 15));
         let root = engine.published().state_root();
         assert_eq!(engine.published().events(), 15);
         drop(engine);
@@ -1197,7 +1187,7 @@ mod tests {
         let full = replay_store(store.as_ref(), &mut |_| {}).unwrap();
         assert_eq!(full.state().root(), root);
         let (engine, writer) = start(store.clone());
-        assert_eq!(engine.resumed_from(), Some(15));
+        assert_eq!(engine.metrics().start_replay(), (15, 0));
         assert_eq!(engine.published().state_root(), root);
         assert_eq!(engine.published().state, *full.state());
         let receipt = engine.submit(burn(&keys, "tx-after")).await.unwrap();
@@ -1206,18 +1196,21 @@ mod tests {
         drop(engine);
         writer.await.unwrap().unwrap();
 
-        // A snapshot whose written root is not its state's, one another build wrote,
-        // and one that is not a snapshot at all, are refused and deleted: the start replays the whole log
-        // and reaches the same state.
+        // A snapshot whose written root is not its state's, one another build wrote, a
+        // damaged one and one that is not a snapshot at all are refused and deleted:
+        // the start replays the whole log and reaches the same state.
         let bytes = store.snapshot(15).unwrap().unwrap();
         let mut wrong_root = bytes.clone();
         wrong_root[snapshot::ROOT_AT] ^= 1;
         let mut other_build = bytes.clone();
         other_build[snapshot::ROOT_AT - 1] ^= 1;
-        for stored in [wrong_root, other_build, b"not a snapshot".to_vec()] {
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 2;
+        damaged[last] ^= 1;
+        for stored in [wrong_root, other_build, damaged, b"not a snapshot".to_vec()] {
             store.write_snapshot(15, &stored).unwrap();
             let (engine, writer) = start(store.clone());
-            assert_eq!(engine.resumed_from(), None);
+            assert_eq!(engine.metrics().start_replay().0, 0);
             assert_eq!(engine.published().state_root(), root);
             assert!(store.snapshots().unwrap().is_empty());
             drop(engine);
@@ -1226,7 +1219,7 @@ mod tests {
         // The snapshot as written is used again.
         store.write_snapshot(15, &bytes).unwrap();
         let (engine, writer) = start(store.clone());
-        assert_eq!(engine.resumed_from(), Some(15));
+        assert_eq!(engine.metrics().start_replay(), (15, 1));
         assert_eq!(engine.published().state_root(), root);
         drop(engine);
         writer.await.unwrap().unwrap();

@@ -115,6 +115,10 @@ pub struct Metrics {
     /// the events it replayed from the log.
     start_snapshot_events: AtomicU64,
     start_replayed_events: AtomicU64,
+    /// State snapshots written and failed, and the events of the newest written.
+    snapshots_written: AtomicU64,
+    snapshot_failures: AtomicU64,
+    snapshot_events: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -133,6 +137,9 @@ impl Default for Metrics {
             fallbacks: std::array::from_fn(|_| AtomicU64::new(0)),
             start_snapshot_events: AtomicU64::new(0),
             start_replayed_events: AtomicU64::new(0),
+            snapshots_written: AtomicU64::new(0),
+            snapshot_failures: AtomicU64::new(0),
+            snapshot_events: AtomicU64::new(0),
         }
     }
 }
@@ -145,6 +152,33 @@ impl Metrics {
             .store(snapshot_events, Ordering::Relaxed);
         self.start_replayed_events
             .store(replayed, Ordering::Relaxed);
+    }
+
+    /// A state snapshot of `events` events was written, or failed to be.
+    pub fn record_snapshot(&self, events: u64, stored: bool) {
+        if stored {
+            self.snapshot_events.fetch_max(events, Ordering::Relaxed);
+            self.snapshots_written.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The state snapshots written since the start, and the events of the newest.
+    pub fn snapshot_written(&self) -> (u64, u64) {
+        (
+            self.snapshots_written.load(Ordering::Relaxed),
+            self.snapshot_events.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What the start replayed: the events of the snapshot it began from (0 for none),
+    /// and the events of the log it folded after it.
+    pub fn start_replay(&self) -> (u64, u64) {
+        (
+            self.start_snapshot_events.load(Ordering::Relaxed),
+            self.start_replayed_events.load(Ordering::Relaxed),
+        )
     }
 
     pub fn record_write(&self, records: usize, elapsed: Duration) {
@@ -199,6 +233,7 @@ impl Metrics {
             experts,
             blobs: (blobs, blob_bytes),
         } = gauges;
+        let (snapshot_events, replayed_events) = self.start_replay();
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -220,6 +255,16 @@ impl Metrics {
             "blyan_write_records_total",
             "Records written by group commits.",
             self.write_records.load(Ordering::Relaxed),
+        );
+        counter(
+            "blyan_snapshots_written_total",
+            "State snapshots written.",
+            self.snapshots_written.load(Ordering::Relaxed),
+        );
+        counter(
+            "blyan_snapshot_failures_total",
+            "State snapshots that could not be written (logged with the reason).",
+            self.snapshot_failures.load(Ordering::Relaxed),
         );
         let seconds = self.write_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(
@@ -319,9 +364,8 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP blyan_start_snapshot_events Events of the state snapshot the server's start began from; 0 when it replayed the whole log.\n# TYPE blyan_start_snapshot_events gauge\nblyan_start_snapshot_events {}\n# HELP blyan_start_replayed_events Events the server's start replayed from the log.\n# TYPE blyan_start_replayed_events gauge\nblyan_start_replayed_events {}",
-            self.start_snapshot_events.load(Ordering::Relaxed),
-            self.start_replayed_events.load(Ordering::Relaxed)
+            "# HELP blyan_start_snapshot_events Events of the state snapshot the server's start began from; 0 when it replayed the whole log.\n# TYPE blyan_start_snapshot_events gauge\nblyan_start_snapshot_events {snapshot_events}\n# HELP blyan_start_replayed_events Events the server's start replayed from the log.\n# TYPE blyan_start_replayed_events gauge\nblyan_start_replayed_events {replayed_events}\n# HELP blyan_snapshot_events Events of the newest state snapshot written since the start; 0 for none.\n# TYPE blyan_snapshot_events gauge\nblyan_snapshot_events {}",
+            self.snapshot_events.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -6,20 +6,23 @@
 //! costs nothing). A stored snapshot is
 //!
 //! ```text
-//! "BLYSNAP1" ‖ u64_be events ‖ head_hash (32) ‖ build (32) ‖ state_root (32) ‖ state (JSON)
+//! "BLYSNAP1" ‖ u64_be events ‖ head_hash ‖ build ‖ state_root ‖ body_hash ‖ state (JSON)
 //! ```
 //!
-//! `head_hash` is the hash of record `events - 1`, which chains every record before
-//! it: a snapshot is of exactly one log prefix. `build` is the blake3 hash of the
-//! executable that wrote it. The state is [`State::snapshot`]'s.
+//! (each hash 32 bytes). `head_hash` is the hash of record `events - 1`, which chains
+//! every record before it: a snapshot is of exactly one log prefix. `build` is the
+//! blake3 hash of the executable that wrote it, `body_hash` the blake3 hash of the
+//! JSON, which is [`State::snapshot`]'s.
 //!
 //! At start the newest snapshot is tried first. It is used only if all of this
-//! holds: the running executable wrote it; the log still holds record `events - 1`
-//! with that hash; the state decodes and restores (the genesis and stored plugin
-//! modules from the log); its recomputed root, which covers every field, is the
-//! written root; it counts `events` events; and the merkle column covers those
-//! events, whose frontier it then gives. A snapshot that fails is deleted with a
-//! warning and the next older one is tried; without one, the whole log is replayed.
+//! holds: the running executable wrote it; its body is whole; the log still holds
+//! record `events - 1` with that hash; the state decodes and restores (the genesis and
+//! stored plugin modules from the log); its recomputed root is the written root; it
+//! counts `events` events; and the merkle column covers those events, gives their
+//! frontier, and gives the last checkpoint's root over the events that checkpoint
+//! signed. A snapshot that fails is deleted with a warning and the next older one is
+//! tried; without one, the whole log is replayed. One the merkle column does not
+//! cover yet (a column deleted, rebuilt after the replay) is kept for the next start.
 //!
 //! A snapshot never decides anything the log does not: it is a fold of the log that
 //! this same build already made. Another build may fold the log otherwise (a fixed
@@ -32,9 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use blyan_sdk::core::State;
 use blyan_sdk::merkle::Frontier;
 use blyan_sdk::model::Hash;
-use blyan_sdk::replay::{CheckedRecord, Replayer};
+use blyan_sdk::replay::Replayer;
 
-use crate::store::{LogStorage, StoreError};
+use crate::store::{LogStorage, StoreError, read_record};
 
 const MAGIC: &[u8; 8] = b"BLYSNAP1";
 const EVENTS_AT: usize = MAGIC.len();
@@ -42,7 +45,8 @@ const HEAD_AT: usize = EVENTS_AT + 8;
 const BUILD_AT: usize = HEAD_AT + 32;
 /// Where a stored snapshot's state root starts.
 pub(crate) const ROOT_AT: usize = BUILD_AT + 32;
-const HEADER_BYTES: usize = ROOT_AT + 32;
+const BODY_HASH_AT: usize = ROOT_AT + 32;
+const HEADER_BYTES: usize = BODY_HASH_AT + 32;
 
 /// The blake3 hash of the running executable, read once; `None` when it can't be
 /// read, and then no snapshot is written or used.
@@ -71,18 +75,21 @@ fn encode(state: &State, head_hash: &Hash, build: &Hash) -> Vec<u8> {
     bytes.extend_from_slice(head_hash);
     bytes.extend_from_slice(build);
     bytes.extend_from_slice(&state.root());
+    bytes.extend_from_slice(blake3::hash(&body).as_bytes());
     bytes.extend_from_slice(&body);
     bytes
 }
 
 /// Writes a snapshot of `state`, whose last record has `head_hash`, on a thread of its
-/// own, unless one is being encoded: `writing` says so. A failure is logged; it costs
-/// only a longer start.
+/// own, unless one is being written: `writing` says so, and one at a time holds the
+/// state's bytes. `written` is told how it went once `writing` is clear again; a
+/// failure is also logged, and costs only a longer start.
 pub fn spawn_write(
     store: Arc<dyn LogStorage>,
     state: State,
     head_hash: Hash,
     writing: Arc<AtomicBool>,
+    written: impl FnOnce(u64, bool) + Send + 'static,
 ) {
     let Some(build) = build() else {
         return;
@@ -97,10 +104,9 @@ pub fn spawn_write(
             let started = std::time::Instant::now();
             let events = state.events_applied();
             let bytes = encode(&state, &head_hash, &build);
-            // Only the encoding is one at a time; two writes may overlap, each keeping
-            // its own and deleting only older ones.
+            let stored = store.write_snapshot(events, &bytes);
             encoding.store(false, Ordering::Release);
-            match store.write_snapshot(events, &bytes) {
+            match &stored {
                 Ok(()) => tracing::info!(
                     events,
                     bytes = bytes.len(),
@@ -109,6 +115,7 @@ pub fn spawn_write(
                 ),
                 Err(error) => tracing::warn!(events, %error, "state snapshot not written"),
             }
+            written(events, stored.is_ok());
         });
     if let Err(error) = spawned {
         tracing::warn!(%error, "state snapshot not started");
@@ -123,6 +130,13 @@ pub fn resume(store: &dyn LogStorage) -> Result<Option<Replayer>, StoreError> {
         return Ok(None);
     };
     for events in store.snapshots()?.into_iter().rev() {
+        if store.merkle_leaves()? < events {
+            tracing::warn!(
+                events,
+                "the merkle column does not cover the state snapshot yet"
+            );
+            continue;
+        }
         let Some(bytes) = store.snapshot(events)? else {
             continue;
         };
@@ -160,10 +174,13 @@ fn restore(
     if field(BUILD_AT) != *build {
         return refused("another build of the server wrote it".into());
     }
+    if field(BODY_HASH_AT) != *blake3::hash(body).as_bytes() {
+        return refused("its body is not the one written".into());
+    }
     if written_events != events || events == 0 {
         return refused(format!("it says it covers {written_events} events"));
     }
-    let Some(last) = record(store, events - 1)? else {
+    let Some(last) = read_record(store, events - 1)? else {
         return refused("the log is shorter than the snapshot".into());
     };
     if last.record.hash != head_hash {
@@ -172,10 +189,7 @@ fn restore(
             events - 1
         ));
     }
-    if store.merkle_leaves()? < events {
-        return refused("the merkle column does not cover the snapshot".into());
-    }
-    let mut event_at = |seq: u64| match record(store, seq) {
+    let mut event_at = |seq: u64| match read_record(store, seq) {
         Ok(Some(checked)) => Ok(checked.logged.event),
         Ok(None) => Err("the log does not hold it".into()),
         Err(error) => Err(error.to_string()),
@@ -193,19 +207,29 @@ fn restore(
     if state.root() != root {
         return refused("the restored state's root is not the root written".into());
     }
-    let frontier = Frontier::from_subtrees(events, &mut |level, index| {
-        store.subtree(level, index)?.ok_or(StoreError::Malformed {
-            key: format!("merkle {level}/{index}"),
-            reason: "a subtree the marker covers is missing".into(),
-        })
-    })?;
+    // The writer goes on from this frontier, and signs checkpoints with its root: the
+    // merkle column must hold it, and agree with the checkpoint the log holds last.
+    let Some(frontier) = stored_frontier(store, events)? else {
+        return refused("the merkle column lacks a subtree of its frontier".into());
+    };
+    if let Some(checkpoint) = state.checkpoint_last() {
+        match stored_frontier(store, checkpoint.tree_size)? {
+            Some(signed) if signed.root() == checkpoint.merkle_root => {}
+            _ => return refused("the merkle column disagrees with the last checkpoint".into()),
+        }
+    }
     Ok(Ok(Replayer::resume(state, &last.record, frontier)))
 }
 
-/// The stored record at `seq`, decoded and its hash checked.
-fn record(store: &dyn LogStorage, seq: u64) -> Result<Option<CheckedRecord>, StoreError> {
-    let page = store.read_encoded(seq, seq + 1, 1, usize::MAX)?;
-    page.first()
-        .map(|bytes| CheckedRecord::decode(seq, bytes).map_err(StoreError::from))
-        .transpose()
+/// The frontier of the first `len` events, from the merkle column; `None` when the
+/// column lacks a subtree of it.
+fn stored_frontier(store: &dyn LogStorage, len: u64) -> Result<Option<Frontier>, StoreError> {
+    let frontier = Frontier::from_subtrees(len, &mut |level, index| {
+        store.subtree(level, index).map_err(Some)?.ok_or(None)
+    });
+    match frontier {
+        Ok(frontier) => Ok(Some(frontier)),
+        Err(None) => Ok(None),
+        Err(Some(error)) => Err(error),
+    }
 }

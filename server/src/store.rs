@@ -2,21 +2,24 @@
 //! `idempotency` and `merkle` column families, written together in one synced
 //! `WriteBatch`. `merkle` holds the root of every perfect subtree of the log's Merkle
 //! tree, keyed by `u8 level ‖ u64_be index`, so an inclusion proof reads O(log² n)
-//! values. The derived `snapshots` column family holds state snapshots
-//! ([`crate::snapshot`]) under the `u64_be` count of events they cover, written on
-//! their own and without a sync: a lost one only makes a start replay more.
+//! values. State snapshots ([`crate::snapshot`]) are files in the `snapshots/` folder
+//! beside RocksDB's own, `<events, 20 digits>.snapshot` for the snapshot of the first
+//! `events` events, each written whole under a temporary name and renamed, without a
+//! sync: a lost or torn one only makes a start replay more. They are outside RocksDB
+//! so that deleting them is deleting the folder, and a binary that knows nothing of
+//! them opens the store as before.
 //!
 //! The engine talks to storage through the narrow [`LogStorage`] trait, so tests can
 //! wrap it with a double that injects write failures.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use blyan_sdk::crypto::PublicKey;
 use blyan_sdk::merkle::Subtree;
 use blyan_sdk::model::Hash;
 use blyan_sdk::record::Record;
-use blyan_sdk::replay::ReplayError;
+use blyan_sdk::replay::{CheckedRecord, ReplayError};
 use rocksdb::{
     ColumnFamilyDescriptor, DBWithThreadMode, Direction, IteratorMode, MultiThreaded, Options,
     WriteBatch, WriteOptions,
@@ -25,7 +28,12 @@ use rocksdb::{
 const CF_EVENTS: &str = "events";
 const CF_IDEMPOTENCY: &str = "idempotency";
 const CF_MERKLE: &str = "merkle";
-const CF_SNAPSHOTS: &str = "snapshots";
+const SNAPSHOTS_DIR: &str = "snapshots";
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
+
+fn snapshot_name(events: u64) -> String {
+    format!("{events:020}{SNAPSHOT_SUFFIX}")
+}
 /// Key of the idempotency column's own marker: how many leading events it indexes.
 /// Entry keys are at least 33 bytes (signer and a non-empty key), so they never collide.
 /// The merkle column's marker, under the same key, counts the leaves it holds; its
@@ -50,6 +58,11 @@ pub enum StoreError {
     Malformed { key: String, reason: String },
     #[error(transparent)]
     Corrupt(#[from] ReplayError),
+    #[error("state snapshot {path}: {source}")]
+    Snapshot {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What the idempotency index remembers of an accepted command.
@@ -101,6 +114,15 @@ pub struct AppendBatch {
 /// Called with each stored (seq key, encoded record); an error stops the scan: the
 /// record's, or `None` when the visitor stopped for a reason it reports itself.
 pub type Visit<'a> = &'a mut dyn FnMut(u64, &[u8]) -> Result<(), Option<ReplayError>>;
+
+/// The stored record at `seq`, decoded and its hash checked; `None` past the log's end.
+pub fn read_record(store: &dyn LogStorage, seq: u64) -> Result<Option<CheckedRecord>, StoreError> {
+    store
+        .read_encoded(seq, seq + 1, 1, usize::MAX)?
+        .first()
+        .map(|bytes| CheckedRecord::decode(seq, bytes).map_err(StoreError::from))
+        .transpose()
+}
 
 /// Narrow storage interface of the engine and the API.
 pub trait LogStorage: Send + Sync + 'static {
@@ -156,6 +178,8 @@ pub enum ScanError {
 
 pub struct RocksStore {
     db: Db,
+    /// The state snapshots' folder.
+    snapshots: PathBuf,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -173,14 +197,10 @@ fn column_families() -> Vec<ColumnFamilyDescriptor> {
     table.set_bloom_filter(10.0, false);
     let mut idempotency = Options::default();
     idempotency.set_block_based_table_factory(&table);
-    // A snapshot is one large value: kept in a blob file, compactions don't rewrite it.
-    let mut snapshots = Options::default();
-    snapshots.set_enable_blob_files(true);
     vec![
         ColumnFamilyDescriptor::new(CF_EVENTS, Options::default()),
         ColumnFamilyDescriptor::new(CF_IDEMPOTENCY, idempotency),
         ColumnFamilyDescriptor::new(CF_MERKLE, Options::default()),
-        ColumnFamilyDescriptor::new(CF_SNAPSHOTS, snapshots),
     ]
 }
 
@@ -195,18 +215,25 @@ impl RocksStore {
         options.increase_parallelism(2);
         options.set_paranoid_checks(true);
         let db = Db::open_cf_descriptors(&options, path, column_families())?;
-        Ok(Arc::new(RocksStore { db }))
+        let snapshots = path.join(SNAPSHOTS_DIR);
+        std::fs::create_dir_all(&snapshots).map_err(|source| StoreError::Snapshot {
+            path: snapshots.display().to_string(),
+            source,
+        })?;
+        Ok(Arc::new(RocksStore { db, snapshots }))
     }
 
-    /// Opens read-only, for replaying a log that a running server may hold open. A
-    /// column family the log was written without (one newer than it) is left out.
+    /// Opens read-only, for replaying a log that a running server may hold open.
     pub fn open_read_only(path: &Path) -> Result<Arc<RocksStore>, StoreError> {
-        let existing = Db::list_cf(&Options::default(), path)?;
-        let families = column_families()
-            .into_iter()
-            .filter(|family| existing.iter().any(|name| name == family.name()));
-        let db = Db::open_cf_descriptors_read_only(&Options::default(), path, families, false)?;
-        Ok(Arc::new(RocksStore { db }))
+        let db =
+            Db::open_cf_descriptors_read_only(&Options::default(), path, column_families(), false)?;
+        let snapshots = path.join(SNAPSHOTS_DIR);
+        Ok(Arc::new(RocksStore { db, snapshots }))
+    }
+
+    fn snapshot_error(&self, name: &str) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = self.snapshots.join(name).display().to_string();
+        move |source| StoreError::Snapshot { path, source }
     }
 
     fn cf(&self, name: &str) -> Arc<rocksdb::BoundColumnFamily<'_>> {
@@ -288,41 +315,62 @@ impl LogStorage for RocksStore {
     }
 
     fn snapshots(&self) -> Result<Vec<u64>, StoreError> {
-        let Some(snapshots) = self.db.cf_handle(CF_SNAPSHOTS) else {
-            return Ok(Vec::new());
+        let entries = match std::fs::read_dir(&self.snapshots) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(self.snapshot_error("")(error)),
         };
         let mut events = Vec::new();
-        for item in self.db.iterator_cf(&snapshots, IteratorMode::Start) {
-            let (key, _) = item?;
-            let key: [u8; 8] = key.as_ref().try_into().map_err(|_| StoreError::Malformed {
-                key: hex::encode(&key),
-                reason: "snapshot key is not 8 bytes".into(),
-            })?;
-            events.push(u64::from_be_bytes(key));
+        for entry in entries {
+            let name = entry.map_err(self.snapshot_error(""))?.file_name();
+            // Anything else there (a temporary file a crash left) is not a snapshot.
+            if let Some(count) = name
+                .to_str()
+                .and_then(|name| name.strip_suffix(SNAPSHOT_SUFFIX))
+                .filter(|count| count.len() == 20)
+                .and_then(|count| count.parse().ok())
+            {
+                events.push(count);
+            }
         }
+        events.sort_unstable();
         Ok(events)
     }
 
     fn snapshot(&self, events: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(snapshots) = self.db.cf_handle(CF_SNAPSHOTS) else {
-            return Ok(None);
-        };
-        Ok(self.db.get_cf(&snapshots, events.to_be_bytes())?)
+        let name = snapshot_name(events);
+        match std::fs::read(self.snapshots.join(&name)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(self.snapshot_error(&name)(error)),
+        }
     }
 
     fn write_snapshot(&self, events: u64, snapshot: &[u8]) -> Result<(), StoreError> {
-        let snapshots = self.cf(CF_SNAPSHOTS);
-        let mut write = WriteBatch::default();
-        write.put_cf(&snapshots, events.to_be_bytes(), snapshot);
-        write.delete_range_cf(&snapshots, 0u64.to_be_bytes(), events.to_be_bytes());
-        self.db.write(write)?;
+        let name = snapshot_name(events);
+        let temporary = format!("{name}.tmp");
+        std::fs::write(self.snapshots.join(&temporary), snapshot)
+            .map_err(self.snapshot_error(&temporary))?;
+        std::fs::rename(self.snapshots.join(&temporary), self.snapshots.join(&name))
+            .map_err(self.snapshot_error(&name))?;
+        for older in self
+            .snapshots()?
+            .into_iter()
+            .filter(|older| *older < events)
+        {
+            self.delete_snapshot(older)?;
+        }
         Ok(())
     }
 
     fn delete_snapshot(&self, events: u64) -> Result<(), StoreError> {
-        self.db
-            .delete_cf(&self.cf(CF_SNAPSHOTS), events.to_be_bytes())?;
-        Ok(())
+        let name = snapshot_name(events);
+        match std::fs::remove_file(self.snapshots.join(&name)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.snapshot_error(&name)(error))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn subtree(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {

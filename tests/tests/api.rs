@@ -268,7 +268,7 @@ async fn a_corrupt_record_stops_start_up_and_names_its_seq() {
         let db = rocksdb::DB::open_cf(
             &options,
             &log,
-            ["events", "idempotency", "merkle", "snapshots"],
+            ["events", "idempotency", "merkle"],
         )
         .unwrap();
         let events = db.cf_handle("events").unwrap();
@@ -425,7 +425,7 @@ async fn the_idempotency_index_is_rebuilt_from_the_log_after_deletion() {
         let mut db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             dir.path().join("log"),
-            ["events", "idempotency", "merkle", "snapshots"],
+            ["events", "idempotency", "merkle"],
         )
         .unwrap();
         db.drop_cf("idempotency").unwrap();

@@ -332,7 +332,7 @@ fn cut_log(data_dir: &std::path::Path, seq: u64) {
     let mut db = rocksdb::DB::open_cf(
         &rocksdb::Options::default(),
         data_dir.join("log"),
-        ["events", "idempotency", "merkle", "snapshots"],
+        ["events", "idempotency", "merkle"],
     )
     .unwrap();
     let events = db.cf_handle("events").unwrap();

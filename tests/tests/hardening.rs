@@ -328,7 +328,7 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
         let db = rocksdb::DB::open_cf(
             &options,
             &log,
-            ["events", "idempotency", "merkle", "snapshots"],
+            ["events", "idempotency", "merkle"],
         )
         .unwrap();
         let events = db.cf_handle("events").unwrap();

@@ -993,7 +993,7 @@ async fn a_round_survives_kill_9_in_every_phase() {
         let mut db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             network.server.data_dir.join("log"),
-            ["events", "idempotency", "merkle", "snapshots"],
+            ["events", "idempotency", "merkle"],
         )
         .unwrap();
         db.drop_cf("merkle").unwrap();
