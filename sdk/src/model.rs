@@ -925,11 +925,13 @@ fn module_without_bytes<'de, D: serde::Deserializer<'de>>(
         #[serde(with = "hex_array")]
         hash: Hash,
     }
-    Ok(Option::<Named>::deserialize(deserializer)?.map(|named| PluginModule {
-        kind: named.kind,
-        hash: named.hash,
-        wasm: Arc::from(Vec::new()),
-    }))
+    Ok(
+        Option::<Named>::deserialize(deserializer)?.map(|named| PluginModule {
+            kind: named.kind,
+            hash: named.hash,
+            wasm: Arc::from(Vec::new()),
+        }),
+    )
 }
 
 fn ignored<'de, D: serde::Deserializer<'de>, T: Default>(deserializer: D) -> Result<T, D::Error> {

@@ -84,32 +84,35 @@ fn open(dir: &std::path::Path) -> Arc<RocksStore> {
 /// the state root.
 fn start(dir: &std::path::Path, keys: &DevKeys) -> (f64, u64, u64, [u8; 32]) {
     drop(open(dir));
-    let started = Instant::now();
-    let (engine, writer) = Engine::start(
-        RocksStore::open(dir).unwrap(),
-        keys.genesis(),
-        keys.operator.clone(),
-        config(),
-    )
-    .unwrap();
-    let elapsed = started.elapsed().as_secs_f64();
-    let answer = {
-        let published = engine.published();
-        (
-            elapsed,
-            engine.metrics().start_replay().0,
-            published.events(),
-            published.state_root(),
-        )
-    };
-    // The writer ends when its last handle is dropped.
-    drop(engine);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(writer).unwrap().unwrap();
-    answer
+    runtime.block_on(async {
+        let started = Instant::now();
+        let (engine, writer) = Engine::start(
+            RocksStore::open(dir).unwrap(),
+            keys.genesis(),
+            keys.operator.clone(),
+            config(),
+        )
+        .unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        let answer = {
+            let published = engine.published();
+            (
+                elapsed,
+                engine.metrics().start_replay().0,
+                published.events(),
+                published.state_root(),
+            )
+        };
+        // The writer ends when its last handle is dropped.
+        drop(engine);
+        writer.await.unwrap().unwrap();
+        answer
+    })
 }
 
 fn main() {

@@ -8,7 +8,9 @@
 //!
 //! Prints, per round, where the time went, then the burn → `RoundOpened` and
 //! → `AssignmentsMade` latencies (p50, p99), the server's RSS with the nodes registered
-//! and after the rounds, the log's size, and the start-up time on the log it built.
+//! and after the rounds, the log's size, and the start-up time on the log it built:
+//! from the newest state snapshot the server took (at its default interval), and then
+//! with the snapshots deleted, from the whole log.
 //!
 //! cargo bench -p blyan-ledger --bench round [-- NODES VALIDATORS ROUNDS]
 
@@ -182,6 +184,21 @@ async fn wait_healthy(url: &str) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One series of the server's `/metrics`.
+async fn metric(url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .parse()
+        .unwrap()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -504,13 +521,33 @@ fn main() {
         assigned_ms.sort_by(f64::total_cmp);
         totals.sort_by(f64::total_cmp);
 
-        // Start-up on the log the rounds built.
+        // Start-up on the log the rounds built: from the newest snapshot, then from the
+        // whole log.
         drop(server);
-        let log_bytes = dir_bytes(&data.join("log"));
+        let snapshots = data.join("log").join("snapshots");
+        let snapshot_bytes = dir_bytes(&snapshots);
+        let log_bytes = dir_bytes(&data.join("log")) - snapshot_bytes;
         server = spawn(&data, &genesis_path, &operator_path);
         let startup = wait_healthy(&server.url).await;
+        // Once more, with the page cache as warm as the whole log's start will find it.
+        drop(server);
+        server = spawn(&data, &genesis_path, &operator_path);
+        let warm = wait_healthy(&server.url).await;
+        let snapshot_events = metric(&server.url, "blyan_start_snapshot_events").await;
+        let replayed = metric(&server.url, "blyan_start_replayed_events").await;
+        drop(server);
+        std::fs::remove_dir_all(&snapshots).unwrap();
+        server = spawn(&data, &genesis_path, &operator_path);
+        let whole = wait_healthy(&server.url).await;
+        assert_eq!(metric(&server.url, "blyan_start_snapshot_events").await, 0.0);
         println!(
-            "rounds: {node_count} nodes, {validator_count} validators, K = 5, {round_count} rounds: burn → finalized median {:.2} s (min {:.2}, max {:.2}); burn ack → RoundOpened p50 {:.1} ms p99 {:.1} ms, → AssignmentsMade p50 {:.1} ms p99 {:.1} ms; RSS {} KiB with the nodes registered, {} KiB after the rounds; log {events} events, {} bytes; start-up on it {:.2} s",
+            "start-up: from the snapshot of {snapshot_events} events ({snapshot_bytes} bytes), replaying {replayed} after it: {:.2} s, then {:.2} s; from the whole log: {:.2} s",
+            startup.as_secs_f64(),
+            warm.as_secs_f64(),
+            whole.as_secs_f64(),
+        );
+        println!(
+            "rounds: {node_count} nodes, {validator_count} validators, K = 5, {round_count} rounds: burn → finalized median {:.2} s (min {:.2}, max {:.2}); burn ack → RoundOpened p50 {:.1} ms p99 {:.1} ms, → AssignmentsMade p50 {:.1} ms p99 {:.1} ms; RSS {} KiB with the nodes registered, {} KiB after the rounds; log {events} events, {} bytes; start-up on it {:.2} s (from a snapshot)",
             percentile(&totals, 0.5),
             totals[0],
             totals[totals.len() - 1],

@@ -265,12 +265,7 @@ async fn a_corrupt_record_stops_start_up_and_names_its_seq() {
         let log = dir.path().join("log");
         let mut options = rocksdb::Options::default();
         options.create_if_missing(false);
-        let db = rocksdb::DB::open_cf(
-            &options,
-            &log,
-            ["events", "idempotency", "merkle"],
-        )
-        .unwrap();
+        let db = rocksdb::DB::open_cf(&options, &log, ["events", "idempotency", "merkle"]).unwrap();
         let events = db.cf_handle("events").unwrap();
         let mut value = db.get_cf(&events, 3u64.to_be_bytes()).unwrap().unwrap();
         let middle = value.len() / 2;

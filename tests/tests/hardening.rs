@@ -325,12 +325,7 @@ async fn a_log_that_means_something_impossible_is_refused_by_seq_without_a_panic
         let log = dir.path().join("log");
         let mut options = rocksdb::Options::default();
         options.create_if_missing(false);
-        let db = rocksdb::DB::open_cf(
-            &options,
-            &log,
-            ["events", "idempotency", "merkle"],
-        )
-        .unwrap();
+        let db = rocksdb::DB::open_cf(&options, &log, ["events", "idempotency", "merkle"]).unwrap();
         let events = db.cf_handle("events").unwrap();
         let read = |seq: u64| {
             Record::decode(&db.get_cf(&events, seq.to_be_bytes()).unwrap().unwrap()).unwrap()
