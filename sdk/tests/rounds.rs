@@ -680,7 +680,9 @@ fn rounds_keep_every_invariant_and_replay_to_the_same_root() {
             .cloned()
             .ok_or_else(|| format!("no event {seq}"))
     };
-    let restored = State::restore(&sim.state.snapshot(), &mut event_at).unwrap();
+    let mut written = Vec::new();
+    sim.state.snapshot_to(&mut written);
+    let restored = State::restore(&written, &mut event_at).unwrap();
     assert_eq!(restored.root(), sim.state.root());
     assert_eq!(restored, sim.state);
 }

@@ -68,15 +68,17 @@ fn build() -> Option<Hash> {
 
 /// A stored snapshot's bytes, written by the build `build`.
 fn encode(state: &State, head_hash: &Hash, build: &Hash) -> Vec<u8> {
-    let body = state.snapshot();
-    let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
+    // The body is written in place after the header, whose last field is its hash.
+    let mut bytes = Vec::with_capacity(HEADER_BYTES);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&state.events_applied().to_be_bytes());
     bytes.extend_from_slice(head_hash);
     bytes.extend_from_slice(build);
     bytes.extend_from_slice(&state.root());
-    bytes.extend_from_slice(blake3::hash(&body).as_bytes());
-    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&[0; 32]);
+    state.snapshot_to(&mut bytes);
+    let body_hash = blake3::hash(&bytes[HEADER_BYTES..]);
+    bytes[BODY_HASH_AT..HEADER_BYTES].copy_from_slice(body_hash.as_bytes());
     bytes
 }
 

@@ -911,7 +911,9 @@ fn every_field_is_counted() {
 fn restored(state: &State) -> State {
     let genesis = state.genesis.clone().expect("a genesis");
     let fallbacks = state.governance.fallbacks.clone();
-    State::restore(&state.snapshot(), &mut |seq| match seq {
+    let mut written = Vec::new();
+    state.snapshot_to(&mut written);
+    State::restore(&written, &mut |seq| match seq {
         0 => Ok(crate::model::Event::GenesisCreated(Box::new(
             (*genesis).clone(),
         ))),
@@ -926,7 +928,9 @@ fn restored(state: &State) -> State {
 #[test]
 fn a_snapshot_leaves_the_module_bytes_to_the_log() {
     let base = base();
-    let written = String::from_utf8(base.snapshot()).unwrap();
+    let mut written = Vec::new();
+    base.snapshot_to(&mut written);
+    let written = String::from_utf8(written).unwrap();
     let fallback = base.governance.fallbacks.get(&8).unwrap();
     let wasm = &fallback.used_module.as_ref().unwrap().wasm;
     assert!(!wasm.is_empty());

@@ -26,9 +26,10 @@ pub enum RestoreError {
 }
 
 impl State {
-    /// The state as a snapshot's bytes, to read back with [`State::restore`].
-    pub fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("the state always serializes")
+    /// Appends the state as a snapshot's bytes to `out`, to read back with
+    /// [`State::restore`].
+    pub fn snapshot_to(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("the state always serializes");
     }
 
     /// Reads back a snapshot written by [`State::snapshot`]; `event_at(seq)` is the
