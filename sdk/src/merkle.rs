@@ -309,6 +309,31 @@ mod tests {
     }
 
     #[test]
+    fn a_frontier_from_the_stored_subtrees_is_the_one_the_pushes_made() {
+        let mut frontier = Frontier::default();
+        let mut stored = std::collections::HashMap::new();
+        for len in 0..70u64 {
+            let rebuilt = Frontier::from_subtrees(len, &mut |level, index| {
+                stored.get(&(level, index)).copied().ok_or(())
+            })
+            .unwrap();
+            assert_eq!(rebuilt.peaks, frontier.peaks, "{len} leaves");
+            assert_eq!((rebuilt.len(), rebuilt.root()), (len, frontier.root()));
+            frontier.push_event_with(&event_hash(len), |subtree| {
+                stored.insert((subtree.level, subtree.index), subtree.hash);
+            });
+        }
+        // A subtree it needs and can't find is the lookup's error.
+        stored.remove(&(6, 0));
+        assert!(
+            Frontier::from_subtrees(64, &mut |level, index| {
+                stored.get(&(level, index)).copied().ok_or(())
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
     fn frontier_root_equals_rs_merkle_root_for_every_size() {
         let mut frontier = Frontier::default();
         let mut leaves = Vec::new();

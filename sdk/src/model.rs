@@ -911,8 +911,6 @@ pub struct PolicyFailure {
     pub reason: String,
 }
 
-/// Reads past a field that a file may not set (the server fills it in), leaving its
-/// default. Unlike `skip_deserializing`, the field stays in the API's schema.
 /// Reads a module as its serde form writes it, by kind and hash, without its bytes:
 /// only a state snapshot reads one back, and `State::restore` takes the bytes from the
 /// log.
@@ -934,6 +932,8 @@ fn module_without_bytes<'de, D: serde::Deserializer<'de>>(
     )
 }
 
+/// Reads past a field that a file may not set (the server fills it in), leaving its
+/// default. Unlike `skip_deserializing`, the field stays in the API's schema.
 fn ignored<'de, D: serde::Deserializer<'de>, T: Default>(deserializer: D) -> Result<T, D::Error> {
     serde::de::IgnoredAny::deserialize(deserializer)?;
     Ok(T::default())

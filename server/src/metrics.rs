@@ -234,6 +234,7 @@ impl Metrics {
             blobs: (blobs, blob_bytes),
         } = gauges;
         let (snapshot_events, replayed_events) = self.start_replay();
+        let (snapshots_written, snapshot_newest) = self.snapshot_written();
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -259,7 +260,7 @@ impl Metrics {
         counter(
             "blyan_snapshots_written_total",
             "State snapshots written.",
-            self.snapshots_written.load(Ordering::Relaxed),
+            snapshots_written,
         );
         counter(
             "blyan_snapshot_failures_total",
@@ -364,8 +365,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP blyan_start_snapshot_events Events of the state snapshot the server's start began from; 0 when it replayed the whole log.\n# TYPE blyan_start_snapshot_events gauge\nblyan_start_snapshot_events {snapshot_events}\n# HELP blyan_start_replayed_events Events the server's start replayed from the log.\n# TYPE blyan_start_replayed_events gauge\nblyan_start_replayed_events {replayed_events}\n# HELP blyan_snapshot_events Events of the newest state snapshot written since the start; 0 for none.\n# TYPE blyan_snapshot_events gauge\nblyan_snapshot_events {}",
-            self.snapshot_events.load(Ordering::Relaxed)
+            "# HELP blyan_start_snapshot_events Events of the state snapshot the server's start began from; 0 when it replayed the whole log.\n# TYPE blyan_start_snapshot_events gauge\nblyan_start_snapshot_events {snapshot_events}\n# HELP blyan_start_replayed_events Events the server's start replayed from the log.\n# TYPE blyan_start_replayed_events gauge\nblyan_start_replayed_events {replayed_events}\n# HELP blyan_snapshot_events Events of the newest state snapshot written since the start; 0 for none.\n# TYPE blyan_snapshot_events gauge\nblyan_snapshot_events {snapshot_newest}",
         );
         let _ = writeln!(
             out,

@@ -2,8 +2,8 @@
 //!
 //! The writer takes one after a group commit that holds a checkpoint, once
 //! `--snapshot-interval-events` events have passed since the last; a thread of its
-//! own writes it (the state's clone shares every map with the writer's, so taking it
-//! costs nothing). A stored snapshot is
+//! own writes it (the state's clone shares its maps with the writer's, so taking it
+//! costs next to nothing). A stored snapshot is
 //!
 //! ```text
 //! "BLYSNAP1" ‖ u64_be events ‖ head_hash ‖ build ‖ state_root ‖ body_hash ‖ state (JSON)
@@ -12,17 +12,19 @@
 //! (each hash 32 bytes). `head_hash` is the hash of record `events - 1`, which chains
 //! every record before it: a snapshot is of exactly one log prefix. `build` is the
 //! blake3 hash of the executable that wrote it, `body_hash` the blake3 hash of the
-//! JSON, which is [`State::snapshot`]'s.
+//! JSON, which is [`State::snapshot_to`]'s.
 //!
 //! At start the newest snapshot is tried first. It is used only if all of this
 //! holds: the running executable wrote it; its body is whole; the log still holds
 //! record `events - 1` with that hash; the state decodes and restores (the genesis and
 //! stored plugin modules from the log); its recomputed root is the written root; it
-//! counts `events` events; and the merkle column covers those events, gives their
-//! frontier, and gives the last checkpoint's root over the events that checkpoint
-//! signed. A snapshot that fails is deleted with a warning and the next older one is
+//! counts `events` events; and the merkle column covers those events and gives the
+//! root the last checkpoint signed, whose frontier the records after that checkpoint
+//! complete. A snapshot that fails is deleted with a warning and the next older one is
 //! tried; without one, the whole log is replayed. One the merkle column does not
 //! cover yet (a column deleted, rebuilt after the replay) is kept for the next start.
+//! An I/O error reading the folder, or a bad record, stops the start as one reading
+//! the log does.
 //!
 //! A snapshot never decides anything the log does not: it is a fold of the log that
 //! this same build already made. Another build may fold the log otherwise (a fixed
@@ -35,15 +37,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use blyan_sdk::core::State;
 use blyan_sdk::merkle::Frontier;
 use blyan_sdk::model::Hash;
-use blyan_sdk::replay::Replayer;
+use blyan_sdk::replay::{CheckedRecord, Replayer};
 
 use crate::store::{LogStorage, StoreError, read_record};
 
 const MAGIC: &[u8; 8] = b"BLYSNAP1";
-const EVENTS_AT: usize = MAGIC.len();
-const HEAD_AT: usize = EVENTS_AT + 8;
+/// Where a stored snapshot's fields start: its event count, head hash and state root.
+pub(crate) const EVENTS_AT: usize = MAGIC.len();
+pub(crate) const HEAD_AT: usize = EVENTS_AT + 8;
 const BUILD_AT: usize = HEAD_AT + 32;
-/// Where a stored snapshot's state root starts.
 pub(crate) const ROOT_AT: usize = BUILD_AT + 32;
 const BODY_HASH_AT: usize = ROOT_AT + 32;
 const HEADER_BYTES: usize = BODY_HASH_AT + 32;
@@ -85,19 +87,19 @@ fn encode(state: &State, head_hash: &Hash, build: &Hash) -> Vec<u8> {
 /// Writes a snapshot of `state`, whose last record has `head_hash`, on a thread of its
 /// own, unless one is being written: `writing` says so, and one at a time holds the
 /// state's bytes. `written` is told how it went once `writing` is clear again; a
-/// failure is also logged, and costs only a longer start.
+/// failure is also logged, and costs only a longer start. False when none was started.
 pub fn spawn_write(
     store: Arc<dyn LogStorage>,
     state: State,
     head_hash: Hash,
     writing: Arc<AtomicBool>,
     written: impl FnOnce(u64, bool) + Send + 'static,
-) {
+) -> bool {
     let Some(build) = build() else {
-        return;
+        return false;
     };
     if writing.swap(true, Ordering::AcqRel) {
-        return;
+        return false;
     }
     let encoding = writing.clone();
     let spawned = std::thread::Builder::new()
@@ -122,7 +124,9 @@ pub fn spawn_write(
     if let Err(error) = spawned {
         tracing::warn!(%error, "state snapshot not started");
         writing.store(false, Ordering::Release);
+        return false;
     }
+    true
 }
 
 /// The replayer of the newest usable snapshot, ready for the log after it; `None`
@@ -132,13 +136,6 @@ pub fn resume(store: &dyn LogStorage) -> Result<Option<Replayer>, StoreError> {
         return Ok(None);
     };
     for events in store.snapshots()?.into_iter().rev() {
-        if store.merkle_leaves()? < events {
-            tracing::warn!(
-                events,
-                "the merkle column does not cover the state snapshot yet"
-            );
-            continue;
-        }
         let Some(bytes) = store.snapshot(events)? else {
             continue;
         };
@@ -147,13 +144,24 @@ pub fn resume(store: &dyn LogStorage) -> Result<Option<Replayer>, StoreError> {
                 tracing::info!(events, "starting from the state snapshot");
                 return Ok(Some(replayer));
             }
-            Err(reason) => {
+            Err(Unused::NotYet(reason)) => {
+                tracing::warn!(events, reason, "state snapshot kept for a later start");
+            }
+            Err(Unused::Refused(reason)) => {
                 tracing::warn!(events, reason, "state snapshot refused; deleting it");
                 store.delete_snapshot(events)?;
             }
         }
     }
     Ok(None)
+}
+
+/// Why a stored snapshot is not used now.
+enum Unused {
+    /// It can never be: it is deleted.
+    Refused(String),
+    /// A later start may use it: it is kept.
+    NotYet(&'static str),
 }
 
 /// The replayer of one stored snapshot, or why it can't be used. Only the store's own
@@ -163,8 +171,8 @@ fn restore(
     events: u64,
     bytes: &[u8],
     build: &Hash,
-) -> Result<Result<Replayer, String>, StoreError> {
-    let refused = |reason: String| Ok(Err(reason));
+) -> Result<Result<Replayer, Unused>, StoreError> {
+    let refused = |reason: String| Ok(Err(Unused::Refused(reason)));
     if bytes.len() < HEADER_BYTES || &bytes[..MAGIC.len()] != MAGIC {
         return refused("not a snapshot of this format".into());
     }
@@ -191,6 +199,11 @@ fn restore(
             events - 1
         ));
     }
+    if store.merkle_leaves()? < events {
+        return Ok(Err(Unused::NotYet(
+            "the merkle column does not cover it yet",
+        )));
+    }
     let mut event_at = |seq: u64| match read_record(store, seq) {
         Ok(Some(checked)) => Ok(checked.logged.event),
         Ok(None) => Err("the log does not hold it".into()),
@@ -210,15 +223,23 @@ fn restore(
         return refused("the restored state's root is not the root written".into());
     }
     // The writer goes on from this frontier, and signs checkpoints with its root: the
-    // merkle column must hold it, and agree with the checkpoint the log holds last.
-    let Some(frontier) = stored_frontier(store, events)? else {
-        return refused("the merkle column lacks a subtree of its frontier".into());
+    // merkle column gives it up to the last checkpoint, which must have signed its
+    // root, and the log's own records the rest (the rest of one group commit).
+    let Some(checkpoint) = state.checkpoint_last() else {
+        return refused("its state holds no checkpoint".into());
     };
-    if let Some(checkpoint) = state.checkpoint_last() {
-        match stored_frontier(store, checkpoint.tree_size)? {
-            Some(signed) if signed.root() == checkpoint.merkle_root => {}
-            _ => return refused("the merkle column disagrees with the last checkpoint".into()),
-        }
+    let tree_size = checkpoint.tree_size;
+    let mut frontier = match stored_frontier(store, tree_size)? {
+        Some(frontier) if frontier.root() == checkpoint.merkle_root => frontier,
+        _ => return refused("the merkle column disagrees with the last checkpoint".into()),
+    };
+    let after = store.read_encoded(tree_size, events, usize::MAX, usize::MAX)?;
+    for (offset, bytes) in after.iter().enumerate() {
+        let checked = CheckedRecord::decode(tree_size + offset as u64, bytes)?;
+        frontier.push_event(&checked.record.hash);
+    }
+    if frontier.len() != events {
+        return refused("the log lacks a record the snapshot covers".into());
     }
     Ok(Ok(Replayer::resume(state, &last.record, frontier)))
 }

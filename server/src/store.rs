@@ -360,6 +360,14 @@ impl LogStorage for RocksStore {
         {
             self.delete_snapshot(older)?;
         }
+        // One snapshot is written at a time: any other temporary file is what a stop in
+        // the middle of a write left.
+        for entry in std::fs::read_dir(&self.snapshots).map_err(self.snapshot_error(""))? {
+            let path = entry.map_err(self.snapshot_error(""))?.path();
+            if path.extension().is_some_and(|extension| extension == "tmp") {
+                std::fs::remove_file(&path).map_err(self.snapshot_error(""))?;
+            }
+        }
         Ok(())
     }
 

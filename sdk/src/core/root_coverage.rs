@@ -943,6 +943,53 @@ fn a_snapshot_leaves_the_module_bytes_to_the_log() {
     assert_eq!(&back.used_module.as_ref().unwrap().wasm, wasm);
 }
 
+#[test]
+fn a_snapshot_refuses_a_log_that_does_not_hold_what_it_names() {
+    let base = base();
+    let mut written = Vec::new();
+    base.snapshot_to(&mut written);
+    let genesis = base.genesis.clone().unwrap();
+    let fallback = base.governance.fallbacks.get(&8).unwrap().clone();
+    let other = PluginModule::new(PluginKind::Scoring, vec![9; 9]);
+    let logs: [(u64, Vec<crate::model::Event>); 3] = [
+        // Seq 0 is not the genesis.
+        (
+            0,
+            vec![crate::model::Event::PluginFallback(fallback.clone())],
+        ),
+        // The fallback's event stores another module than the one the state names.
+        (
+            8,
+            vec![
+                crate::model::Event::GenesisCreated(Box::new((*genesis).clone())),
+                crate::model::Event::PluginFallback(PluginFallback {
+                    used_module: Some(other),
+                    ..fallback.clone()
+                }),
+            ],
+        ),
+        // The log ends before the fallback's event.
+        (
+            8,
+            vec![crate::model::Event::GenesisCreated(Box::new(
+                (*genesis).clone(),
+            ))],
+        ),
+    ];
+    for (refused_seq, log) in logs {
+        let mut event_at = |seq: u64| {
+            let index = if seq == 0 { 0 } else { 1 };
+            log.get(index)
+                .cloned()
+                .ok_or_else(|| format!("no event {seq}"))
+        };
+        match State::restore(&written, &mut event_at) {
+            Err(super::snapshot::RestoreError::Event { seq, .. }) => assert_eq!(seq, refused_seq),
+            other => panic!("restored from a log without what it names: {other:?}"),
+        }
+    }
+}
+
 proptest! {
     /// Every field survives a snapshot, however deep.
     #[test]

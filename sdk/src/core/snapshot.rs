@@ -7,8 +7,8 @@
 //! with its plugin modules) and the modules that plugin fallbacks stored (each in its
 //! own event). It is JSON; a map is its entries in key order, and its lattice hash is
 //! rebuilt from them on reading. Nothing read is trusted: the caller compares the
-//! restored state's root, which covers every field, with the root of the state that
-//! was written.
+//! restored state's root, which covers every field but a round's derived tasks, with
+//! the root of the state that was written (and the server a hash of the whole body).
 
 use std::sync::Arc;
 
