@@ -14,9 +14,10 @@ use blyan_sdk::client::Client;
 use blyan_sdk::codec;
 use blyan_sdk::core::governance::Subject;
 use blyan_sdk::crypto::{Keypair, PublicKey};
+use blyan_sdk::liveness;
 use blyan_sdk::model::{
-    Action, Burn, Capabilities, Cause, Command, Hash, Parameters, PluginKind, PluginProposal,
-    PolicyResult, PoolItem, PoolSpec, ServerInput, limits,
+    Action, Burn, Capabilities, Cause, Command, Event, Hash, Parameters, PluginKind,
+    PluginProposal, PolicyResult, PoolItem, PoolSpec, ServerInput, limits,
 };
 use blyan_sdk::receipt::{self, RoundReceipt};
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, Replayer};
@@ -67,7 +68,8 @@ enum CliCommand {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Send a heartbeat for a registered node.
+    /// Send a heartbeat for a registered node, in the liveness window open now. The
+    /// server holds it and logs it with the window's others when the window closes.
     Heartbeat {
         #[arg(long)]
         key: PathBuf,
@@ -116,6 +118,11 @@ enum CliCommand {
         /// weights hash the log records, and held-out losses within 0.1 % of it.
         #[arg(long)]
         recompute_merges: bool,
+        /// Also fetch every closed liveness window's blob and check it against its
+        /// event: every heartbeat signed by a registered node for that window, one per
+        /// node, exactly the nodes of its bitmap, and its Merkle root.
+        #[arg(long)]
+        check_heartbeats: bool,
     },
     /// Propose, approve and list plugin and parameter changes (governance keys).
     #[command(subcommand)]
@@ -363,6 +370,31 @@ async fn submit_as(
         println!(
             "accepted at seq {} (event {})",
             receipt.seq, receipt.event_hash
+        );
+    }
+    Ok(())
+}
+
+/// Signs a heartbeat for the window open now and submits it.
+async fn heartbeat(cli: &Cli, key: &Path, idempotency: Option<String>) -> anyhow::Result<()> {
+    let keypair = Keypair::read_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let client = Client::new(&cli.server);
+    let head = client.head().await?;
+    let command = Command {
+        idempotency_key: idempotency_key(idempotency),
+        action: Action::Heartbeat {
+            window: head.liveness_window,
+        },
+    };
+    let held = client
+        .heartbeat(&codec::sign_command(&keypair, &head.network_id, &command))
+        .await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&held)?);
+    } else {
+        println!(
+            "held for liveness window {}; logged when it closes",
+            held.window
         );
     }
     Ok(())
@@ -816,13 +848,28 @@ async fn logged_modules(
     Ok(modules)
 }
 
-async fn replay(cli: &Cli, rerun_plugins: bool, recompute_merges: bool) -> anyhow::Result<()> {
+/// What `blyan replay` checks beyond the log itself.
+#[derive(Debug, Clone, Copy)]
+struct ReplayOptions {
+    rerun_plugins: bool,
+    recompute_merges: bool,
+    check_heartbeats: bool,
+}
+
+async fn replay(cli: &Cli, options: ReplayOptions) -> anyhow::Result<()> {
+    let ReplayOptions {
+        rerun_plugins,
+        recompute_merges,
+        check_heartbeats,
+    } = options;
     let client = Client::new(&cli.server);
     let head = client.head().await?;
     let mut replayer = Replayer::new(ReplayChecks::AUDIT);
     let host = rerun_plugins.then(rerun::rerun_host);
     let mut reran = (0u64, rerun::Rerun::default());
     let mut merges = learn::Recomputed::default();
+    // Windows and heartbeats checked against their blobs.
+    let mut liveness_checked = (0u64, 0usize);
     while replayer.len() < head.events {
         let page = client.events(replayer.len(), 1_000).await?;
         if page.is_empty() {
@@ -851,6 +898,18 @@ async fn replay(cli: &Cli, rerun_plugins: bool, recompute_merges: bool) -> anyho
                 .with_context(|| format!("replaying seq {seq}"))?;
             if recompute_merges && seq == 0 {
                 learn::check_genesis_model(replayer.state())?;
+            }
+            if let (true, Event::LivenessWindowClosed(window)) =
+                (check_heartbeats, &checked.logged.event)
+            {
+                let blob = client.blob(&window.blob).await.with_context(|| {
+                    format!("fetching the blob of liveness window {}", window.window)
+                })?;
+                let heartbeats =
+                    liveness::verify(replayer.state(), &head.network_id, window, &blob)
+                        .with_context(|| format!("seq {seq}: liveness window {}", window.window))?;
+                liveness_checked.0 += 1;
+                liveness_checked.1 += heartbeats;
             }
             if let Some((plan, update)) = merge {
                 let plan = plan
@@ -916,6 +975,10 @@ async fn replay(cli: &Cli, rerun_plugins: bool, recompute_merges: bool) -> anyho
             report["merges_recomputed"] = json!(merges.merges);
             report["held_out_loss_max_relative_difference"] = json!(merges.loss_difference_max);
         }
+        if check_heartbeats {
+            report["liveness_windows_checked"] = json!(liveness_checked.0);
+            report["heartbeats_checked"] = json!(liveness_checked.1);
+        }
         if rerun_plugins {
             report["policy_calls_rerun"] = json!(calls);
             report["modules_rerun"] = json!(modules);
@@ -932,6 +995,12 @@ async fn replay(cli: &Cli, rerun_plugins: bool, recompute_merges: bool) -> anyho
             println!(
                 "merges     {} recomputed, held-out losses within {:.2e} of the log's",
                 merges.merges, merges.loss_difference_max
+            );
+        }
+        if check_heartbeats {
+            println!(
+                "liveness   {} windows and {} heartbeats checked against their blobs",
+                liveness_checked.0, liveness_checked.1
             );
         }
         if rerun_plugins {
@@ -990,7 +1059,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             key,
             idempotency_key,
         } => {
-            submit(&cli, key, idempotency_key.clone(), Action::Heartbeat).await?;
+            heartbeat(&cli, key, idempotency_key.clone()).await?;
         }
         CliCommand::Burn {
             key,
@@ -1040,7 +1109,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         CliCommand::Replay {
             rerun_plugins,
             recompute_merges,
-        } => replay(&cli, *rerun_plugins, *recompute_merges).await?,
+            check_heartbeats,
+        } => {
+            let checks = ReplayOptions {
+                rerun_plugins: *rerun_plugins,
+                recompute_merges: *recompute_merges,
+                check_heartbeats: *check_heartbeats,
+            };
+            replay(&cli, checks).await?
+        }
         CliCommand::Governance(command) => governance(&cli, command).await?,
         CliCommand::Plugin(command) => plugin(&cli, command)?,
         CliCommand::Round(command) => round(&cli, command).await?,

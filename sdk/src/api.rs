@@ -32,6 +32,16 @@ pub struct Head {
     pub head_hash: String,
     /// Hex.
     pub state_root: String,
+    /// The liveness window open now: the one a heartbeat names.
+    pub liveness_window: u64,
+}
+
+/// The answer to a heartbeat (202): held for its liveness window, and logged, with the
+/// window's others, when it closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatHeld {
+    pub window: u64,
 }
 
 /// The JSON error body of every 4xx and 5xx answer.
@@ -65,6 +75,9 @@ pub struct StateSummary {
 pub struct NodeView {
     pub pubkey: PublicKey,
     pub node: Node,
+    /// Log time the node was last seen: the close of the newest liveness window it
+    /// heartbeated in, within `heartbeat_timeout_ms`, or its registration.
+    pub last_seen_ms: u64,
 }
 
 /// `GET /healthz` while the writer runs.

@@ -12,9 +12,9 @@ use prost::Message;
 use tokio_tungstenite::tungstenite;
 
 use crate::api::{
-    ApiErrorBody, AssignmentView, ExpertVersionView, GovernanceView, Head, ItemProofView,
-    ModelView, NodeView, PluginsView, PoolView, Receipt, RoundSummary, RoundView, StateSummary,
-    StoredBlob, TasksView, ValidatorView,
+    ApiErrorBody, AssignmentView, ExpertVersionView, GovernanceView, Head, HeartbeatHeld,
+    ItemProofView, ModelView, NodeView, PluginsView, PoolView, Receipt, RoundSummary, RoundView,
+    StateSummary, StoredBlob, TasksView, ValidatorView,
 };
 use crate::codec;
 use crate::crypto::PublicKey;
@@ -39,7 +39,7 @@ impl ClientError {
     fn is_retryable(&self) -> bool {
         match self {
             ClientError::Transport(error) => !error.is_decode() && !error.is_builder(),
-            // A heartbeat too soon stays too soon for its whole interval, and a source
+            // A heartbeat too soon stays too soon for its whole window, and a source
             // out of registrations for minutes (`Retry-After`): the caller decides
             // when to send the next.
             ClientError::Api { status, body } => {
@@ -177,6 +177,23 @@ impl Client {
         let bytes = codec::encode_signed_command(command);
         self.with_retries(|| self.submit_bytes_once(bytes.clone()))
             .await
+    }
+
+    /// Submits a heartbeat, retrying as [`Client::submit`] does: the server holds it
+    /// for its window (202).
+    pub async fn heartbeat(&self, command: &SignedCommand) -> Result<HeartbeatHeld, ClientError> {
+        let bytes = codec::encode_signed_command(command);
+        self.with_retries(|| async {
+            let response = self
+                .http
+                .post(format!("{}/v1/commands", self.base_url))
+                .header("content-type", "application/x-protobuf")
+                .body(bytes.clone())
+                .send()
+                .await?;
+            Client::json(response).await
+        })
+        .await
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -10,10 +10,10 @@ use prost::Message;
 use crate::crypto::{self, COMMAND_DOMAIN, Keypair, PublicKey};
 use crate::model::{
     Action, Burn, Capabilities, Cause, Checkpoint, Command, Event, ExpertUpdate, Genesis, Hash,
-    LoggedEvent, ModelSpec, Parameters, Payout, Phase, PinnedPlugin, PluginFallback, PluginKind,
-    PluginModule, PluginProposal, PolicyFailure, PolicyResult, PoolItem, PoolSpec, Reveal,
-    RoundOutcome, RoundPins, RoundPlan, ServerInput, Shard, SignedCommand, ValidatorOutcome,
-    limits,
+    LivenessWindow, LoggedEvent, ModelSpec, Parameters, Payout, Phase, PinnedPlugin,
+    PluginFallback, PluginKind, PluginModule, PluginProposal, PolicyFailure, PolicyResult,
+    PoolItem, PoolSpec, Reveal, RoundOutcome, RoundPins, RoundPlan, ServerInput, Shard,
+    SignedCommand, ValidatorOutcome, limits,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,7 +197,9 @@ pub fn decode_command(body: &[u8]) -> Result<Command, DecodeError> {
         pb::command::Action::RegisterNode(register) => Action::RegisterNode(capabilities_from_pb(
             required(register.capabilities, "capabilities")?,
         )),
-        pb::command::Action::Heartbeat(pb::Heartbeat {}) => Action::Heartbeat,
+        pb::command::Action::Heartbeat(heartbeat) => Action::Heartbeat {
+            window: heartbeat.window,
+        },
         pb::command::Action::RecordBurn(burn) => Action::RecordBurn(Burn {
             chain_tx_id: burn.chain_tx_id,
             burner: burn.burner,
@@ -255,7 +257,9 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
         Action::RegisterNode(capabilities) => pb::command::Action::RegisterNode(pb::RegisterNode {
             capabilities: Some(capabilities_to_pb(capabilities)),
         }),
-        Action::Heartbeat => pb::command::Action::Heartbeat(pb::Heartbeat {}),
+        Action::Heartbeat { window } => {
+            pb::command::Action::Heartbeat(pb::Heartbeat { window: *window })
+        }
         Action::RecordBurn(burn) => pb::command::Action::RecordBurn(pb::RecordBurn {
             chain_tx_id: burn.chain_tx_id.clone(),
             burner: burn.burner.clone(),
@@ -354,7 +358,7 @@ fn parameters_from_pb(message: pb::Parameters) -> Result<Parameters, DecodeError
         model_experts: message
             .model_experts
             .unwrap_or(limits::EXPERTS_PER_NODE_MAX as u32),
-        heartbeat_interval_min_ms: message.heartbeat_interval_min_ms.unwrap_or(0),
+        liveness_window_ms: message.liveness_window_ms.unwrap_or(0),
         nodes_per_round_min: message
             .nodes_per_round_min
             .unwrap_or(defaults.nodes_per_round_min),
@@ -388,7 +392,7 @@ fn parameters_to_pb(parameters: &Parameters) -> pb::Parameters {
         reward_share_bps: parameters.reward_share_bps,
         max_score: parameters.max_score,
         model_experts: Some(parameters.model_experts),
-        heartbeat_interval_min_ms: Some(parameters.heartbeat_interval_min_ms),
+        liveness_window_ms: Some(parameters.liveness_window_ms),
         nodes_per_round_min: Some(parameters.nodes_per_round_min),
         validators_per_round: Some(parameters.validators_per_round),
         validators_per_delta: Some(parameters.validators_per_delta),
@@ -699,6 +703,13 @@ pub fn decode_logged_event(body: &[u8]) -> Result<LoggedEvent, DecodeError> {
             parent_held_out_loss: updated.parent_held_out_loss,
             held_out_loss: updated.held_out_loss,
         }),
+        Kind::LivenessWindowClosed(closed) => Event::LivenessWindowClosed(LivenessWindow {
+            window: closed.window,
+            closed_ms: closed.closed_ms,
+            live: closed.live,
+            heartbeats_root: array(&closed.heartbeats_root, "heartbeats_root")?,
+            blob: array(&closed.blob, "blob")?,
+        }),
     };
     let cause = match (command, server_input) {
         (Some(_), Some(_)) => {
@@ -746,6 +757,14 @@ fn server_input_from_pb(
             _ => {
                 return Err(DecodeError(
                     "an expert update input's event must be the update".into(),
+                ));
+            }
+        },
+        Kind::LivenessWindow(pb::LivenessWindowInput {}) => match event {
+            Event::LivenessWindowClosed(window) => ServerInput::CloseLivenessWindow(window.clone()),
+            _ => {
+                return Err(DecodeError(
+                    "a liveness window input's event must be the window".into(),
                 ));
             }
         },
@@ -804,6 +823,7 @@ fn server_input_to_pb(input: &ServerInput) -> pb::ServerInput {
         ServerInput::Tick { time_ms } => Kind::Tick(pb::TickInput { time_ms: *time_ms }),
         ServerInput::OpenRound { round } => Kind::OpenRound(pb::OpenRoundInput { round: *round }),
         ServerInput::UpdateExpert(_) => Kind::ExpertUpdate(pb::ExpertUpdateInput {}),
+        ServerInput::CloseLivenessWindow(_) => Kind::LivenessWindow(pb::LivenessWindowInput {}),
         ServerInput::PolicyResult(result) => Kind::PolicyResult(pb::PolicyResultInput {
             round: result.round,
             kind: result.kind.to_pb().into(),
@@ -1124,6 +1144,15 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             parent_held_out_loss: update.parent_held_out_loss,
             held_out_loss: update.held_out_loss,
         }),
+        Event::LivenessWindowClosed(window) => {
+            Kind::LivenessWindowClosed(pb::LivenessWindowClosedV1 {
+                window: window.window,
+                closed_ms: window.closed_ms,
+                live: window.live.clone(),
+                heartbeats_root: window.heartbeats_root.to_vec(),
+                blob: window.blob.to_vec(),
+            })
+        }
     };
     let (cause, server_input) = match &logged.cause {
         Cause::Command(command) => (Some(signed_command_to_pb(command)), None),
@@ -1135,6 +1164,10 @@ pub fn encode_logged_event(logged: &LoggedEvent) -> Vec<u8> {
             debug_assert!(
                 !matches!(input, ServerInput::UpdateExpert(update) if logged.event != Event::ExpertUpdated(update.clone())),
                 "an expert update input is stored as its event"
+            );
+            debug_assert!(
+                !matches!(input, ServerInput::CloseLivenessWindow(window) if logged.event != Event::LivenessWindowClosed(window.clone())),
+                "a liveness window input is stored as its event"
             );
             (None, Some(server_input_to_pb(input)))
         }

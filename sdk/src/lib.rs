@@ -16,6 +16,7 @@ pub mod codec;
 pub mod core;
 pub mod crypto;
 pub mod genesis;
+pub mod liveness;
 pub mod merkle;
 pub mod model;
 pub mod receipt;

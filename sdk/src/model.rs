@@ -69,7 +69,10 @@ pub struct Command {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     RegisterNode(Capabilities),
-    Heartbeat,
+    /// Alive in liveness window `window`, the one open now.
+    Heartbeat {
+        window: u64,
+    },
     RecordBurn(Burn),
     ProposePlugin(PluginProposal),
     ProposeParameters {
@@ -227,8 +230,9 @@ pub struct Parameters {
     pub max_score: u64,
     /// Experts the model has; a node may claim only experts `0..model_experts`.
     pub model_experts: u32,
-    /// Shortest time between two heartbeats of one node, in log time.
-    pub heartbeat_interval_min_ms: u64,
+    /// Shortest liveness window, in log time: the open window closes once this long
+    /// has passed since the last close and it holds a heartbeat.
+    pub liveness_window_ms: u64,
     /// Eligible nodes a round needs to open.
     pub nodes_per_round_min: u32,
     /// Validators a round draws for its committee (N).
@@ -258,7 +262,7 @@ impl Default for Parameters {
             reward_share_bps: 8_000,
             max_score: 1_000_000_000,
             model_experts: 4,
-            heartbeat_interval_min_ms: 10_000,
+            liveness_window_ms: 10_000,
             nodes_per_round_min: 3,
             validators_per_round: 16,
             validators_per_delta: 5,
@@ -342,9 +346,9 @@ impl Parameters {
                 format!("must be at most {}", limits::EXPERTS_PER_NODE_MAX),
             ));
         }
-        if self.heartbeat_interval_min_ms >= self.heartbeat_timeout_ms {
+        if self.liveness_window_ms >= self.heartbeat_timeout_ms {
             return Err((
-                "heartbeat_interval_min_ms",
+                "liveness_window_ms",
                 "must be shorter than heartbeat_timeout_ms".into(),
             ));
         }
@@ -460,6 +464,8 @@ pub enum Event {
         capabilities: Capabilities,
         time_ms: u64,
     },
+    /// One node's heartbeat, one event each, in logs written before liveness windows.
+    /// No server decides it any more; it still applies as it did.
     HeartbeatRecorded {
         node: PublicKey,
         time_ms: u64,
@@ -570,6 +576,31 @@ pub enum Event {
         carried: u128,
     },
     ExpertUpdated(ExpertUpdate),
+    LivenessWindowClosed(LivenessWindow),
+}
+
+/// A closed liveness window: who heartbeated in it, and where their signed heartbeats
+/// are ([`crate::liveness`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LivenessWindow {
+    /// Numbered from 0; each closes once, in order.
+    pub window: u64,
+    /// Log time of the close: a node in `live` counts as seen then.
+    pub closed_ms: u64,
+    /// Bit i (byte i / 8, bit i % 8, least significant first) is the node registered
+    /// i-th. No trailing zero byte; at least one bit is set.
+    #[serde(with = "hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub live: Vec<u8>,
+    /// RFC 6962 Merkle root over blake3 of each signed heartbeat, in registry order.
+    #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub heartbeats_root: Hash,
+    /// blake3 of the blob that holds those heartbeats.
+    #[serde(with = "hex_array")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub blob: Hash,
 }
 
 impl Event {
@@ -600,6 +631,7 @@ impl Event {
             Event::RoundFinalized(_) => "round_finalized",
             Event::RoundAborted { .. } => "round_aborted",
             Event::ExpertUpdated(_) => "expert_updated",
+            Event::LivenessWindowClosed(_) => "liveness_window_closed",
         }
     }
 
@@ -630,7 +662,8 @@ impl Event {
             | Event::ScoresRecorded { .. }
             | Event::RoundFinalized(_)
             | Event::RoundAborted { .. }
-            | Event::ExpertUpdated(_) => &[],
+            | Event::ExpertUpdated(_)
+            | Event::LivenessWindowClosed(_) => &[],
         }
     }
 }
@@ -870,6 +903,9 @@ pub enum ServerInput {
     /// The server merged a finalized round's accepted deltas into the expert's next
     /// version. The update is the event's own content: the record stores it once.
     UpdateExpert(ExpertUpdate),
+    /// The server closed the open liveness window with the heartbeats it held for it.
+    /// The window is the event's own content: the record stores it once.
+    CloseLivenessWindow(LivenessWindow),
 }
 
 impl ServerInput {
@@ -882,6 +918,7 @@ impl ServerInput {
             ServerInput::OpenRound { .. } => "open_round",
             ServerInput::PolicyResult(_) => "policy_result",
             ServerInput::UpdateExpert(_) => "expert_update",
+            ServerInput::CloseLivenessWindow(_) => "liveness_window",
         }
     }
 }

@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{ItemView, Receipt};
+use crate::api::{HeartbeatHeld, ItemView, Receipt};
 use crate::client::{Client, ClientError};
 use crate::codec;
 use crate::core::rounds;
@@ -201,11 +201,32 @@ impl Node {
             .await?)
     }
 
-    pub async fn heartbeat(&self) -> Result<Receipt, ProtocolError> {
-        Ok(self
-            .signer
-            .submit(random_bytes::<16>().to_vec(), Action::Heartbeat)
-            .await?)
+    /// Heartbeats in the liveness window open now. A window that closes between
+    /// reading it and sending is followed by the next one, a few times.
+    pub async fn heartbeat(&self) -> Result<HeartbeatHeld, ProtocolError> {
+        let signer = &self.signer;
+        let mut attempt = 0;
+        loop {
+            let window = signer.client.head().await?.liveness_window;
+            let command = Command {
+                idempotency_key: random_bytes::<16>().to_vec(),
+                action: Action::Heartbeat { window },
+            };
+            let signed = codec::sign_command(&signer.key, &signer.network_id, &command);
+            match signer.client.heartbeat(&signed).await {
+                Err(error)
+                    if attempt < 3
+                        && matches!(
+                            error.code(),
+                            Some("liveness_window_not_open" | "liveness_window_closing")
+                        ) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => return Ok(answer?),
+            }
+        }
     }
 
     /// The node's shard of `round` with every item fetched and checked, and the

@@ -8,11 +8,14 @@
 //! `BLYAN_SIM_SEED` the seed; a failure prints both.
 
 use blyan_plugin_host::{Host, Limits, defaults, run_with_fallback};
+use blyan_sdk::codec;
 use blyan_sdk::core::experts::ExpertRejection;
+use blyan_sdk::core::registry::RegistryRejection;
 use blyan_sdk::core::rounds::{self, Due, RoundRejection};
 use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide, decide_input};
 use blyan_sdk::crypto::{Keypair, PublicKey};
 use blyan_sdk::genesis::DevKeys;
+use blyan_sdk::liveness;
 use blyan_sdk::model::{
     Action, Burn, Capabilities, Command, Event, ExpertUpdate, Hash, ModelSpec, Parameters, Phase,
     PluginKind, PluginModule, PolicyResult, PoolItem, PoolSpec, Reveal, ServerInput,
@@ -293,11 +296,38 @@ impl Sim {
         });
         let oracle = self.keys.burn_oracle.clone();
         self.command(&oracle, burn).unwrap();
+        // Churn: some nodes miss their heartbeat and drop out of the next round. The
+        // heartbeats decide nothing; the window's close logs them, as the server does.
+        let window = self.state.registry().liveness().open();
+        let network_id = self.state.genesis().unwrap().network_id.clone();
+        let mut held = Vec::new();
         for node in self.nodes.clone() {
-            // Churn: some nodes miss their heartbeat and drop out of the next round.
             if self.rng.chance(85) {
-                self.command(&node, Action::Heartbeat).unwrap();
+                let action = Action::Heartbeat { window };
+                self.command(&node, action.clone()).unwrap();
+                let command = Command {
+                    idempotency_key: self.key.to_be_bytes().to_vec(),
+                    action,
+                };
+                let index = self.state.node(&node.public()).unwrap().index;
+                held.push((index, codec::sign_command(&node, &network_id, &command)));
             }
+        }
+        if !held.is_empty() {
+            held.sort_by_key(|(index, _)| *index);
+            let (closed, blob) = liveness::seal(window, self.time_ms, &held);
+            self.input(ServerInput::CloseLivenessWindow(closed.clone()))
+                .unwrap();
+            assert_eq!(
+                liveness::verify(&self.state, &network_id, &closed, &blob),
+                Ok(held.len())
+            );
+            // A heartbeat signed for the closed window is refused from now on.
+            let replayed = self.command(&self.nodes[0].clone(), Action::Heartbeat { window });
+            assert!(matches!(
+                replayed,
+                Err(Rejection::Registry(RegistryRejection::WindowNotOpen { .. }))
+            ));
         }
         self.settle();
         let running: Vec<u64> = self.state.rounds().running().collect();
@@ -547,7 +577,7 @@ fn simulate(seed: u64, rounds: u64) -> Sim {
         validator_quorum: 2,
         scored_deltas_min: 1,
         model_experts: 2,
-        heartbeat_interval_min_ms: 1_000,
+        liveness_window_ms: 1_000,
         commit_deadline_ms: 10_000,
         reveal_deadline_ms: 10_000,
         validate_deadline_ms: 10_000,

@@ -1,13 +1,18 @@
-//! Restart: how long `Engine::start` takes on a log of 10,000 nodes that heartbeat
-//! every minute of log time, from the newest state snapshot and from nothing (the
-//! whole log), and what a heartbeat costs the log.
+//! Restart: how long `Engine::start` takes on the log of 10,000 nodes that heartbeat
+//! every minute of log time for DAYS days, from the newest state snapshot if there is
+//! one and from nothing (the whole log), and what liveness costs the log and the blob
+//! store per node per day.
 //!
-//! cargo bench -p blyan-ledger --bench restart [-- MINUTES]
+//! cargo bench -p blyan-ledger --bench restart [-- DAYS]
 //!
-//! The log: the dev genesis, 10,000 node registrations, then MINUTES (default 100)
-//! minutes in which every node heartbeats once (10,000 heartbeats a minute, each a
-//! real signed command), with a state snapshot every 100,000 events as
-//! `blyan-ledger serve` takes by default. Log time is a clock the bench advances.
+//! The log: the dev genesis, 10,000 node registrations, then one liveness window a
+//! minute for DAYS (default 30) days, each holding every node. The first
+//! `REAL_WINDOWS` windows are real: 10,000 signed heartbeats each through
+//! `Engine::heartbeat`, sealed into their blob as the scheduler does. The others log
+//! the last real window's content again (its bitmap, root and blob name) under the
+//! next number: the same bytes a real window logs, without signing 14 million
+//! heartbeats a day to make them. State snapshots are taken every 100,000 events, as
+//! `blyan-ledger serve` does by default. Log time is a clock the bench advances.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +23,13 @@ use blyan_ledger::store::{LogStorage, RocksStore};
 use blyan_sdk::codec;
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::genesis::{DEV_NETWORK_ID, DevKeys};
-use blyan_sdk::model::{Action, Capabilities, Command};
+use blyan_sdk::liveness;
+use blyan_sdk::model::{Action, Capabilities, Command, LivenessWindow, ServerInput};
 
 const NODES: u64 = 10_000;
+
+/// Windows made of real signed heartbeats.
+const REAL_WINDOWS: u64 = 5;
 
 /// Log time, in ms: the bench moves it a minute at a time.
 static CLOCK_MS: AtomicU64 = AtomicU64::new(1_000_000);
@@ -116,10 +125,11 @@ fn start(dir: &std::path::Path, keys: &DevKeys) -> (f64, u64, u64, [u8; 32]) {
 }
 
 fn main() {
-    let minutes: u64 = std::env::args()
+    let days: u64 = std::env::args()
         .skip(1)
         .find_map(|arg| arg.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(30);
+    let windows = days * 1_440;
     let keys = DevKeys::derive();
     let dir = tempfile::tempdir().unwrap();
     let nodes: Vec<Keypair> = (0..NODES).map(node).collect();
@@ -130,7 +140,7 @@ fn main() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let heartbeat_bytes = runtime.block_on(async {
+    let (window_bytes, blob_bytes) = runtime.block_on(async {
         let store = RocksStore::open(dir.path()).unwrap();
         let (engine, writer) = Engine::start(
             store.clone(),
@@ -157,48 +167,76 @@ fn main() {
             })
             .collect();
         submit_all(&engine, registrations).await;
-        for minute in 0..minutes {
+        let mut last: Option<LivenessWindow> = None;
+        let mut blob_bytes = 0;
+        for window in 0..windows {
             CLOCK_MS.fetch_add(60_000, Ordering::SeqCst);
-            let heartbeats = nodes
-                .iter()
-                .map(|node| submission(node, format!("h{minute}"), Action::Heartbeat))
-                .collect();
-            submit_all(&engine, heartbeats).await;
+            let sealed = if window < REAL_WINDOWS {
+                let heartbeats = nodes.iter().map(|node| {
+                    engine.heartbeat(submission(
+                        node,
+                        format!("h{window}"),
+                        Action::Heartbeat { window },
+                    ))
+                });
+                let answers = futures_util::future::join_all(heartbeats).await;
+                assert!(answers.iter().all(Result::is_ok), "every heartbeat is held");
+                let (number, held) = engine
+                    .take_heartbeats(clock_ms())
+                    .expect("the window is due");
+                assert_eq!((number, held.len() as u64), (window, NODES));
+                let (sealed, blob) = liveness::seal(window, 0, &held);
+                blob_bytes = blob.len();
+                sealed
+            } else {
+                LivenessWindow {
+                    window,
+                    ..last.clone().expect("a real window came first")
+                }
+            };
+            let receipt = engine
+                .submit_input(ServerInput::CloseLivenessWindow(sealed.clone()))
+                .await
+                .unwrap();
+            assert!(receipt.is_some(), "window {window} closes");
+            last = Some(sealed);
         }
         let events = engine.published().events();
-        // What one heartbeat adds to the log: its stored record, read back.
-        let last_minute = store
-            .read_encoded(events - NODES, events, NODES as usize, usize::MAX)
+        // What one window adds to the log: its stored record, read back.
+        let record = store
+            .read_encoded(events - 1, events, 1, usize::MAX)
             .unwrap();
-        let bytes: usize = last_minute.iter().map(Vec::len).sum();
         drop(engine);
         writer.await.unwrap().unwrap();
         // The last snapshot's thread may still be writing it.
-        bytes as f64 / last_minute.len() as f64
+        (record[0].len(), blob_bytes)
     });
     drop(runtime);
     eprintln!("built the log in {:.1} s", started.elapsed().as_secs_f64());
 
-    let per_day = heartbeat_bytes * 1_440.0;
+    let per_node_day = |bytes: usize| bytes as f64 * 1_440.0 / NODES as f64;
     println!(
-        "heartbeat record: {heartbeat_bytes:.0} bytes; one a minute is {:.0} KB per node per day",
-        per_day / 1e3
+        "liveness window of {NODES} nodes: its record {window_bytes} bytes, its blob {blob_bytes} bytes; one a minute is {:.0} bytes per node per day in the log and {:.0} KB in the blob store",
+        per_node_day(window_bytes),
+        per_node_day(blob_bytes) / 1e3
     );
     let store = open(dir.path());
-    let newest = *store.snapshots().unwrap().last().expect("a snapshot");
-    let snapshot_bytes = store.snapshot(newest).unwrap().unwrap().len();
+    let newest = store.snapshots().unwrap().last().copied();
+    let snapshot_bytes = newest.map(|events| store.snapshot(events).unwrap().unwrap().len());
     drop(store);
     let mut from_snapshot = Vec::new();
     let mut root_from_snapshot = None;
-    for _ in 0..3 {
-        let (elapsed, resumed, events, root) = start(dir.path(), &keys);
-        assert_eq!(resumed, newest);
-        eprintln!(
-            "start from the snapshot of {newest} events ({} after it): {elapsed:.3} s",
-            events - newest
-        );
-        from_snapshot.push(elapsed);
-        root_from_snapshot = Some((events, root));
+    if let Some(newest) = newest {
+        for _ in 0..3 {
+            let (elapsed, resumed, events, root) = start(dir.path(), &keys);
+            assert_eq!(resumed, newest);
+            eprintln!(
+                "start from the snapshot of {newest} events ({} after it): {elapsed:.3} s",
+                events - newest
+            );
+            from_snapshot.push(elapsed);
+            root_from_snapshot = Some((events, root));
+        }
     }
     // Without snapshots: every one deleted, as an operator may.
     let store = open(dir.path());
@@ -206,19 +244,32 @@ fn main() {
         store.delete_snapshot(events).unwrap();
     }
     drop(store);
-    let (whole, resumed, events, root) = start(dir.path(), &keys);
-    assert_eq!(resumed, 0);
-    assert_eq!(
-        Some((events, root)),
-        root_from_snapshot,
-        "both starts agree"
-    );
-    from_snapshot.sort_by(f64::total_cmp);
+    let mut whole = Vec::new();
+    for _ in 0..3 {
+        let (elapsed, resumed, events, root) = start(dir.path(), &keys);
+        assert_eq!(resumed, 0);
+        if let Some(from_snapshot) = root_from_snapshot {
+            assert_eq!((events, root), from_snapshot, "both starts agree");
+        }
+        whole.push((elapsed, events));
+    }
+    whole.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let events = whole[0].1;
+    let snapshot = match (newest, snapshot_bytes) {
+        (Some(newest), Some(bytes)) => {
+            from_snapshot.sort_by(f64::total_cmp);
+            format!(
+                "from a snapshot of {bytes} bytes, {} events back: median {:.3} s (min {:.3}, max {:.3})",
+                events - newest,
+                from_snapshot[1],
+                from_snapshot[0],
+                from_snapshot[2]
+            )
+        }
+        _ => "no snapshot was due".to_string(),
+    };
     println!(
-        "start on {events} events ({NODES} nodes, {minutes} minutes): from a snapshot of {snapshot_bytes} bytes, {} events back: median {:.3} s (min {:.3}, max {:.3}); the whole log: {whole:.3} s",
-        events - newest,
-        from_snapshot[1],
-        from_snapshot[0],
-        from_snapshot[2],
+        "start on {events} events ({NODES} nodes, {days} days of windows): {snapshot}; the whole log: median {:.3} s (min {:.3}, max {:.3})",
+        whole[1].0, whole[0].0, whole[2].0,
     );
 }

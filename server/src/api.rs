@@ -9,10 +9,10 @@
 //! | 404 | `node_not_found`, `proposal_not_found`, `plugin_not_found`, `blob_not_found`, `round_not_found`, `pool_not_found`, `item_not_found`, `assignment_not_found`, `not_in_round` (a receipt), `event_not_found`, `no_model`, `expert_not_found`, `round_without_model` |
 //! | 412 | `precondition_failed` (a blob's `If-*` headers) |
 //! | 416 | `range_not_satisfiable` (a blob's `Range`) |
-//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals`, `wrong_phase`, `deadline_passed`, `already_committed`, `not_committed`, `already_revealed`, `delta_copied`, `already_submitted`, `blob_missing`, `round_not_ended`, `not_checkpointed` |
+//! | 409 | `idempotency_key_reused`, `node_already_registered`, `node_not_registered`, `registry_full`, `burn_conflict`, `already_approved`, `proposal_already_activated`, `proposal_expired`, `proposal_hash_mismatch`, `too_many_pending_proposals`, `wrong_phase`, `deadline_passed`, `already_committed`, `not_committed`, `already_revealed`, `delta_copied`, `already_submitted`, `blob_missing`, `round_not_ended`, `not_checkpointed`, `liveness_window_not_open`, `liveness_window_closing` |
 //! | 413 | `body_too_large`, `plugin_too_large`, `blob_too_large`, `pool_too_large`, `delta_too_large` |
 //! | 422 | `invalid_field`, `burn_total_overflow`, `blob_hash_mismatch`, `blob_size_mismatch`, `commitment_mismatch`, and the conformance failures `plugin_malformed`, `plugin_too_complex`, `plugin_imports`, `plugin_exports`, `plugin_abi_version`, `plugin_trap`, `plugin_out_of_fuel`, `plugin_deadline`, `plugin_memory`, `plugin_output`, `plugin_invariant`, and the check's own limits `plugin_check_timeout`, `plugin_check_limit` |
-//! | 429 | `heartbeat_too_soon`, `registration_rate_limited` (with `Retry-After`) |
+//! | 429 | `heartbeat_too_soon` (one a node per liveness window), `registration_rate_limited` (with `Retry-After`) |
 //! | 500 | `storage_error`, `internal_error` |
 //! | 503 | `writer_stopped`, `no_genesis`, `too_many_subscribers` |
 //!
@@ -37,9 +37,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use blyan_sdk::api::{
-    ApiErrorBody, FallbackView, GovernanceView, Head, Health, NodeView, ParametersActivationView,
-    PluginActivationView, PluginView, PluginsView, ProposalStatus, ProposalView, Receipt,
-    StateSummary, StoredBlob,
+    ApiErrorBody, FallbackView, GovernanceView, Head, Health, HeartbeatHeld, NodeView,
+    ParametersActivationView, PluginActivationView, PluginView, PluginsView, ProposalStatus,
+    ProposalView, Receipt, StateSummary, StoredBlob,
 };
 use blyan_sdk::codec;
 use blyan_sdk::core::RejectionClass;
@@ -144,6 +144,10 @@ fn routes() -> Vec<Route> {
         Route {
             request: Body::Bytes("application/x-protobuf"),
             response: Body::Json(json::<views::Receipt>),
+            also: &[(
+                202,
+                "A heartbeat, held for its liveness window (a HeartbeatHeld, `{window}`): logged when the window closes",
+            )],
             errors: &[
                 (400, "malformed_command, malformed_request"),
                 (401, "bad_signature"),
@@ -157,7 +161,7 @@ fn routes() -> Vec<Route> {
                 ),
                 (
                     409,
-                    "the core's Conflict rejections (wrong_phase, already_committed, delta_copied, ...), idempotency_key_reused, blob_missing",
+                    "the core's Conflict rejections (wrong_phase, already_committed, delta_copied, liveness_window_not_open, ...), idempotency_key_reused, blob_missing, liveness_window_closing",
                 ),
                 (
                     413,
@@ -169,7 +173,7 @@ fn routes() -> Vec<Route> {
                 ),
                 (
                     429,
-                    "heartbeat_too_soon, registration_rate_limited (with Retry-After)",
+                    "heartbeat_too_soon (one a node per liveness window), registration_rate_limited (with Retry-After)",
                 ),
                 (503, "no_genesis, writer_stopped"),
                 (500, "storage_error, internal_error"),
@@ -768,7 +772,10 @@ impl From<SubmitError> for ApiError {
                 RejectionClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 RejectionClass::TooSoon => StatusCode::TOO_MANY_REQUESTS,
             },
-            SubmitError::IdempotencyKeyReused { .. } => StatusCode::CONFLICT,
+            SubmitError::IdempotencyKeyReused { .. } | SubmitError::WindowClosing { .. } => {
+                StatusCode::CONFLICT
+            }
+            SubmitError::HeartbeatTooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
             SubmitError::WriterStopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, error.code(), error.to_string())
@@ -867,6 +874,13 @@ async fn submit_command(
         )
             .into_response());
     }
+    if let Action::Heartbeat { window } = command.action {
+        app.engine
+            .heartbeat(Submission { signed, command })
+            .await
+            .map_err(|error| refuse(error.into()))?;
+        return Ok((StatusCode::ACCEPTED, Json(HeartbeatHeld { window })).into_response());
+    }
     let receipt = app.engine.submit(Submission { signed, command }).await;
     if charged && receipt.is_err() {
         app.registrations.refund(peer.ip(), Instant::now());
@@ -890,7 +904,7 @@ fn blobs_present(app: &AppState, action: &Action) -> Result<(), ApiError> {
             .map(|item| (item.checksum, item.bytes))
             .collect(),
         Action::RegisterNode(_)
-        | Action::Heartbeat
+        | Action::Heartbeat { .. }
         | Action::RecordBurn(_)
         | Action::ProposePlugin(_)
         | Action::ProposeParameters { .. }
@@ -1088,12 +1102,14 @@ fn render_record(checked: &CheckedRecord) -> serde_json::Value {
     })
 }
 
-/// A server input as JSON; a genesis or an expert update input is its event, shown
-/// once there.
+/// A server input as JSON; a genesis, an expert update or a liveness window input is
+/// its event, shown once there.
 fn render_input(input: &ServerInput) -> serde_json::Value {
     let name = input.name();
     match input {
-        ServerInput::Genesis(_) | ServerInput::UpdateExpert(_) => json!({ "type": name }),
+        ServerInput::Genesis(_)
+        | ServerInput::UpdateExpert(_)
+        | ServerInput::CloseLivenessWindow(_) => json!({ "type": name }),
         ServerInput::Checkpoint { merkle_root, .. } => {
             json!({ "type": name, "merkle_root": hex::encode(merkle_root) })
         }
@@ -1187,6 +1203,7 @@ async fn head(State(app): State<AppState>) -> Json<Head> {
         events: published.events(),
         head_hash: hex::encode(published.head_hash),
         state_root: hex::encode(published.state_root()),
+        liveness_window: published.state.registry().liveness().open(),
     })
 }
 
@@ -1226,6 +1243,7 @@ async fn node(
     Ok(Json(NodeView {
         pubkey: key,
         node: node.clone(),
+        last_seen_ms: published.state.registry().last_seen_ms(node),
     }))
 }
 

@@ -66,7 +66,7 @@ fn parameters(config: &DemoConfig) -> Parameters {
         commit_deadline_ms: 60_000,
         reveal_deadline_ms: 60_000,
         validate_deadline_ms: 60_000,
-        heartbeat_interval_min_ms: 1_000,
+        liveness_window_ms: 1_000,
         heartbeat_timeout_ms: 600_000,
         delta_bytes_max: 1 << 20,
         ..Parameters::default()

@@ -7,10 +7,16 @@
 //!
 //! The API holds an [`Engine`], a narrow handle: submit, read the published view,
 //! read records, subscribe. Nothing else of the engine is reachable from outside.
+//!
+//! A heartbeat is the one command that decides no event: the writer holds it, one per
+//! node, for the liveness window it names, and the scheduler closes the window with
+//! all of them as one event and one blob ([`Engine::take_heartbeats`]). Held
+//! heartbeats are in memory only: a crash loses the open window's, and their nodes
+//! send the next one into the same window after the restart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use blyan_plugin_host::defaults;
@@ -20,8 +26,8 @@ use blyan_sdk::core::{Authenticated, Context, Rejection, State, decide, decide_i
 use blyan_sdk::crypto::Keypair;
 use blyan_sdk::merkle::{self, Frontier};
 use blyan_sdk::model::{
-    Cause, Command, Event, Genesis, Hash, LoggedEvent, PluginKind, PluginModule, ServerInput,
-    SignedCommand,
+    Action, Cause, Command, Event, Genesis, Hash, LoggedEvent, PluginKind, PluginModule,
+    ServerInput, SignedCommand,
 };
 use blyan_sdk::record::Record;
 use blyan_sdk::replay::{CheckedRecord, ReplayChecks, ReplayError, Replayer};
@@ -73,6 +79,10 @@ pub enum SubmitError {
     Rejected(#[from] Rejection),
     #[error("idempotency key already used for a different command at seq {seq}")]
     IdempotencyKeyReused { seq: u64 },
+    #[error("a heartbeat of this node is already held for liveness window {window}")]
+    HeartbeatTooSoon { window: u64 },
+    #[error("liveness window {window} is closing; send the heartbeat for the next")]
+    WindowClosing { window: u64 },
     #[error("the writer has stopped after a storage failure; restart the server")]
     WriterStopped,
 }
@@ -83,6 +93,8 @@ impl SubmitError {
         match self {
             SubmitError::Rejected(rejection) => rejection.code(),
             SubmitError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            SubmitError::HeartbeatTooSoon { .. } => "heartbeat_too_soon",
+            SubmitError::WindowClosing { .. } => "liveness_window_closing",
             SubmitError::WriterStopped => "writer_stopped",
         }
     }
@@ -123,8 +135,24 @@ impl Published {
     }
 }
 
+/// The heartbeats held for the open liveness window.
+#[derive(Debug, Default)]
+struct Held {
+    window: u64,
+    /// By registry index: the signed body's hash (the same heartbeat sent again is
+    /// answered as held) and the heartbeat.
+    by_index: BTreeMap<u64, (Hash, SignedCommand)>,
+    /// Log time of the first one held.
+    first_ms: u64,
+    /// The scheduler took them to close the window: later ones are refused until it
+    /// has closed.
+    sealed: bool,
+}
+
 /// Shared between the writer and the handles.
 struct Shared {
+    /// Written by the writer, sealed by the scheduler.
+    held: Mutex<Held>,
     store: Arc<dyn LogStorage>,
     network_id: String,
     published: RwLock<Published>,
@@ -371,6 +399,7 @@ impl Engine {
         let (state, frontier, head_hash) = replayer.into_parts();
         let events = state.events_applied();
         let shared = Arc::new(Shared {
+            held: Mutex::new(Held::default()),
             store,
             network_id: genesis.network_id.clone(),
             published: RwLock::new(Published {
@@ -462,10 +491,55 @@ impl Engine {
     }
 
     /// Queues a command and waits until its events are durable (or it is refused).
+    /// A heartbeat goes through [`Engine::heartbeat`].
     pub async fn submit(&self, submission: Submission) -> Result<Receipt, SubmitError> {
         self.enqueue(Input::Command(submission))
             .await
-            .map(|receipt| receipt.expect("an accepted command decides an event"))
+            .map(|receipt| {
+                receipt.expect("an accepted command other than a heartbeat decides an event")
+            })
+    }
+
+    /// Queues a heartbeat and waits until the writer holds it for its window (or
+    /// refuses it). It is logged when the window closes.
+    pub async fn heartbeat(&self, submission: Submission) -> Result<(), SubmitError> {
+        debug_assert!(matches!(
+            submission.command.action,
+            Action::Heartbeat { .. }
+        ));
+        match self.enqueue(Input::Command(submission)).await? {
+            None => Ok(()),
+            Some(_) => unreachable!("a heartbeat decides no event"),
+        }
+    }
+
+    /// When the open liveness window may close at `now_ms` and heartbeats are held for
+    /// it: the window and its heartbeats, each with its node's registry index, in
+    /// index order. From then on heartbeats for the window are refused
+    /// ([`SubmitError::WindowClosing`]) until the close commits; asked again before
+    /// that, it answers the same. A window is due `liveness_window_ms` after it opened
+    /// (the core's rule) and after its first heartbeat (the server's): one that opened
+    /// idle still gives every node a whole window to heartbeat in.
+    pub fn take_heartbeats(&self, now_ms: u64) -> Option<(u64, Vec<(u64, SignedCommand)>)> {
+        let (open, window_ms, opened_ms) = {
+            let published = self.published();
+            let liveness = published.state.registry().liveness();
+            let window_ms = published.state.governance().parameters().liveness_window_ms;
+            (liveness.open(), window_ms, liveness.opened_ms())
+        };
+        let mut held = self.shared.held.lock().expect("held heartbeats lock");
+        let due_ms = opened_ms.max(held.first_ms).saturating_add(window_ms);
+        if held.window != open || held.by_index.is_empty() || now_ms < due_ms {
+            return None;
+        }
+        held.sealed = true;
+        Some((
+            open,
+            held.by_index
+                .iter()
+                .map(|(index, (_, command))| (*index, command.clone()))
+                .collect(),
+        ))
     }
 
     /// Queues an input of the server's own, decided like a command; the receipt is of
@@ -729,6 +803,17 @@ impl Writer {
                         time_ms,
                         head: self.head_hash,
                     };
+                    // A window closes at the log time of the batch that logs it.
+                    let stamped;
+                    let input = match input {
+                        ServerInput::CloseLivenessWindow(window) => {
+                            let mut window = window.clone();
+                            window.closed_ms = time_ms;
+                            stamped = ServerInput::CloseLivenessWindow(window);
+                            &stamped
+                        }
+                        input => input,
+                    };
                     outcomes.push(match decide_input(&self.state, input, &context) {
                         Ok(decided) if decided.is_empty() => Outcome::Done(Ok(None)),
                         Ok(decided) => {
@@ -774,6 +859,14 @@ impl Writer {
                 head: self.head_hash,
             };
             match decide(&self.state, &authenticated, &context) {
+                Ok(decided) if decided.is_empty() => {
+                    let Action::Heartbeat { window } = submission.command.action else {
+                        unreachable!("only a heartbeat decides no event")
+                    };
+                    outcomes.push(Outcome::Done(
+                        self.hold(submission, window, body_hash, time_ms),
+                    ));
+                }
                 Ok(decided) => {
                     let first = append.records.len();
                     let cause = Cause::Command(submission.signed.clone());
@@ -828,6 +921,45 @@ impl Writer {
             let _ = reply.send(answer);
         }
         Ok(())
+    }
+
+    /// Holds a heartbeat the core accepted for `window`, the open one: once per node,
+    /// answering the same heartbeat sent again as held.
+    fn hold(
+        &self,
+        submission: &Submission,
+        window: u64,
+        body_hash: Hash,
+        time_ms: u64,
+    ) -> Result<Option<Receipt>, SubmitError> {
+        let index = self
+            .state
+            .node(&submission.signed.signer)
+            .expect("the core accepts heartbeats of registered nodes")
+            .index;
+        let mut held = self.shared.held.lock().expect("held heartbeats lock");
+        if held.window != window {
+            // The window before has closed: what it held is logged.
+            *held = Held {
+                window,
+                ..Held::default()
+            };
+        }
+        if held.sealed {
+            return Err(SubmitError::WindowClosing { window });
+        }
+        match held.by_index.get(&index) {
+            Some((hash, _)) if *hash == body_hash => Ok(None),
+            Some(_) => Err(SubmitError::HeartbeatTooSoon { window }),
+            None => {
+                if held.by_index.is_empty() {
+                    held.first_ms = time_ms;
+                }
+                held.by_index
+                    .insert(index, (body_hash, submission.signed.clone()));
+                Ok(None)
+            }
+        }
     }
 
     /// After a synced batch that holds a checkpoint, once the interval has passed since

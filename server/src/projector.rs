@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use blyan_sdk::client::{Client, ClientError, RetryPolicy};
 use blyan_sdk::codec::decode_logged_event;
+use blyan_sdk::core::registry::is_live;
 use blyan_sdk::core::rounds::delta_committee;
 use blyan_sdk::crypto::PublicKey;
 use blyan_sdk::model::{Event, Genesis, Hash, Parameters, Phase, RoundPins};
@@ -33,11 +34,18 @@ use tokio_postgres::{NoTls, Statement, Transaction};
 
 /// The schema's migrations, in order. A migration is applied once, in one transaction
 /// with its row in `schema_migrations`; a database newer than the last is refused.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "learning_state",
-    include_str!("projector/migrations/0001_learning_state.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "learning_state",
+        include_str!("projector/migrations/0001_learning_state.sql"),
+    ),
+    (
+        2,
+        "liveness_windows",
+        include_str!("projector/migrations/0002_liveness_windows.sql"),
+    ),
+];
 
 /// The advisory lock one projector holds on its database ("blyan" in ASCII).
 const LOCK_KEY: i64 = 0x0062_6c79_616e;
@@ -547,8 +555,8 @@ impl EventTx<'_, '_> {
                 let vram = i64::from(capabilities.vram_mib);
                 self.execute(
                     "INSERT INTO nodes (pubkey, gpu_model, vram_mib, endpoint, registered_seq,
-                         registered_ms, last_heartbeat_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                         registered_ms, last_heartbeat_ms, registry_index)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, (SELECT count(*) FROM nodes))",
                     &[
                         &&node.0[..],
                         &capabilities.gpu_model,
@@ -576,6 +584,43 @@ impl EventTx<'_, '_> {
                     &[&&node.0[..], &time_ms],
                 )
                 .await
+            }
+            Event::LivenessWindowClosed(window) => {
+                let indexes: Vec<i64> = (0..window.live.len() as u64 * 8)
+                    .filter(|index| is_live(&window.live, *index))
+                    .map(|index| self.int(index))
+                    .collect::<Result<_, _>>()?;
+                let closed_ms = self.int(window.closed_ms)?;
+                let number = self.int(window.window)?;
+                let nodes = indexes.len() as i64;
+                let updated = self
+                    .execute(
+                        "UPDATE nodes SET last_heartbeat_ms = $2, heartbeats = heartbeats + 1
+                         WHERE registry_index = ANY($1)",
+                        &[&indexes, &closed_ms],
+                    )
+                    .await?;
+                if updated != indexes.len() as u64 {
+                    return Err(self.inconsistent(format!(
+                        "liveness window {} names {} nodes, {updated} are registered",
+                        window.window,
+                        indexes.len()
+                    )));
+                }
+                self.execute(
+                    "INSERT INTO liveness_windows (seq, number, closed_ms, nodes, heartbeats_root, blob)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &seq,
+                        &number,
+                        &closed_ms,
+                        &nodes,
+                        &&window.heartbeats_root[..],
+                        &&window.blob[..],
+                    ],
+                )
+                .await
+                .map(drop)
             }
             Event::BurnRecorded { burn, time_ms } => {
                 let time_ms = self.int(*time_ms)?;

@@ -2,8 +2,10 @@
 //! the core what the log is owed ([`State::due`](blyan_sdk::core::State::due)) and
 //! submits it through the writer's queue: a round that can open, a tick for the
 //! earliest deadline that passed, the policy calls that rounds await (each on a
-//! blocking worker), and the merges that finalized rounds owe ([`learning::merge`]). Deadlines that passed while the server was down are due at once,
-//! earliest first. The core decides every one of them, so a late or repeated
+//! blocking worker), the merges that finalized rounds owe ([`learning::merge`]), and
+//! the close of the open liveness window once it is due and holds heartbeats (its
+//! blob stored first, then the event). Deadlines that passed while the server was
+//! down are due at once, earliest first. The core decides every one of them, so a late or repeated
 //! submission is refused, never applied twice.
 
 use std::sync::Arc;
@@ -11,12 +13,32 @@ use std::time::Duration;
 
 use blyan_plugin_host::Host;
 use blyan_sdk::core::rounds::{self, Due};
+use blyan_sdk::liveness;
 use blyan_sdk::model::ServerInput;
 
 use crate::blobs::BlobStore;
 use crate::engine::{Engine, SubmitError};
 use crate::learning::{self, MergeError};
 use crate::policy::{self, CallError};
+
+/// Closes the open liveness window if it is due and holds heartbeats: stores their
+/// blob, then logs the window. A blob that can't be stored leaves the window open for
+/// the next pass.
+async fn close_window(engine: &Engine, blobs: &BlobStore, now: u64) -> Result<bool, SubmitError> {
+    let Some((window, heartbeats)) = engine.take_heartbeats(now) else {
+        return Ok(false);
+    };
+    // The writer stamps the close with its log time.
+    let (sealed, blob) = liveness::seal(window, 0, &heartbeats);
+    if let Err(error) = blobs.put_bytes(blob).await {
+        tracing::error!(window, %error, "a liveness window's blob could not be stored");
+        return Ok(false);
+    }
+    engine
+        .submit_input(ServerInput::CloseLivenessWindow(sealed))
+        .await
+        .map(|receipt| receipt.is_some())
+}
 
 /// Runs until the writer stops.
 pub async fn run(engine: Engine, host: Arc<Host>, blobs: Arc<BlobStore>, clock_ms: fn() -> u64) {
@@ -30,7 +52,14 @@ pub async fn run(engine: Engine, host: Arc<Host>, blobs: Arc<BlobStore>, clock_m
                 rounds::next_deadline(published.state.rounds()),
             )
         };
-        let mut progressed = false;
+        let mut progressed = match close_window(&engine, &blobs, now).await {
+            Ok(closed) => closed,
+            Err(SubmitError::WriterStopped) => return,
+            Err(error) => {
+                tracing::debug!(%error, "a liveness window's close was refused");
+                false
+            }
+        };
         for due in due {
             let submitted = match due {
                 Due::Open(round) => engine

@@ -439,7 +439,7 @@ async fn the_idempotency_index_is_rebuilt_from_the_log_after_deletion() {
         &network,
         &Command {
             idempotency_key: vec![7],
-            action: Action::Heartbeat,
+            action: Action::Heartbeat { window: 0 },
         },
     );
     let error = server.client().submit_once(&reuse).await.unwrap_err();

@@ -134,7 +134,11 @@ async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
     .await;
 
     // The same idempotency key reused for a different command.
-    let reused = codec::sign_command(&node, &network, &command("reg-1", Action::Heartbeat));
+    let reused = codec::sign_command(
+        &node,
+        &network,
+        &command("reg-1", Action::Heartbeat { window: 0 }),
+    );
     expect_refused(
         &server,
         codec::encode_signed_command(&reused),
@@ -165,7 +169,7 @@ async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
     let stranger = codec::sign_command(
         &Keypair::generate(),
         &network,
-        &command("hb-1", Action::Heartbeat),
+        &command("hb-1", Action::Heartbeat { window: 0 }),
     );
     expect_refused(
         &server,
@@ -175,8 +179,49 @@ async fn bad_inputs_are_refused_with_their_code_and_change_nothing() {
     )
     .await;
 
-    // And the retry of the accepted command returns the identical answer, adding nothing.
+    // A heartbeat is held for the window it names, once per node, and logs nothing
+    // until the window closes (the dev genesis's windows are long).
     let before = head(&server.url).await;
+    let beat = codec::sign_command(
+        &node,
+        &network,
+        &command("hb-2", Action::Heartbeat { window: 0 }),
+    );
+    let held = serde_json::json!({ "window": 0 });
+    assert_eq!(post(&server.url, &beat).await, (202, held.clone()));
+    assert_eq!(
+        post(&server.url, &beat).await,
+        (202, held),
+        "the same one again"
+    );
+    let second = codec::sign_command(
+        &node,
+        &network,
+        &command("hb-3", Action::Heartbeat { window: 0 }),
+    );
+    expect_refused(
+        &server,
+        codec::encode_signed_command(&second),
+        429,
+        "heartbeat_too_soon",
+    )
+    .await;
+    // One signed for a window that is not open: a replay of an old one, or a guess.
+    let other = codec::sign_command(
+        &node,
+        &network,
+        &command("hb-4", Action::Heartbeat { window: 1 }),
+    );
+    expect_refused(
+        &server,
+        codec::encode_signed_command(&other),
+        409,
+        "liveness_window_not_open",
+    )
+    .await;
+    assert_eq!(head(&server.url).await, before);
+
+    // And the retry of the accepted command returns the identical answer, adding nothing.
     assert_eq!(post(&server.url, &registration).await, (200, first));
     assert_eq!(head(&server.url).await, before);
 }

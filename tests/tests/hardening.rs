@@ -534,8 +534,8 @@ async fn websocket_subscribers_are_capped_and_bounded() {
     }
 }
 
-/// Sybil bounds at admission: a node may claim only the model's experts, and a
-/// heartbeat within the minimum interval is refused (429) and logs nothing.
+/// Sybil bounds at admission: a node may claim only the model's experts, and a second
+/// heartbeat in one liveness window is refused (429); neither logs anything.
 #[tokio::test]
 async fn nodes_claim_only_the_models_experts_and_heartbeat_no_faster_than_allowed() {
     use blyan_e2e::{expect_refused, head};
@@ -581,9 +581,16 @@ async fn nodes_claim_only_the_models_experts_and_heartbeat_no_faster_than_allowe
     .await;
     assert_eq!(status, 200, "{receipt}");
     let before = head(&server.url).await;
+    let window = before["liveness_window"].as_u64().unwrap();
+    let (status, held) =
+        blyan_e2e::post_raw(&server.url, signed("h1", Action::Heartbeat { window })).await;
+    assert_eq!(
+        (status, held),
+        (202, serde_json::json!({ "window": window }))
+    );
     expect_refused(
         &server,
-        signed("h1", Action::Heartbeat),
+        signed("h2", Action::Heartbeat { window }),
         429,
         "heartbeat_too_soon",
     )

@@ -463,6 +463,7 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
     let nodes = db
         .query(
             "SELECT pubkey, gpu_model, vram_mib, endpoint, registered_seq, last_heartbeat_ms,
+                 registry_index,
                  (SELECT array_agg(expert ORDER BY expert) FROM node_experts e
                       WHERE e.node = n.pubkey) AS experts
              FROM nodes n",
@@ -492,11 +493,30 @@ async fn the_tables_agree_with_the_ledgers_views_after_real_rounds_and_follow_it
             row.get::<_, i64>("registered_seq") as u64,
             view.node.registered_seq
         );
+        // The nodes heartbeat into liveness windows; the table keeps the newest that
+        // named each, as the ledger does while it is recent.
         assert_eq!(
             row.get::<_, i64>("last_heartbeat_ms") as u64,
-            view.node.last_heartbeat_ms
+            view.last_seen_ms
         );
+        assert_eq!(row.get::<_, i64>("registry_index") as u64, view.node.index);
     }
+
+    // Every closed liveness window, and each node's count of them.
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM liveness_windows),
+                    (SELECT count(*) FROM events WHERE kind = 'liveness_window_closed'),
+                    (SELECT coalesce(sum(nodes), 0)::bigint FROM liveness_windows),
+                    (SELECT coalesce(sum(heartbeats), 0)::bigint FROM nodes)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let windows: i64 = row.get(0);
+    assert!(windows > 0, "the nodes heartbeat into windows");
+    assert_eq!(windows, row.get::<_, i64>(1));
+    assert_eq!(row.get::<_, i64>(2), row.get::<_, i64>(3));
 
     // The burns ledger.
     let state = client.state().await.unwrap();

@@ -230,13 +230,25 @@ async fn a_python_node_beside_rust_nodes_is_measured_paid_and_verifies_its_recei
         .args(["--trainer", "light", "--rounds", &ROUNDS.to_string()])
         .arg("--receipts")
         .arg(&receipts);
+    let ran = Instant::now();
     let node = output_within(node, Duration::from_secs(300));
+    let ran = ran.elapsed();
     let stdout = String::from_utf8_lossy(&node.stdout).into_owned();
     assert!(
         node.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&node.stderr)
     );
+    // Every heartbeat it sent (one each 5 s, into the window open then) was held.
+    let stderr = String::from_utf8_lossy(&node.stderr);
+    assert!(!stderr.contains("heartbeat:"), "{stderr}");
+    let view = client.node(&key.public()).await.unwrap();
+    if ran > Duration::from_secs(7) {
+        assert!(
+            view.last_seen_ms > view.node.registered_ms,
+            "a window logged its heartbeat: {view:?}"
+        );
+    }
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())

@@ -38,7 +38,7 @@ fn parameters() -> Parameters {
         commit_deadline_ms: 30_000,
         reveal_deadline_ms: 30_000,
         validate_deadline_ms: 30_000,
-        heartbeat_interval_min_ms: 1_000,
+        liveness_window_ms: 1_000,
         heartbeat_timeout_ms: 600_000,
         delta_bytes_max: 4_096,
         ..Parameters::default()
@@ -1887,4 +1887,101 @@ async fn every_documented_route_answers_with_its_documented_schema() {
         }
     }
     assert!(checked >= 20, "{checked} JSON answers checked");
+}
+
+/// Liveness through the real binary: heartbeats are held, one per node, for the window
+/// they name, and logged as one event when it closes, with their blob stored; the
+/// event's bitmap makes exactly those nodes live, a heartbeat of the closed window is
+/// refused from then on, and `blyan replay --check-heartbeats` checks the blob against
+/// the event.
+#[tokio::test]
+async fn heartbeats_close_into_one_window_event_whose_blob_an_auditor_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::start(dir.path(), parameters()).await;
+    let client = network.client();
+    let nodes: Vec<Keypair> = (0..3).map(|_| Keypair::generate()).collect();
+    for (index, node) in nodes.iter().enumerate() {
+        network
+            .submit(
+                node,
+                &format!("register-{index}"),
+                Action::RegisterNode(capabilities()),
+            )
+            .await;
+    }
+    let head = client.head().await.unwrap();
+    assert_eq!(head.liveness_window, 0);
+    // Nodes 0 and 2 heartbeat; node 1 does not.
+    let beats: Vec<_> = [0, 2]
+        .iter()
+        .map(|index| {
+            let command = Command {
+                idempotency_key: format!("beat-{index}").into_bytes(),
+                action: Action::Heartbeat { window: 0 },
+            };
+            codec::sign_command(&nodes[*index], &network.network_id, &command)
+        })
+        .collect();
+    for beat in &beats {
+        assert_eq!(client.heartbeat(beat).await.unwrap().window, 0);
+    }
+    // The window closes a window's length after its first heartbeat.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (window, seq) = loop {
+        let records = client.events(head.events, 100).await.unwrap();
+        let closed = records.iter().find_map(|record| {
+            match codec::decode_logged_event(&record.body).unwrap().event {
+                Event::LivenessWindowClosed(window) => Some((window, record.seq)),
+                _ => None,
+            }
+        });
+        if let Some(closed) = closed {
+            break closed;
+        }
+        assert!(Instant::now() < deadline, "the window never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(window.window, 0);
+    assert_eq!(
+        window.live,
+        vec![0b101],
+        "nodes 0 and 2, by registration order"
+    );
+    let blob = client.blob(&window.blob).await.unwrap();
+    assert_eq!(*blake3::hash(&blob).as_bytes(), window.blob);
+    assert_eq!(client.head().await.unwrap().liveness_window, 1);
+    assert_eq!(
+        client.head().await.unwrap().events,
+        seq + 1,
+        "one event for the window"
+    );
+    for (index, node) in nodes.iter().enumerate() {
+        let view = client.node(&node.public()).await.unwrap();
+        let expected = if index == 1 {
+            view.node.registered_ms
+        } else {
+            window.closed_ms
+        };
+        assert_eq!(view.last_seen_ms, expected, "node {index}");
+    }
+    // A heartbeat of the closed window, sent again, is refused and logs nothing.
+    let replayed = client.heartbeat(&beats[0]).await.unwrap_err();
+    assert_eq!(replayed.code(), Some("liveness_window_not_open"));
+    assert_eq!(client.head().await.unwrap().events, seq + 1);
+
+    let (ok, stdout, stderr) = run_binary(
+        "blyan",
+        &[
+            "--server",
+            &network.server.url,
+            "--json",
+            "replay",
+            "--check-heartbeats",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["agrees"], true, "{report}");
+    assert_eq!(report["liveness_windows_checked"], 1, "{report}");
+    assert_eq!(report["heartbeats_checked"], 2, "{report}");
 }

@@ -597,7 +597,7 @@ pub(crate) fn parameters_into(hasher: &mut RootHasher, parameters: &Parameters) 
     hasher.u64(u64::from(parameters.reward_share_bps));
     hasher.u64(parameters.max_score);
     hasher.u64(u64::from(parameters.model_experts));
-    hasher.u64(parameters.heartbeat_interval_min_ms);
+    hasher.u64(parameters.liveness_window_ms);
     hasher.u64(u64::from(parameters.nodes_per_round_min));
     hasher.u64(u64::from(parameters.validators_per_round));
     hasher.u64(u64::from(parameters.validators_per_delta));

@@ -200,11 +200,7 @@ pub fn decide(
             governance.parameters(),
             context,
         )?,
-        Action::Heartbeat => {
-            state
-                .registry
-                .decide_heartbeat(signer, governance.parameters(), context)?
-        }
+        Action::Heartbeat { window } => state.registry.decide_heartbeat(signer, *window)?,
         Action::RecordBurn(burn) => state.burns.decide_record(genesis, signer, burn, context)?,
         Action::ProposePlugin(proposal) => {
             governance::decide_propose_plugin(governance, genesis, signer, proposal)?
@@ -295,6 +291,12 @@ pub fn decide_input(
             genesis_applied()?;
             experts::decide_update(&state.experts, &state.rounds, world.model, update)?
         }
+        ServerInput::CloseLivenessWindow(window) => {
+            genesis_applied()?;
+            state
+                .registry
+                .decide_close_window(window, state.governance.parameters(), context)?
+        }
     })
 }
 
@@ -337,6 +339,24 @@ impl State {
             }
             Event::HeartbeatRecorded { node, .. } if !self.registry.nodes.contains_key(node) => {
                 Err(format!("node {node} is not registered"))
+            }
+            Event::LivenessWindowClosed(window) => {
+                let liveness = &self.registry.liveness;
+                if window.window != liveness.open {
+                    Err(format!(
+                        "liveness window {} closes while window {} is open",
+                        window.window, liveness.open
+                    ))
+                } else if window.closed_ms < liveness.opened_ms {
+                    Err(format!(
+                        "liveness window {} closes before it opened",
+                        window.window
+                    ))
+                } else {
+                    self.registry
+                        .check_bitmap(&window.live)
+                        .map_err(|(field, reason)| format!("{field}: {reason}"))
+                }
             }
             Event::BurnRecorded { burn, .. } => {
                 if self.burns.entries.contains_key(&burn.chain_tx_id) {
@@ -523,6 +543,9 @@ impl State {
             Event::HeartbeatRecorded { node, time_ms } => {
                 self.registry.apply_heartbeat(node, *time_ms)
             }
+            Event::LivenessWindowClosed(window) => self
+                .registry
+                .apply_window_closed(window, self.governance.parameters()),
             Event::BurnRecorded { burn, time_ms } => self.burns.apply_recorded(burn, *time_ms, seq),
             Event::CheckpointCreated(checkpoint) => {
                 assert_eq!(
@@ -698,6 +721,11 @@ impl State {
         &self.registry.nodes
     }
 
+    /// The registry, with the liveness windows.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn burn(&self, chain_tx_id: &str) -> Option<&BurnEntry> {
         self.burns.entries.get(chain_tx_id)
     }
@@ -851,6 +879,7 @@ impl State {
             }
         }
         hasher.bytes(&self.registry.nodes.checksum());
+        self.registry.liveness.hash_into(&mut hasher);
         hasher.bytes(&self.burns.entries.checksum());
         hasher.u128(self.burns.total);
         match &self.checkpoint_last {
@@ -900,7 +929,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::crypto::Keypair;
-    use crate::model::{Burn, Capabilities, Parameters};
+    use crate::model::{Burn, Capabilities, LivenessWindow, Parameters};
 
     fn oracle() -> Keypair {
         Keypair::from_secret([2; 32])
@@ -916,7 +945,7 @@ pub(crate) mod tests {
             curator_keys: Vec::new(),
             parameters: Parameters {
                 checkpoint_interval_events: 3,
-                heartbeat_interval_min_ms: 1_000,
+                liveness_window_ms: 1_000,
                 ..Parameters::default()
             },
             plugins: Vec::new(),
@@ -1062,51 +1091,182 @@ pub(crate) mod tests {
     fn heartbeat_from_unknown_node_then_rejected() {
         let node = Keypair::from_secret([9; 32]);
         assert_eq!(
-            when(&given(&[genesis()]), &node, Action::Heartbeat),
+            when(&given(&[genesis()]), &node, Action::Heartbeat { window: 0 }),
             Err(Rejection::Registry(RegistryRejection::NodeNotRegistered(
                 node.public()
             )))
         );
     }
 
-    #[test]
-    fn heartbeat_then_last_seen_advances() {
-        let node = Keypair::from_secret([9; 32]);
-        let registered = Event::NodeRegistered {
-            node: node.public(),
+    fn registered(seed: u8, time_ms: u64) -> Event {
+        Event::NodeRegistered {
+            node: Keypair::from_secret([seed; 32]).public(),
             capabilities: capabilities(),
-            time_ms: 1,
-        };
-        let state = given(&[genesis(), registered.clone()]);
-        let events = when(&state, &node, Action::Heartbeat).unwrap();
-        let after = given(&[genesis(), registered, events[0].clone()]);
-        assert_eq!(after.node(&node.public()).unwrap().last_heartbeat_ms, 5_000);
+            time_ms,
+        }
+    }
+
+    /// `decide_input` on `input` at log time `time_ms`.
+    fn when_input(
+        state: &State,
+        input: ServerInput,
+        time_ms: u64,
+    ) -> Result<Vec<Event>, Rejection> {
+        decide_input(
+            state,
+            &input,
+            &Context {
+                time_ms,
+                head: [0; 32],
+            },
+        )
+    }
+
+    fn window(window: u64, closed_ms: u64, live: Vec<u8>) -> LivenessWindow {
+        LivenessWindow {
+            window,
+            closed_ms,
+            live,
+            heartbeats_root: [7; 32],
+            blob: [8; 32],
+        }
     }
 
     #[test]
-    fn heartbeat_within_the_minimum_interval_then_too_soon() {
+    fn heartbeat_decides_no_event_and_only_for_the_open_window() {
         let node = Keypair::from_secret([9; 32]);
-        let registered = Event::NodeRegistered {
-            node: node.public(),
-            capabilities: capabilities(),
-            time_ms: 4_500,
-        };
-        let state = given(&[genesis(), registered]);
+        let state = given(&[genesis(), registered(9, 1)]);
         assert_eq!(
-            when(&state, &node, Action::Heartbeat),
-            Err(Rejection::Registry(RegistryRejection::HeartbeatTooSoon {
-                since_ms: 500,
-                interval_min_ms: 1_000
+            when(&state, &node, Action::Heartbeat { window: 0 }),
+            Ok(Vec::new())
+        );
+        let closed = given(&[
+            genesis(),
+            registered(9, 1),
+            Event::LivenessWindowClosed(window(0, 2_000, vec![1])),
+        ]);
+        // A heartbeat signed for a closed window can't be sent again.
+        let refused = when(&closed, &node, Action::Heartbeat { window: 0 });
+        assert_eq!(
+            refused,
+            Err(Rejection::Registry(RegistryRejection::WindowNotOpen {
+                window: 0,
+                open: 1
             }))
         );
+        assert_eq!(refused.unwrap_err().class(), RejectionClass::Conflict);
         assert_eq!(
-            Rejection::Registry(RegistryRejection::HeartbeatTooSoon {
-                since_ms: 500,
-                interval_min_ms: 1_000
-            })
-            .class(),
-            RejectionClass::TooSoon
+            when(&closed, &node, Action::Heartbeat { window: 1 }),
+            Ok(Vec::new())
         );
+    }
+
+    #[test]
+    fn a_window_closes_in_order_once_due_with_a_bitmap_of_registered_nodes() {
+        let state = given(&[genesis(), registered(9, 1), registered(10, 2)]);
+        let close = |live: Vec<u8>, number: u64, at: u64| {
+            when_input(
+                &state,
+                ServerInput::CloseLivenessWindow(window(number, at, live)),
+                at,
+            )
+        };
+        let live = vec![0b11];
+        assert_eq!(
+            close(live.clone(), 0, 1_000),
+            Ok(vec![Event::LivenessWindowClosed(window(
+                0,
+                1_000,
+                live.clone()
+            ))])
+        );
+        // Before the shortest window has passed, or a window other than the open one.
+        assert_eq!(
+            close(live.clone(), 0, 999),
+            Err(Rejection::Registry(RegistryRejection::WindowNotOver {
+                window: 0,
+                opened_ms: 0,
+                due_ms: 1_000
+            }))
+        );
+        assert!(matches!(
+            close(live.clone(), 1, 1_000),
+            Err(Rejection::Registry(RegistryRejection::WindowNotOpen { .. }))
+        ));
+        // A close stamped with another time than the log's.
+        assert!(matches!(
+            when_input(
+                &state,
+                ServerInput::CloseLivenessWindow(window(0, 1_500, live.clone())),
+                1_600
+            ),
+            Err(Rejection::Registry(RegistryRejection::InvalidField {
+                field: "closed_ms",
+                ..
+            }))
+        ));
+        // Empty, padded, or naming a third node of two.
+        for bad in [vec![], vec![0b01, 0], vec![0b100]] {
+            assert!(
+                matches!(
+                    close(bad.clone(), 0, 1_000),
+                    Err(Rejection::Registry(RegistryRejection::InvalidField {
+                        field: "live",
+                        ..
+                    }))
+                ),
+                "{bad:?}"
+            );
+            assert!(
+                state
+                    .check(&Event::LivenessWindowClosed(window(0, 1_000, bad)))
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn a_window_keeps_its_nodes_live_for_the_timeout_and_the_root_covers_it() {
+        // The genesis's timeout is the default, 60 s; node 10 registered at 1 ms,
+        // node 9 at 2 ms, and only node 10 (bit 0) heartbeats.
+        let base = [genesis(), registered(10, 1), registered(9, 2)];
+        let before = given(&base);
+        let closed = Event::LivenessWindowClosed(window(0, 50_000, vec![0b01]));
+        let after = given(&[base[0].clone(), base[1].clone(), base[2].clone(), closed]);
+        assert_ne!(before.root(), after.root());
+        let seen = |state: &State, seed: u8| {
+            let node = state
+                .node(&Keypair::from_secret([seed; 32]).public())
+                .unwrap();
+            state.registry().last_seen_ms(node)
+        };
+        assert_eq!(seen(&after, 10), 50_000);
+        assert_eq!(seen(&after, 9), 2);
+        assert_eq!(after.registry().liveness().open(), 1);
+        assert_eq!(after.registry().liveness().opened_ms(), 50_000);
+        // A window closed past the timeout drops the first one from the state.
+        let mut later = after.clone();
+        later.apply(&Event::LivenessWindowClosed(window(1, 200_000, vec![0b10])));
+        assert_eq!(later.registry().liveness().recent().len(), 1);
+        assert_eq!(seen(&later, 10), 1);
+        assert_eq!(seen(&later, 9), 200_000);
+    }
+
+    #[test]
+    fn a_heartbeat_logged_one_by_one_still_applies() {
+        // Logs written before liveness windows hold one event per heartbeat.
+        let node = Keypair::from_secret([9; 32]).public();
+        let state = given(&[
+            genesis(),
+            registered(9, 1),
+            Event::HeartbeatRecorded {
+                node,
+                time_ms: 5_000,
+            },
+        ]);
+        let entry = state.node(&node).unwrap();
+        assert_eq!(entry.last_heartbeat_ms, 5_000);
+        assert_eq!(state.registry().last_seen_ms(entry), 5_000);
     }
 
     #[test]

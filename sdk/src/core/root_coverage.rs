@@ -15,14 +15,14 @@ use super::experts::{ExpertVersion, Experts};
 use super::governance::{Activation, Governance, Proposal, StoredPlugin, Subject};
 use super::hashed::{HashedMap, RootHash};
 use super::pools::{Pool, Pools};
-use super::registry::{Node, Registry};
+use super::registry::{Liveness, Node, Registry};
 use super::rounds::{Commit, Progress, Revealed, Round, Rounds, Submission};
 use super::validators::{Validator, Validators};
 use crate::crypto::PublicKey;
 use crate::model::{
-    Capabilities, Checkpoint, Genesis, ModelSpec, Parameters, Payout, Phase, PinnedPlugin,
-    PluginFallback, PluginKind, PluginModule, PoolItem, RoundOutcome, RoundPins, RoundPlan, Shard,
-    ValidatorOutcome,
+    Capabilities, Checkpoint, Genesis, LivenessWindow, ModelSpec, Parameters, Payout, Phase,
+    PinnedPlugin, PluginFallback, PluginKind, PluginModule, PoolItem, RoundOutcome, RoundPins,
+    RoundPlan, Shard, ValidatorOutcome,
 };
 
 fn key(byte: u8) -> PublicKey {
@@ -75,8 +75,20 @@ fn base() -> State {
                     registered_seq: 1,
                     registered_ms: 10,
                     last_heartbeat_ms: 20,
+                    index: 0,
                 },
             )]),
+            liveness: Liveness {
+                open: 4,
+                opened_ms: 40,
+                recent: vec![LivenessWindow {
+                    window: 3,
+                    closed_ms: 40,
+                    live: vec![1],
+                    heartbeats_root: [5; 32],
+                    blob: [6; 32],
+                }],
+            },
         },
         burns: Burns {
             entries: HashedMap::from_iter([(
@@ -311,7 +323,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
         reward_share_bps,
         max_score,
         model_experts,
-        heartbeat_interval_min_ms,
+        liveness_window_ms,
         nodes_per_round_min,
         validators_per_round,
         validators_per_delta,
@@ -330,7 +342,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
         6 => *reward_share_bps = reward_share_bps.wrapping_add(by as u32 | 1),
         7 => *max_score = max_score.wrapping_add(by),
         8 => *model_experts = model_experts.wrapping_add(by as u32 | 1),
-        9 => *heartbeat_interval_min_ms = heartbeat_interval_min_ms.wrapping_add(by),
+        9 => *liveness_window_ms = liveness_window_ms.wrapping_add(by),
         10 => *nodes_per_round_min = nodes_per_round_min.wrapping_add(by as u32 | 1),
         11 => *validators_per_round = validators_per_round.wrapping_add(by as u32 | 1),
         12 => *validators_per_delta = validators_per_delta.wrapping_add(by as u32 | 1),
@@ -346,7 +358,7 @@ fn mutate_parameters(parameters: &mut Parameters, field: usize, by: u64) -> Opti
 const PARAMETERS: usize = 17;
 
 /// The fields `every_field` changes one by one before the parameter sets.
-const FIELDS: usize = 138;
+const FIELDS: usize = 146;
 
 /// Takes the first entry out of `map`, which must have one.
 fn pop_first<K: Ord + Clone + RootHash, V: Clone + RootHash>(map: &mut HashedMap<K, V>) -> (K, V) {
@@ -367,7 +379,16 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
     let byte = by as u8 | 1;
     let State {
         genesis,
-        registry: Registry { nodes },
+        registry:
+            Registry {
+                nodes,
+                liveness:
+                    Liveness {
+                        open: liveness_open,
+                        opened_ms: liveness_opened_ms,
+                        recent: liveness_recent,
+                    },
+            },
         burns: Burns { entries, total },
         checkpoint_last,
         governance:
@@ -450,7 +471,15 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         registered_seq,
         registered_ms,
         last_heartbeat_ms,
+        index: node_index,
     } = &mut node;
+    let LivenessWindow {
+        window: recent_window,
+        closed_ms: recent_closed_ms,
+        live: recent_live,
+        heartbeats_root: recent_root,
+        blob: recent_blob,
+    } = liveness_recent.first_mut().expect("the base has a window");
     let (mut tx, mut entry) = pop_first(entries);
     let BurnEntry {
         burner,
@@ -611,6 +640,22 @@ fn every_field(state: &mut State, field: usize, by: u64) -> Option<()> {
         *registered_ms += by;
     } else if next() {
         *last_heartbeat_ms += by;
+    } else if next() {
+        *node_index += by;
+    } else if next() {
+        *liveness_open += by;
+    } else if next() {
+        *liveness_opened_ms += by;
+    } else if next() {
+        *recent_window += by;
+    } else if next() {
+        *recent_closed_ms += by;
+    } else if next() {
+        recent_live.push(byte);
+    } else if next() {
+        recent_root[0] ^= byte;
+    } else if next() {
+        recent_blob[0] ^= byte;
     } else if next() {
         tx.push('x');
     } else if next() {

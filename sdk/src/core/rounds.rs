@@ -567,7 +567,9 @@ pub(super) fn readiness(
     let experts = parameters.model_experts;
     let mut eligible: Vec<Vec<PublicKey>> = vec![Vec::new(); experts as usize];
     for (key, node) in world.registry.nodes.iter() {
-        if time_ms.saturating_sub(node.last_heartbeat_ms) > parameters.heartbeat_timeout_ms {
+        if time_ms.saturating_sub(world.registry.last_seen_ms(node))
+            > parameters.heartbeat_timeout_ms
+        {
             continue;
         }
         for expert in &node.capabilities.experts {

@@ -28,7 +28,7 @@ class ApiError(Exception):
 
     @property
     def retryable(self) -> bool:
-        # A heartbeat too soon stays too soon for its whole interval; the caller
+        # A heartbeat too soon stays too soon for its whole window; the caller
         # decides when to send the next, as the Rust SDK does.
         return self.status >= 500 or (
             self.status == 429
@@ -87,7 +87,8 @@ class Client:
         return self.get_json("/v1/head")
 
     def submit(self, signed: bytes) -> dict:
-        """Posts an encoded ``SignedCommand``: ``{"seq", "event_hash"}``."""
+        """Posts an encoded ``SignedCommand``: ``{"seq", "event_hash"}``, or
+        ``{"window"}`` for a heartbeat, which is logged when its window closes."""
         return json.loads(
             self._request(
                 "POST", "/v1/commands", signed, **{"Content-Type": "application/x-protobuf"}

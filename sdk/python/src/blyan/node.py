@@ -191,9 +191,22 @@ class Node:
         return self.submit(b"register", command)
 
     def heartbeat(self) -> dict:
-        command = command_pb2.Command()
-        command.heartbeat.SetInParent()
-        return self.submit(os.urandom(16), command)
+        """Heartbeats in the liveness window open now: ``{"window"}``, held by the
+        server until the window closes. A window that closes between reading it and
+        sending is followed by the next one, a few times."""
+        for attempt in range(4):
+            command = command_pb2.Command()
+            command.heartbeat.window = self.client.head()["liveness_window"]
+            try:
+                return self.submit(os.urandom(16), command)
+            except ApiError as error:
+                if attempt == 3 or error.code not in (
+                    "liveness_window_not_open",
+                    "liveness_window_closing",
+                ):
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
 
     def _item(self, view: dict) -> Item:
         data = self.client.blob(unhex(view["checksum"], 32))

@@ -26,7 +26,7 @@ from blyan.v1 import plugin_pb2 as blyan_dot_v1_dot_plugin__pb2
 from blyan.v1 import types_pb2 as blyan_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62lyan/v1/command.proto\x12\x08\x62lyan.v1\x1a\x15\x62lyan/v1/plugin.proto\x1a\x14\x62lyan/v1/types.proto\"\xde\x04\n\x07\x43ommand\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\x0c\x12/\n\rregister_node\x18\n \x01(\x0b\x32\x16.blyan.v1.RegisterNodeH\x00\x12(\n\theartbeat\x18\x0b \x01(\x0b\x32\x13.blyan.v1.HeartbeatH\x00\x12+\n\x0brecord_burn\x18\x0c \x01(\x0b\x32\x14.blyan.v1.RecordBurnH\x00\x12\x31\n\x0epropose_plugin\x18\r \x01(\x0b\x32\x17.blyan.v1.ProposePluginH\x00\x12\x39\n\x12propose_parameters\x18\x0e \x01(\x0b\x32\x1b.blyan.v1.ProposeParametersH\x00\x12\x35\n\x10\x61pprove_proposal\x18\x0f \x01(\x0b\x32\x19.blyan.v1.ApproveProposalH\x00\x12/\n\rregister_pool\x18\x10 \x01(\x0b\x32\x16.blyan.v1.RegisterPoolH\x00\x12-\n\x0c\x63ommit_delta\x18\x11 \x01(\x0b\x32\x15.blyan.v1.CommitDeltaH\x00\x12-\n\x0creveal_delta\x18\x12 \x01(\x0b\x32\x15.blyan.v1.RevealDeltaH\x00\x12;\n\x13submit_measurements\x18\x13 \x01(\x0b\x32\x1c.blyan.v1.SubmitMeasurementsH\x00\x12\x37\n\x11propose_validator\x18\x14 \x01(\x0b\x32\x1a.blyan.v1.ProposeValidatorH\x00\x42\x08\n\x06\x61\x63tion\"@\n\x0cRegisterNode\x12\x30\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x1a.blyan.v1.NodeCapabilities\"\x0b\n\tHeartbeat\"Q\n\nRecordBurn\x12\x13\n\x0b\x63hain_tx_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62urner\x18\x02 \x01(\t\x12\x1e\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x0e.blyan.v1.U128\"[\n\rProposePlugin\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.blyan.v1.PluginKind\x12\x0c\n\x04wasm\x18\x02 \x01(\x0c\x12\x18\n\x10\x61\x63tivation_round\x18\x03 \x01(\x04\"W\n\x11ProposeParameters\x12(\n\nparameters\x18\x01 \x01(\x0b\x32\x14.blyan.v1.Parameters\x12\x18\n\x10\x61\x63tivation_round\x18\x02 \x01(\x04\"=\n\x0f\x41pproveProposal\x12\x13\n\x0bproposal_id\x18\x01 \x01(\x04\x12\x15\n\rproposal_hash\x18\x02 \x01(\x0c\"?\n\x0cRegisterPool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.blyan.v1.PoolItem\"0\n\x0b\x43ommitDelta\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\ncommitment\x18\x02 \x01(\x0c\"S\n\x0bRevealDelta\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\ndelta_hash\x18\x02 \x01(\x0c\x12\x0c\n\x04salt\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64\x65lta_bytes\x18\x04 \x01(\x04\"3\n\x12SubmitMeasurements\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0e\n\x06values\x18\x02 \x03(\x12\"N\n\x10ProposeValidator\x12\x11\n\tvalidator\x18\x01 \x01(\x0c\x12\r\n\x05\x61\x64mit\x18\x02 \x01(\x08\x12\x18\n\x10\x61\x63tivation_round\x18\x03 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62lyan/v1/command.proto\x12\x08\x62lyan.v1\x1a\x15\x62lyan/v1/plugin.proto\x1a\x14\x62lyan/v1/types.proto\"\xde\x04\n\x07\x43ommand\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\x0c\x12/\n\rregister_node\x18\n \x01(\x0b\x32\x16.blyan.v1.RegisterNodeH\x00\x12(\n\theartbeat\x18\x0b \x01(\x0b\x32\x13.blyan.v1.HeartbeatH\x00\x12+\n\x0brecord_burn\x18\x0c \x01(\x0b\x32\x14.blyan.v1.RecordBurnH\x00\x12\x31\n\x0epropose_plugin\x18\r \x01(\x0b\x32\x17.blyan.v1.ProposePluginH\x00\x12\x39\n\x12propose_parameters\x18\x0e \x01(\x0b\x32\x1b.blyan.v1.ProposeParametersH\x00\x12\x35\n\x10\x61pprove_proposal\x18\x0f \x01(\x0b\x32\x19.blyan.v1.ApproveProposalH\x00\x12/\n\rregister_pool\x18\x10 \x01(\x0b\x32\x16.blyan.v1.RegisterPoolH\x00\x12-\n\x0c\x63ommit_delta\x18\x11 \x01(\x0b\x32\x15.blyan.v1.CommitDeltaH\x00\x12-\n\x0creveal_delta\x18\x12 \x01(\x0b\x32\x15.blyan.v1.RevealDeltaH\x00\x12;\n\x13submit_measurements\x18\x13 \x01(\x0b\x32\x1c.blyan.v1.SubmitMeasurementsH\x00\x12\x37\n\x11propose_validator\x18\x14 \x01(\x0b\x32\x1a.blyan.v1.ProposeValidatorH\x00\x42\x08\n\x06\x61\x63tion\"@\n\x0cRegisterNode\x12\x30\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x1a.blyan.v1.NodeCapabilities\"\x1b\n\tHeartbeat\x12\x0e\n\x06window\x18\x01 \x01(\x04\"Q\n\nRecordBurn\x12\x13\n\x0b\x63hain_tx_id\x18\x01 \x01(\t\x12\x0e\n\x06\x62urner\x18\x02 \x01(\t\x12\x1e\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x0e.blyan.v1.U128\"[\n\rProposePlugin\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.blyan.v1.PluginKind\x12\x0c\n\x04wasm\x18\x02 \x01(\x0c\x12\x18\n\x10\x61\x63tivation_round\x18\x03 \x01(\x04\"W\n\x11ProposeParameters\x12(\n\nparameters\x18\x01 \x01(\x0b\x32\x14.blyan.v1.Parameters\x12\x18\n\x10\x61\x63tivation_round\x18\x02 \x01(\x04\"=\n\x0f\x41pproveProposal\x12\x13\n\x0bproposal_id\x18\x01 \x01(\x04\x12\x15\n\rproposal_hash\x18\x02 \x01(\x0c\"?\n\x0cRegisterPool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.blyan.v1.PoolItem\"0\n\x0b\x43ommitDelta\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\ncommitment\x18\x02 \x01(\x0c\"S\n\x0bRevealDelta\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x12\n\ndelta_hash\x18\x02 \x01(\x0c\x12\x0c\n\x04salt\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64\x65lta_bytes\x18\x04 \x01(\x04\"3\n\x12SubmitMeasurements\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0e\n\x06values\x18\x02 \x03(\x12\"N\n\x10ProposeValidator\x12\x11\n\tvalidator\x18\x01 \x01(\x0c\x12\r\n\x05\x61\x64mit\x18\x02 \x01(\x08\x12\x18\n\x10\x61\x63tivation_round\x18\x03 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERNODE']._serialized_start=690
   _globals['_REGISTERNODE']._serialized_end=754
   _globals['_HEARTBEAT']._serialized_start=756
-  _globals['_HEARTBEAT']._serialized_end=767
-  _globals['_RECORDBURN']._serialized_start=769
-  _globals['_RECORDBURN']._serialized_end=850
-  _globals['_PROPOSEPLUGIN']._serialized_start=852
-  _globals['_PROPOSEPLUGIN']._serialized_end=943
-  _globals['_PROPOSEPARAMETERS']._serialized_start=945
-  _globals['_PROPOSEPARAMETERS']._serialized_end=1032
-  _globals['_APPROVEPROPOSAL']._serialized_start=1034
-  _globals['_APPROVEPROPOSAL']._serialized_end=1095
-  _globals['_REGISTERPOOL']._serialized_start=1097
-  _globals['_REGISTERPOOL']._serialized_end=1160
-  _globals['_COMMITDELTA']._serialized_start=1162
-  _globals['_COMMITDELTA']._serialized_end=1210
-  _globals['_REVEALDELTA']._serialized_start=1212
-  _globals['_REVEALDELTA']._serialized_end=1295
-  _globals['_SUBMITMEASUREMENTS']._serialized_start=1297
-  _globals['_SUBMITMEASUREMENTS']._serialized_end=1348
-  _globals['_PROPOSEVALIDATOR']._serialized_start=1350
-  _globals['_PROPOSEVALIDATOR']._serialized_end=1428
+  _globals['_HEARTBEAT']._serialized_end=783
+  _globals['_RECORDBURN']._serialized_start=785
+  _globals['_RECORDBURN']._serialized_end=866
+  _globals['_PROPOSEPLUGIN']._serialized_start=868
+  _globals['_PROPOSEPLUGIN']._serialized_end=959
+  _globals['_PROPOSEPARAMETERS']._serialized_start=961
+  _globals['_PROPOSEPARAMETERS']._serialized_end=1048
+  _globals['_APPROVEPROPOSAL']._serialized_start=1050
+  _globals['_APPROVEPROPOSAL']._serialized_end=1111
+  _globals['_REGISTERPOOL']._serialized_start=1113
+  _globals['_REGISTERPOOL']._serialized_end=1176
+  _globals['_COMMITDELTA']._serialized_start=1178
+  _globals['_COMMITDELTA']._serialized_end=1226
+  _globals['_REVEALDELTA']._serialized_start=1228
+  _globals['_REVEALDELTA']._serialized_end=1311
+  _globals['_SUBMITMEASUREMENTS']._serialized_start=1313
+  _globals['_SUBMITMEASUREMENTS']._serialized_end=1364
+  _globals['_PROPOSEVALIDATOR']._serialized_start=1366
+  _globals['_PROPOSEVALIDATOR']._serialized_end=1444
 # @@protoc_insertion_point(module_scope)

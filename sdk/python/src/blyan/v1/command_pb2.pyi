@@ -43,8 +43,10 @@ class RegisterNode(_message.Message):
     def __init__(self, capabilities: _Optional[_Union[_types_pb2.NodeCapabilities, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("window",)
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    def __init__(self, window: _Optional[int] = ...) -> None: ...
 
 class RecordBurn(_message.Message):
     __slots__ = ("chain_tx_id", "burner", "amount")

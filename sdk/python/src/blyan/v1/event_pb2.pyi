@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("cause", "server_input", "genesis_created", "node_registered", "heartbeat_recorded", "burn_recorded", "checkpoint_created", "plugin_proposed", "parameters_proposed", "proposal_approved", "plugin_activated", "parameters_activated", "round_opened", "plugin_fallback", "pool_registered", "validator_proposed", "validator_changed", "assignments_made", "delta_committed", "delta_revealed", "phase_started", "measurements_submitted", "scores_recorded", "round_finalized", "round_aborted", "expert_updated")
+    __slots__ = ("cause", "server_input", "genesis_created", "node_registered", "heartbeat_recorded", "burn_recorded", "checkpoint_created", "plugin_proposed", "parameters_proposed", "proposal_approved", "plugin_activated", "parameters_activated", "round_opened", "plugin_fallback", "pool_registered", "validator_proposed", "validator_changed", "assignments_made", "delta_committed", "delta_revealed", "phase_started", "measurements_submitted", "scores_recorded", "round_finalized", "round_aborted", "expert_updated", "liveness_window_closed")
     CAUSE_FIELD_NUMBER: _ClassVar[int]
     SERVER_INPUT_FIELD_NUMBER: _ClassVar[int]
     GENESIS_CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class Event(_message.Message):
     ROUND_FINALIZED_FIELD_NUMBER: _ClassVar[int]
     ROUND_ABORTED_FIELD_NUMBER: _ClassVar[int]
     EXPERT_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_WINDOW_CLOSED_FIELD_NUMBER: _ClassVar[int]
     cause: _envelope_pb2.SignedCommand
     server_input: ServerInput
     genesis_created: GenesisCreatedV1
@@ -63,29 +64,36 @@ class Event(_message.Message):
     round_finalized: RoundFinalizedV1
     round_aborted: RoundAbortedV1
     expert_updated: ExpertUpdatedV1
-    def __init__(self, cause: _Optional[_Union[_envelope_pb2.SignedCommand, _Mapping]] = ..., server_input: _Optional[_Union[ServerInput, _Mapping]] = ..., genesis_created: _Optional[_Union[GenesisCreatedV1, _Mapping]] = ..., node_registered: _Optional[_Union[NodeRegisteredV1, _Mapping]] = ..., heartbeat_recorded: _Optional[_Union[HeartbeatRecordedV1, _Mapping]] = ..., burn_recorded: _Optional[_Union[BurnRecordedV1, _Mapping]] = ..., checkpoint_created: _Optional[_Union[CheckpointCreatedV1, _Mapping]] = ..., plugin_proposed: _Optional[_Union[PluginProposedV1, _Mapping]] = ..., parameters_proposed: _Optional[_Union[ParametersProposedV1, _Mapping]] = ..., proposal_approved: _Optional[_Union[ProposalApprovedV1, _Mapping]] = ..., plugin_activated: _Optional[_Union[PluginActivatedV1, _Mapping]] = ..., parameters_activated: _Optional[_Union[ParametersActivatedV1, _Mapping]] = ..., round_opened: _Optional[_Union[RoundOpenedV1, _Mapping]] = ..., plugin_fallback: _Optional[_Union[PluginFallbackV1, _Mapping]] = ..., pool_registered: _Optional[_Union[PoolRegisteredV1, _Mapping]] = ..., validator_proposed: _Optional[_Union[ValidatorProposedV1, _Mapping]] = ..., validator_changed: _Optional[_Union[ValidatorChangedV1, _Mapping]] = ..., assignments_made: _Optional[_Union[AssignmentsMadeV1, _Mapping]] = ..., delta_committed: _Optional[_Union[DeltaCommittedV1, _Mapping]] = ..., delta_revealed: _Optional[_Union[DeltaRevealedV1, _Mapping]] = ..., phase_started: _Optional[_Union[PhaseStartedV1, _Mapping]] = ..., measurements_submitted: _Optional[_Union[MeasurementsSubmittedV1, _Mapping]] = ..., scores_recorded: _Optional[_Union[ScoresRecordedV1, _Mapping]] = ..., round_finalized: _Optional[_Union[RoundFinalizedV1, _Mapping]] = ..., round_aborted: _Optional[_Union[RoundAbortedV1, _Mapping]] = ..., expert_updated: _Optional[_Union[ExpertUpdatedV1, _Mapping]] = ...) -> None: ...
+    liveness_window_closed: LivenessWindowClosedV1
+    def __init__(self, cause: _Optional[_Union[_envelope_pb2.SignedCommand, _Mapping]] = ..., server_input: _Optional[_Union[ServerInput, _Mapping]] = ..., genesis_created: _Optional[_Union[GenesisCreatedV1, _Mapping]] = ..., node_registered: _Optional[_Union[NodeRegisteredV1, _Mapping]] = ..., heartbeat_recorded: _Optional[_Union[HeartbeatRecordedV1, _Mapping]] = ..., burn_recorded: _Optional[_Union[BurnRecordedV1, _Mapping]] = ..., checkpoint_created: _Optional[_Union[CheckpointCreatedV1, _Mapping]] = ..., plugin_proposed: _Optional[_Union[PluginProposedV1, _Mapping]] = ..., parameters_proposed: _Optional[_Union[ParametersProposedV1, _Mapping]] = ..., proposal_approved: _Optional[_Union[ProposalApprovedV1, _Mapping]] = ..., plugin_activated: _Optional[_Union[PluginActivatedV1, _Mapping]] = ..., parameters_activated: _Optional[_Union[ParametersActivatedV1, _Mapping]] = ..., round_opened: _Optional[_Union[RoundOpenedV1, _Mapping]] = ..., plugin_fallback: _Optional[_Union[PluginFallbackV1, _Mapping]] = ..., pool_registered: _Optional[_Union[PoolRegisteredV1, _Mapping]] = ..., validator_proposed: _Optional[_Union[ValidatorProposedV1, _Mapping]] = ..., validator_changed: _Optional[_Union[ValidatorChangedV1, _Mapping]] = ..., assignments_made: _Optional[_Union[AssignmentsMadeV1, _Mapping]] = ..., delta_committed: _Optional[_Union[DeltaCommittedV1, _Mapping]] = ..., delta_revealed: _Optional[_Union[DeltaRevealedV1, _Mapping]] = ..., phase_started: _Optional[_Union[PhaseStartedV1, _Mapping]] = ..., measurements_submitted: _Optional[_Union[MeasurementsSubmittedV1, _Mapping]] = ..., scores_recorded: _Optional[_Union[ScoresRecordedV1, _Mapping]] = ..., round_finalized: _Optional[_Union[RoundFinalizedV1, _Mapping]] = ..., round_aborted: _Optional[_Union[RoundAbortedV1, _Mapping]] = ..., expert_updated: _Optional[_Union[ExpertUpdatedV1, _Mapping]] = ..., liveness_window_closed: _Optional[_Union[LivenessWindowClosedV1, _Mapping]] = ...) -> None: ...
 
 class ServerInput(_message.Message):
-    __slots__ = ("genesis", "checkpoint", "tick", "open_round", "policy_result", "expert_update")
+    __slots__ = ("genesis", "checkpoint", "tick", "open_round", "policy_result", "expert_update", "liveness_window")
     GENESIS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     TICK_FIELD_NUMBER: _ClassVar[int]
     OPEN_ROUND_FIELD_NUMBER: _ClassVar[int]
     POLICY_RESULT_FIELD_NUMBER: _ClassVar[int]
     EXPERT_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_WINDOW_FIELD_NUMBER: _ClassVar[int]
     genesis: GenesisInput
     checkpoint: CheckpointInput
     tick: TickInput
     open_round: OpenRoundInput
     policy_result: PolicyResultInput
     expert_update: ExpertUpdateInput
-    def __init__(self, genesis: _Optional[_Union[GenesisInput, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointInput, _Mapping]] = ..., tick: _Optional[_Union[TickInput, _Mapping]] = ..., open_round: _Optional[_Union[OpenRoundInput, _Mapping]] = ..., policy_result: _Optional[_Union[PolicyResultInput, _Mapping]] = ..., expert_update: _Optional[_Union[ExpertUpdateInput, _Mapping]] = ...) -> None: ...
+    liveness_window: LivenessWindowInput
+    def __init__(self, genesis: _Optional[_Union[GenesisInput, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointInput, _Mapping]] = ..., tick: _Optional[_Union[TickInput, _Mapping]] = ..., open_round: _Optional[_Union[OpenRoundInput, _Mapping]] = ..., policy_result: _Optional[_Union[PolicyResultInput, _Mapping]] = ..., expert_update: _Optional[_Union[ExpertUpdateInput, _Mapping]] = ..., liveness_window: _Optional[_Union[LivenessWindowInput, _Mapping]] = ...) -> None: ...
 
 class GenesisInput(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ExpertUpdateInput(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LivenessWindowInput(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
@@ -516,3 +524,25 @@ class ExpertUpdatedV1(_message.Message):
     parent_held_out_loss: int
     held_out_loss: int
     def __init__(self, round: _Optional[int] = ..., expert: _Optional[int] = ..., version: _Optional[int] = ..., parent_hash: _Optional[bytes] = ..., weights_hash: _Optional[bytes] = ..., weights_bytes: _Optional[int] = ..., merged: _Optional[bytes] = ..., parent_held_out_loss: _Optional[int] = ..., held_out_loss: _Optional[int] = ...) -> None: ...
+
+class LivenessWindowClosedV1(_message.Message):
+    __slots__ = ("window", "closed_ms", "live", "heartbeats_root", "blob")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_MS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_ROOT_FIELD_NUMBER: _ClassVar[int]
+    BLOB_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    closed_ms: int
+    live: bytes
+    heartbeats_root: bytes
+    blob: bytes
+    def __init__(self, window: _Optional[int] = ..., closed_ms: _Optional[int] = ..., live: _Optional[bytes] = ..., heartbeats_root: _Optional[bytes] = ..., blob: _Optional[bytes] = ...) -> None: ...
+
+class HeartbeatWindowV1(_message.Message):
+    __slots__ = ("window", "heartbeats")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    window: int
+    heartbeats: _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedCommand]
+    def __init__(self, window: _Optional[int] = ..., heartbeats: _Optional[_Iterable[_Union[_envelope_pb2.SignedCommand, _Mapping]]] = ...) -> None: ...

@@ -49,7 +49,7 @@ class NodeCapabilities(_message.Message):
     def __init__(self, gpu_model: _Optional[str] = ..., vram_mib: _Optional[int] = ..., experts: _Optional[_Iterable[int]] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class Parameters(_message.Message):
-    __slots__ = ("heartbeat_timeout_ms", "round_burn_threshold", "checkpoint_interval_events", "validator_quorum", "commit_deadline_ms", "reveal_deadline_ms", "reward_share_bps", "max_score", "model_experts", "heartbeat_interval_min_ms", "nodes_per_round_min", "validators_per_round", "validators_per_delta", "scored_deltas_min", "validator_reward_bps", "validate_deadline_ms", "delta_bytes_max")
+    __slots__ = ("heartbeat_timeout_ms", "round_burn_threshold", "checkpoint_interval_events", "validator_quorum", "commit_deadline_ms", "reveal_deadline_ms", "reward_share_bps", "max_score", "model_experts", "liveness_window_ms", "nodes_per_round_min", "validators_per_round", "validators_per_delta", "scored_deltas_min", "validator_reward_bps", "validate_deadline_ms", "delta_bytes_max")
     HEARTBEAT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     ROUND_BURN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_INTERVAL_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -59,7 +59,7 @@ class Parameters(_message.Message):
     REWARD_SHARE_BPS_FIELD_NUMBER: _ClassVar[int]
     MAX_SCORE_FIELD_NUMBER: _ClassVar[int]
     MODEL_EXPERTS_FIELD_NUMBER: _ClassVar[int]
-    HEARTBEAT_INTERVAL_MIN_MS_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
     NODES_PER_ROUND_MIN_FIELD_NUMBER: _ClassVar[int]
     VALIDATORS_PER_ROUND_FIELD_NUMBER: _ClassVar[int]
     VALIDATORS_PER_DELTA_FIELD_NUMBER: _ClassVar[int]
@@ -76,7 +76,7 @@ class Parameters(_message.Message):
     reward_share_bps: int
     max_score: int
     model_experts: int
-    heartbeat_interval_min_ms: int
+    liveness_window_ms: int
     nodes_per_round_min: int
     validators_per_round: int
     validators_per_delta: int
@@ -84,7 +84,7 @@ class Parameters(_message.Message):
     validator_reward_bps: int
     validate_deadline_ms: int
     delta_bytes_max: int
-    def __init__(self, heartbeat_timeout_ms: _Optional[int] = ..., round_burn_threshold: _Optional[_Union[U128, _Mapping]] = ..., checkpoint_interval_events: _Optional[int] = ..., validator_quorum: _Optional[int] = ..., commit_deadline_ms: _Optional[int] = ..., reveal_deadline_ms: _Optional[int] = ..., reward_share_bps: _Optional[int] = ..., max_score: _Optional[int] = ..., model_experts: _Optional[int] = ..., heartbeat_interval_min_ms: _Optional[int] = ..., nodes_per_round_min: _Optional[int] = ..., validators_per_round: _Optional[int] = ..., validators_per_delta: _Optional[int] = ..., scored_deltas_min: _Optional[int] = ..., validator_reward_bps: _Optional[int] = ..., validate_deadline_ms: _Optional[int] = ..., delta_bytes_max: _Optional[int] = ...) -> None: ...
+    def __init__(self, heartbeat_timeout_ms: _Optional[int] = ..., round_burn_threshold: _Optional[_Union[U128, _Mapping]] = ..., checkpoint_interval_events: _Optional[int] = ..., validator_quorum: _Optional[int] = ..., commit_deadline_ms: _Optional[int] = ..., reveal_deadline_ms: _Optional[int] = ..., reward_share_bps: _Optional[int] = ..., max_score: _Optional[int] = ..., model_experts: _Optional[int] = ..., liveness_window_ms: _Optional[int] = ..., nodes_per_round_min: _Optional[int] = ..., validators_per_round: _Optional[int] = ..., validators_per_delta: _Optional[int] = ..., scored_deltas_min: _Optional[int] = ..., validator_reward_bps: _Optional[int] = ..., validate_deadline_ms: _Optional[int] = ..., delta_bytes_max: _Optional[int] = ...) -> None: ...
 
 class PoolItem(_message.Message):
     __slots__ = ("bytes", "checksum", "held_out")
